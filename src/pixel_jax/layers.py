@@ -1,0 +1,19 @@
+"""The public layer API, for use inside any Flax model.
+
+  from pixel_jax import layers
+  h = layers.RowLSTM(hidden=32, num_groups=3)(x)        # x: [B, H, W, F]
+  h = layers.DiagonalBiLSTM(hidden=32, num_groups=3)(x)
+"""
+
+from pixel_jax.models.causal import shift_down, skew, unskew
+from pixel_jax.models.diagonal_bilstm import DiagonalBiLSTM
+from pixel_jax.models.layers import MaskedConv2D, OutputHead, lstm_cell, scale_input
+from pixel_jax.models.masks import channel_groups, conv_mask
+from pixel_jax.models.network import AutoregressiveNetwork
+from pixel_jax.models.pixelcnn import ConvBlock
+from pixel_jax.models.pixelrnn import RecurrentBlock
+from pixel_jax.models.row_lstm import RowLSTM
+
+__all__ = ['AutoregressiveNetwork', 'ConvBlock', 'DiagonalBiLSTM', 'MaskedConv2D',
+           'OutputHead', 'RecurrentBlock', 'RowLSTM', 'channel_groups', 'conv_mask',
+           'lstm_cell', 'scale_input', 'shift_down', 'skew', 'unskew']

@@ -1,0 +1,89 @@
+"""Diagonal BiLSTM layer (SPEC.md section 4): skew, a scan over diagonals, unskew.
+
+Both directions run in ONE scan: the right-to-left direction is the same layer applied to
+the mirrored image with its own weights, stacked on a leading direction axis, so a layer
+costs W + H - 1 sequential steps rather than twice that.
+"""
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from pixel_jax.models import causal
+from pixel_jax.models import layers
+
+
+def diagonal_state_to_state(kernel_Dx2hx4h: jnp.ndarray, h_prev_DxBxHxh: jnp.ndarray
+                            ) -> jnp.ndarray:
+  """Unmasked 2-tap convolution along the height of the previous skewed column.
+
+  Skewed (r, t) reads h at (r-1, t-1) and (r, t-1): the pixel above and the pixel to the
+  left of (r, t - r). ONE ZERO ROW IS PADDED ON TOP (shift_down); 'SAME' padding of an
+  even kernel would pad at the bottom and read the pixel below, a future pixel.
+  """
+  above = causal.shift_down(h_prev_DxBxHxh, axis=2)
+  neighbours = jnp.concatenate([above, h_prev_DxBxHxh], axis=-1)
+  return jnp.einsum('dbhk,dkf->dbhf', neighbours.astype(kernel_Dx2hx4h.dtype), kernel_Dx2hx4h)
+
+
+def diagonal_step(kernel_Dx2hx4h: jnp.ndarray, carry: tuple[jnp.ndarray, jnp.ndarray],
+                  gates_is_DxBxHx4h: jnp.ndarray):
+  """One skewed column (one diagonal per direction) of the recurrence."""
+  h_prev, c_prev = carry
+  gates = gates_is_DxBxHx4h.astype(jnp.float32) + diagonal_state_to_state(
+      kernel_Dx2hx4h, h_prev)
+  h, c = layers.lstm_cell(gates, c_prev)
+  return (h, c), h
+
+
+def combine_directions(h_fwd_BxHxWxh: jnp.ndarray, h_bwd_mirrored_BxHxWxh: jnp.ndarray
+                       ) -> jnp.ndarray:
+  """Adds the right-to-left output, mirrored back and SHIFTED DOWN ONE ROW, to the forward.
+
+  The right-to-left state at (r, c) has read row r from column c to the right end,
+  including the future; moved to (r + 1, c) it only holds rows <= r, all in the past.
+  """
+  h_bwd = jnp.flip(h_bwd_mirrored_BxHxWxh, axis=2)
+  return h_fwd_BxHxWxh + causal.shift_down(h_bwd, axis=1)
+
+
+class DiagonalBiLSTM(nn.Module):
+  """Diagonal BiLSTM: [B, H, W, F] -> [B, H, W, hidden].
+
+  Input-to-state: a 1x1 mask-B convolution per direction (it commutes with the skew).
+  `cond_BxHxWxD`, when given, adds an unmasked 1x1 convolution of it to each direction's
+  input-to-state pre-activations (Multi-Scale PixelRNN).
+  """
+  hidden: int
+  num_groups: int = 1
+  dtype: Any = jnp.float32
+
+  def input_to_state(self, x_BxHxWxF, cond_BxHxWxD=None):
+    """Pre-activations of both directions, the second mirrored: [2, B, H, W, 4h]."""
+    per_direction = []
+    for name in ('fwd', 'bwd'):
+      gates = layers.MaskedConv2D(4 * self.hidden, (1, 1), 'B', self.num_groups,
+                                  out_blocks=4, dtype=self.dtype,
+                                  name=f'input_to_state_{name}')(x_BxHxWxF)
+      if cond_BxHxWxD is not None:
+        gates = gates + nn.Dense(4 * self.hidden, dtype=self.dtype,
+                                 name=f'cond_to_state_{name}')(cond_BxHxWxD)
+      per_direction.append(gates)
+    return jnp.stack([per_direction[0], jnp.flip(per_direction[1], axis=2)])
+
+  @nn.compact
+  def __call__(self, x_BxHxWxF: jnp.ndarray,
+               cond_BxHxWxD: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+    width = x_BxHxWxF.shape[2]
+    gates_is = self.input_to_state(x_BxHxWxF, cond_BxHxWxD)
+    kernel = self.param('state_to_state', nn.initializers.lecun_normal(batch_axis=(0,)),
+                        (2, 2 * self.hidden, 4 * self.hidden)).astype(self.dtype)
+    skewed = causal.skew(gates_is)  # [2, B, H, L, 4h], L = W + H - 1.
+    carry = layers.initial_state(self, skewed[:, :, :, 0, :self.hidden], self.hidden,
+                                 leading=(2,))
+    step = lambda carry, g: diagonal_step(kernel, carry, g)
+    _, h_Lx2xBxHxh = jax.lax.scan(step, carry, jnp.moveaxis(skewed, 3, 0))
+    h = causal.unskew(jnp.moveaxis(h_Lx2xBxHxh, 0, 3), width)  # [2, B, H, W, h]
+    return combine_directions(h[0], h[1])

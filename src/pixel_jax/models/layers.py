@@ -1,0 +1,129 @@
+"""Building blocks shared by every network: masked convolution, LSTM cell, output head."""
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from pixel_jax.models import masks
+
+Dtype = Any
+
+
+class MaskedConv2D(nn.Module):
+  """A 2-D convolution whose kernel is multiplied by a causal mask (see masks.conv_mask).
+
+  Attributes:
+    features: output channels.
+    kernel_size: (kh, kw), odd; (1, 1) is computed as a matrix product.
+    mask_type: 'A' (first layer) or 'B' (all later layers).
+    num_groups: colour groups (number of image channels).
+    in_blocks / out_blocks: stacked, equally grouped channel blocks (4 for fused gates).
+    dtype: compute dtype; parameters stay float32.
+  """
+  features: int
+  kernel_size: tuple[int, int] = (1, 1)
+  mask_type: str = 'B'
+  num_groups: int = 1
+  in_blocks: int = 1
+  out_blocks: int = 1
+  use_bias: bool = True
+  dtype: Dtype = jnp.float32
+  kernel_init: Callable = nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x_BxHxWxF: jnp.ndarray) -> jnp.ndarray:
+    in_features = x_BxHxWxF.shape[-1]
+    kh, kw = self.kernel_size
+    mask = masks.conv_mask(self.kernel_size, in_features, self.features, self.mask_type,
+                           self.num_groups, self.in_blocks, self.out_blocks)
+    kernel = self.param('kernel', self.kernel_init, (kh, kw, in_features, self.features))
+    kernel = (kernel * mask).astype(self.dtype)
+    x = x_BxHxWxF.astype(self.dtype)
+    if (kh, kw) == (1, 1):
+      y = jnp.einsum('...f,fo->...o', x, kernel[0, 0])
+    else:
+      y = jax.lax.conv_general_dilated(
+          x, kernel, window_strides=(1, 1),
+          padding=((kh // 2, kh // 2), (kw // 2, kw // 2)),
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+    return y
+
+
+def lstm_cell(gates_Nx4h: jnp.ndarray, c_prev_Nxh: jnp.ndarray
+              ) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """The LSTM update of SPEC.md section 3 from summed pre-activations [o, f, i, g].
+
+  o, f, i use a sigmoid and the content g a tanh; computed in float32 for stability.
+  Returns (h, c).
+  """
+  o, f, i, g = jnp.split(gates_Nx4h.astype(jnp.float32), 4, axis=-1)
+  c = jax.nn.sigmoid(f) * c_prev_Nxh + jax.nn.sigmoid(i) * jnp.tanh(g)
+  h = jax.nn.sigmoid(o) * jnp.tanh(c)
+  return h, c
+
+
+def initial_state(module: nn.Module, like_Nxh: jnp.ndarray, hidden: int,
+                  leading: tuple[int, ...] = ()) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Learned initial (h, c): one vector per hidden unit, broadcast to `like_Nxh`'s shape.
+
+  The carry is built from the input (zeros_like), not from a constant shape, so the scan
+  works under explicit meshes and shard_map (STYLE.md). `leading` adds parameter axes
+  (one initial state per direction for the Diagonal BiLSTM).
+  """
+  h0 = module.param('initial_h', nn.initializers.zeros, leading + (hidden,))
+  c0 = module.param('initial_c', nn.initializers.zeros, leading + (hidden,))
+  zeros = jnp.zeros_like(like_Nxh, dtype=jnp.float32)
+  expand = (slice(None),) * len(leading) + (None,) * (like_Nxh.ndim - len(leading) - 1)
+  return zeros + h0[expand], zeros + c0[expand]
+
+
+class OutputHead(nn.Module):
+  """ReLU -> 1x1 mask B -> ReLU -> 1x1 mask B to the logits (SPEC.md section 5).
+
+  Returns float32 logits [B, H, W, C, num_levels]. For binary data (num_levels == 2) the
+  last layer emits one Bernoulli logit l per sub-pixel and the categorical logits are
+  [0, l], so log_softmax gives exactly log sigmoid(-l), log sigmoid(l).
+  """
+  num_channels: int
+  num_levels: int
+  hidden_channels: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxHxWxF: jnp.ndarray) -> jnp.ndarray:
+    k_out = 1 if self.num_levels == 2 else self.num_levels
+    x = nn.relu(x_BxHxWxF)
+    x = MaskedConv2D(self.hidden_channels, num_groups=self.num_channels, dtype=self.dtype,
+                     name='hidden')(x)
+    x = nn.relu(x)
+    x = MaskedConv2D(self.num_channels * k_out, num_groups=self.num_channels,
+                     dtype=self.dtype, name='logits')(x)
+    logits = x.astype(jnp.float32).reshape(*x.shape[:-1], self.num_channels, k_out)
+    if self.num_levels == 2:
+      logits = jnp.concatenate([jnp.zeros_like(logits), logits], axis=-1)
+    return logits
+
+
+def scale_input(images_BxHxWxC: jnp.ndarray, num_levels: int) -> jnp.ndarray:
+  """Maps integer levels {0..K-1} affinely onto [-1, 1] (SPEC.md section 5, OPEN: this map).
+
+  The sampler feeds its partial images through this same function, so training and
+  sampling see identical inputs.
+  """
+  return images_BxHxWxC.astype(jnp.float32) * (2.0 / (num_levels - 1)) - 1.0
+
+
+def check_images(images: jnp.ndarray, image_size: int, num_channels: int) -> None:
+  """Raises one clear error when `images` do not match the model's configuration."""
+  if images.ndim != 4:
+    raise ValueError(f'Expected images [B, H, W, C], got shape {tuple(images.shape)}.')
+  _, h, w, c = images.shape
+  if (h, w) != (image_size, image_size):
+    raise ValueError(f'Images are {h}x{w} but config.data.image_size is {image_size}.')
+  if c != num_channels:
+    raise ValueError(f'Images have {c} channels but config.data.num_channels is {num_channels}.')
+
