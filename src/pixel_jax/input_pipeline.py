@@ -195,7 +195,9 @@ def _source_for_split(config: ml_collections.ConfigDict, source: _Source, split:
                      't10k-labels-idx1-ubyte[.gz]) to evaluate on the real MNIST test set.')
   logging.info("Split 'test' of %s is read from the MNIST IDX files in %s.", FALLBACK,
                config.data.idx_dir)
-  return _bundled_source(config, 'mnist_idx')
+  # Keep fallback_from: the binarization must match the fallback's train split.
+  return dataclasses.replace(_bundled_source(config, 'mnist_idx'),
+                             fallback_from=source.fallback_from)
 
 
 def _read_images(source: _Source, split: str) -> np.ndarray:
@@ -222,7 +224,11 @@ def _read_images(source: _Source, split: str) -> np.ndarray:
     raise ValueError(f'Split {split!r} of {source.name} is empty.')
   chunks = []
   for start in range(0, num, _READ_CHUNK):
-    examples = ds.__getitems__(list(range(start, min(start + _READ_CHUNK, num))))
+    keys = list(range(start, min(start + _READ_CHUNK, num)))
+    try:
+      examples = ds.__getitems__(keys)  # One batched ArrayRecord read: ~30% faster.
+    except TypeError:  # tfds.testing.mock_data's __getitems__ is broken in tfds 4.9.10.
+      examples = [ds[k] for k in keys]
     chunks.append(np.stack([np.asarray(ex['image']) for ex in examples]))
   images = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
   if images.ndim == 3:

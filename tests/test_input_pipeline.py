@@ -1,0 +1,277 @@
+"""load_split / train_batches / eval_batches / dataset_info, all offline and without TF."""
+
+import gzip
+import logging
+import pathlib
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from pixel_jax import configs
+from pixel_jax import input_pipeline
+from pixel_jax.datasets import mnist_idx
+
+tfds.disable_progress_bar()
+
+
+@pytest.fixture(scope='module')
+def shared_data_dir(tmp_path_factory) -> str:
+  """A TFDS data_dir shared by this module, so the bundled builders are prepared once."""
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+  """Never download in tests, even on a machine that has network access."""
+  monkeypatch.setattr(input_pipeline, '_network_reachable', lambda *a, **k: False)
+  input_pipeline._warned_fallbacks.clear()  # pylint: disable=protected-access
+
+
+def _config(data_dir: str, **data):
+  config = configs.base_config()
+  config.data.data_dir = data_dir
+  config.data.update(data)
+  return config
+
+
+def _write_idx(path: pathlib.Path, array: np.ndarray, magic: int) -> None:
+  header = magic.to_bytes(4, 'big') + b''.join(d.to_bytes(4, 'big') for d in array.shape)
+  path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def _write_t10k(folder: pathlib.Path, num: int) -> np.ndarray:
+  images = np.random.default_rng(0).integers(0, 256, size=(num, 28, 28), dtype=np.uint8)
+  _write_idx(folder / 't10k-images-idx3-ubyte.gz', images, mnist_idx.IMAGE_MAGIC)
+  _write_idx(folder / 't10k-labels-idx1-ubyte.gz', np.arange(num) % 10, mnist_idx.LABEL_MAGIC)
+  return images[..., None]
+
+
+# ---------------------------------------------------------------------------- load_split
+
+
+def test_static_binarization_is_deterministic_and_named(shared_data_dir):
+  config = _config(shared_data_dir, binarization='static', binarization_seed=3)
+  first = input_pipeline.load_split(config, 'train')
+  again = input_pipeline.load_split(config, 'train')
+  np.testing.assert_array_equal(first, again)
+  assert first.shape == (4500, 28, 28, 1) and first.dtype == np.uint8
+  assert set(np.unique(first)) == {0, 1}
+  grey = input_pipeline.load_split(_config(shared_data_dir, num_levels=256), 'train')
+  # Bernoulli(x / 255): the mean matches the grey mean; black stays 0, white stays 1.
+  assert abs(first.mean() - grey.mean() / 255) < 0.003
+  assert not first[grey == 0].any() and first[grey == 255].all()
+  other_seed = input_pipeline.load_split(_config(shared_data_dir, binarization_seed=4), 'train')
+  assert (other_seed != first).mean() > 0.01
+  info = input_pipeline.dataset_info(config)
+  assert info['binarization'].startswith('static') and 'seed 3' in info['binarization']
+  assert info['num_examples'] == {'train': 4500, 'validation': 500}
+  assert not info['fallback']
+
+
+def test_bernoulli_binarize_is_exact():
+  levels = np.arange(256, dtype=np.uint8)[None].repeat(20000, axis=0)
+  bits = input_pipeline.bernoulli_binarize(levels, np.random.default_rng(0))
+  np.testing.assert_allclose(bits.mean(axis=0), np.arange(256) / 255, atol=0.015)
+  assert bits[:, 0].sum() == 0 and bits[:, 255].all()
+
+
+def test_threshold_and_none(shared_data_dir):
+  grey = input_pipeline.load_split(_config(shared_data_dir, num_levels=256), 'validation')
+  threshold = _config(shared_data_dir, binarization='threshold')
+  np.testing.assert_array_equal(input_pipeline.load_split(threshold, 'validation'),
+                                (grey > 127).astype(np.uint8))
+  assert 'NOT comparable' in input_pipeline.dataset_info(threshold)['binarization']
+  with pytest.raises(ValueError, match='binarization'):
+    input_pipeline.load_split(_config(shared_data_dir, binarization='none'), 'validation')
+
+
+def test_shape_checks_name_the_field(shared_data_dir):
+  with pytest.raises(ValueError, match='config.data.num_channels'):
+    input_pipeline.load_split(_config(shared_data_dir, num_channels=3), 'validation')
+  with pytest.raises(ValueError, match='config.data.image_size'):
+    input_pipeline.load_split(_config(shared_data_dir, image_size=32), 'validation')
+  with pytest.raises(ValueError, match="'test' split"):
+    input_pipeline.load_split(_config(shared_data_dir), 'test')
+  grey = input_pipeline.load_split(_config(shared_data_dir, num_levels=256), 'validation')
+  small = input_pipeline.load_split(_config(shared_data_dir, num_levels=256, image_size=14),
+                                    'validation')
+  assert small.shape == (500, 14, 14, 1)
+  np.testing.assert_allclose(small.mean(), grey.mean(), atol=0.5)
+
+
+def test_photos_256_levels(shared_data_dir):
+  config = _config(shared_data_dir, name='photos_bundled', num_levels=256, image_size=32,
+                   num_channels=3, binarization='none')
+  test = input_pipeline.load_split(config, 'test')
+  assert test.shape == (442, 32, 32, 3) and test.dtype == np.uint8 and test.max() > 200
+  info = input_pipeline.dataset_info(config)
+  assert info['num_examples'] == {'train': 4244, 'validation': 670, 'test': 442}
+  assert info['binarization'] == 'none (256 levels)'
+
+
+def test_mnist_idx_through_load_split(tmp_path):
+  _write_t10k(tmp_path, 13)
+  config = _config(str(tmp_path / 'tfds'), name='mnist_idx', idx_dir=str(tmp_path),
+                   num_levels=256)
+  images = input_pipeline.load_split(config, 'test')
+  np.testing.assert_array_equal(images, _write_t10k(tmp_path, 13))
+  config.data.idx_dir = ''
+  with pytest.raises(ValueError, match='idx_dir'):
+    input_pipeline.load_split(config, 'test')
+
+
+# ---------------------------------------------------------------------- catalog datasets
+
+
+def test_catalog_mnist_falls_back_loudly(tmp_path, shared_data_dir, caplog):
+  empty = str(tmp_path / 'empty')
+  config = _config(empty, name='mnist', allow_fallback=True)
+  start = time.time()
+  with caplog.at_level(logging.WARNING):
+    images = input_pipeline.load_split(config, 'train')
+  assert time.time() - start < 20  # No network timeouts.
+  assert 'DATA FALLBACK' in caplog.text and 'mnist_bundled' in caplog.text
+  bundled = input_pipeline.load_split(_config(shared_data_dir), 'train')
+  np.testing.assert_array_equal(images, bundled)
+  info = input_pipeline.dataset_info(config)
+  assert info['fallback'] and info['source'] == 'mnist_bundled' and info['name'] == 'mnist'
+
+
+def test_fallback_reads_real_test_set_from_idx_dir(tmp_path):
+  expected = _write_t10k(tmp_path, 11)
+  config = _config(str(tmp_path / 'tfds'), name='binarized_mnist', binarization='none',
+                   num_levels=2, idx_dir=str(tmp_path))
+  test = input_pipeline.load_split(config, 'test')
+  assert test.shape == (11, 28, 28, 1) and set(np.unique(test)) <= {0, 1}
+  # binarized_mnist is a fixed stochastic binarization: its stand-in is 'static'.
+  assert input_pipeline.dataset_info(config)['binarization'].startswith('static')
+  assert abs(test.mean() - expected.mean() / 255) < 0.02
+
+
+def test_catalog_without_fallback_raises_with_instructions(tmp_path):
+  config = _config(str(tmp_path), name='mnist', allow_fallback=False)
+  with pytest.raises(input_pipeline.DatasetUnavailableError, match='tfds build mnist'):
+    input_pipeline.load_split(config, 'train')
+  # Fallback only ever applies to MNIST.
+  config = _config(str(tmp_path), name='cifar10', allow_fallback=True, num_levels=256,
+                   image_size=32, num_channels=3)
+  with pytest.raises(input_pipeline.DatasetUnavailableError, match='array_record'):
+    input_pipeline.load_split(config, 'train')
+
+
+def test_unknown_name(tmp_path):
+  with pytest.raises(ValueError, match='config.data.name'):
+    input_pipeline.load_split(_config(str(tmp_path), name='no_such_dataset_xyz'), 'train')
+
+
+def test_catalog_cifar10_with_mock_data(tmp_path):
+  config = _config(str(tmp_path), name='cifar10', num_levels=256, image_size=32,
+                   num_channels=3, binarization='none', allow_fallback=False)
+  with tfds.testing.mock_data(num_examples=21):
+    images = input_pipeline.load_split(config, 'train')
+    small = input_pipeline.load_split(_config(str(tmp_path), name='cifar10', num_levels=256,
+                                              image_size=16, num_channels=3), 'test')
+  assert images.shape == (21, 32, 32, 3) and images.dtype == np.uint8
+  assert images.max() > 1
+  assert small.shape == (21, 16, 16, 3)
+
+
+# ------------------------------------------------------------------------------- batches
+
+
+def test_train_batches_resume_exactly():
+  config = configs.base_config()
+  images = np.random.default_rng(0).integers(0, 2, size=(37, 4, 4, 1), dtype=np.uint8)
+  stream = input_pipeline.train_batches(config, images, seed=5, batch_size=8)
+  first = [next(stream) for _ in range(12)]
+  resumed = input_pipeline.train_batches(config, images, seed=5, start_step=7, batch_size=8)
+  for k in range(7, 12):
+    np.testing.assert_array_equal(next(resumed), first[k])
+  other = input_pipeline.train_batches(config, images, seed=6, batch_size=8)
+  assert any((next(other) != b).any() for b in first[:3])
+
+
+def test_train_batches_visit_every_image_once_per_epoch():
+  config = configs.base_config()
+  config.data.num_levels = 256
+  images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+  stream = input_pipeline.train_batches(config, images, seed=0, batch_size=3)
+  seen = np.concatenate([next(stream) for _ in range(10)]).ravel()  # 30 = 3 epochs.
+  for epoch in range(3):
+    assert sorted(seen[10 * epoch:10 * (epoch + 1)]) == list(range(10))
+  assert list(seen[:10]) != list(seen[10:20])  # A fresh permutation each epoch.
+
+
+def test_dynamic_binarization_per_step(shared_data_dir):
+  config = _config(shared_data_dir, binarization='dynamic')
+  grey = input_pipeline.load_split(config, 'validation')
+  assert grey.max() == 255  # Left grey for train_batches.
+  a = input_pipeline.train_batches(config, grey, seed=1, batch_size=500)
+  b = input_pipeline.train_batches(config, grey, seed=1, start_step=1, batch_size=500)
+  step0, step1 = next(a), next(a)
+  np.testing.assert_array_equal(next(b), step1)
+  assert set(np.unique(step0)) == {0, 1}
+  # Same images (full-epoch batches), different binarization noise.
+  assert (np.sort(step0.reshape(500, -1).sum(1)) != np.sort(step1.reshape(500, -1).sum(1))).any()
+  assert abs(step0.mean() - grey.mean() / 255) < 0.01
+
+
+def test_train_batches_reject_unbinarized_levels():
+  config = configs.base_config()
+  images = np.full((4, 2, 2, 1), 200, dtype=np.uint8)
+  with pytest.raises(ValueError, match='num_levels'):
+    next(input_pipeline.train_batches(config, images, seed=0, batch_size=2))
+
+
+def test_train_batches_throughput(shared_data_dir):
+  config = _config(shared_data_dir, binarization='dynamic')
+  grey = input_pipeline.load_split(config, 'train')
+  stream = input_pipeline.train_batches(config, grey, seed=0, batch_size=16)
+  next(stream)
+  start, steps = time.perf_counter(), 500
+  for _ in range(steps):
+    next(stream)
+  assert steps * 16 / (time.perf_counter() - start) > 10_000
+
+
+def test_eval_batches_cover_each_example_once():
+  images = np.arange(23, dtype=np.uint8).reshape(23, 1, 1, 1) + 1
+  batches = list(input_pipeline.eval_batches(images, 5))
+  assert len(batches) == 5
+  assert all(b.shape == (5, 1, 1, 1) and m.shape == (5,) and m.dtype == bool
+             for b, m in batches)
+  valid = np.concatenate([b[m] for b, m in batches])
+  np.testing.assert_array_equal(valid, images)
+  assert sum(m.sum() for _, m in batches) == 23
+  assert (batches[-1][0][~batches[-1][1]] == 0).all()
+
+
+# ------------------------------------------------------------------------- no TensorFlow
+
+
+def test_offline_path_never_imports_tensorflow(tmp_path):
+  """In a fresh interpreter, so no other test can have imported (or hidden) TensorFlow."""
+  script = textwrap.dedent(f"""
+      import sys
+      import tensorflow_datasets as tfds
+      from pixel_jax import configs, input_pipeline
+      tfds.disable_progress_bar()
+      input_pipeline._network_reachable = lambda *a, **k: False
+      config = configs.base_config()
+      config.data.data_dir = {str(tmp_path)!r}
+      config.data.name = 'mnist'  # Catalog name -> fallback to the bundled digits.
+      images = input_pipeline.load_split(config, 'train')
+      batch = next(input_pipeline.train_batches(config, images, seed=0, batch_size=4))
+      info = input_pipeline.dataset_info(config)
+      assert images.shape == (4500, 28, 28, 1) and info['fallback'], info
+      assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'
+      print('OK')
+  """)
+  result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          timeout=120, check=False)
+  assert result.returncode == 0 and 'OK' in result.stdout, result.stderr[-3000:]
