@@ -148,6 +148,13 @@ class MnistIdx(tfds.core.GeneratorBasedBuilder):
       kwargs['config'] = idx_config(idx_dir)
     super().__init__(**kwargs)
 
+  def _create_builder_config(self, builder_config, version):
+    # A fingerprinted IdxConfig is never in BUILDER_CONFIGS by design; accept it without the
+    # "custom data configuration" warning TFDS would log on every construction.
+    if isinstance(builder_config, IdxConfig):
+      return builder_config
+    return super()._create_builder_config(builder_config, version)
+
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
         builder=self,
