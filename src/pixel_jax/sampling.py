@@ -1,0 +1,191 @@
+"""Drawing images from a trained network, sub-pixel by sub-pixel (SPEC.md section 8).
+
+Two samplers with one interface:
+* 'naive': one full forward pass (model.apply) per sub-pixel, H * W * C passes. The
+  reference: it is the model's own definition of p(x_i | x_<i).
+* 'cached': per-layer caches (sampling_cache.py) so a sub-pixel costs one position of every
+  layer, not a whole image.
+
+Both are a single jitted function built from lax.fori_loop (no Python loop over pixels),
+and both draw the randomness identically: sub-pixel number s = (r * W + c) * C + ch uses
+the key fold_in(rng, s) and the Gumbel-max trick, argmax(logits + T * gumbel), which is
+argmax(logits / T + gumbel) for T > 0 and greedy decoding for T = 0. So for the same key
+the two samplers return the same images (up to float summation order deciding a near-tie,
+which has probability ~1e-6 per sub-pixel).
+
+Completion: `prefix` images with a boolean `prefix_mask` of known sub-pixels. Known
+sub-pixels are copied into the output and conditioned on; only the others are sampled.
+
+Usage:
+  images = sampling.sample(model, variables, jax.random.key(0), num_samples=16)
+"""
+
+import functools
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pixel_jax import sampling_cache
+
+METHODS = ('cached', 'naive')
+
+
+def _choose(logits_NxK: jnp.ndarray, key: jax.Array, temperature: jnp.ndarray
+            ) -> jnp.ndarray:
+  """Gumbel-max draw from softmax(logits / T): argmax(logits + T * g), int32 [N].
+
+  Multiplying logits / T + g by T > 0 keeps the argmax and makes T = 0 exactly greedy.
+  """
+  gumbel = jax.random.gumbel(key, logits_NxK.shape, jnp.float32)
+  return jnp.argmax(logits_NxK.astype(jnp.float32) + temperature * gumbel,
+                    axis=-1).astype(jnp.int32)
+
+
+def _subpixel_key(rng: jax.Array, r, c, ch, width: int, channels: int) -> jax.Array:
+  """The key of sub-pixel (r, c, ch): independent of the sampler and of the visit order."""
+  return jax.random.fold_in(rng, (r * width + c) * channels + ch)
+
+
+def _commit(images: jnp.ndarray, known: jnp.ndarray, r, c, ch, drawn_N: jnp.ndarray
+            ) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Writes the drawn levels at (r, c, ch) except where the sub-pixel is known."""
+  current = images[:, r, c, ch]
+  value = jnp.where(known[:, r, c, ch], current, drawn_N)
+  return images.at[:, r, c, ch].set(value), value
+
+
+def _sample_naive(model, variables, rng, images, known, temperature):
+  """The reference: a full forward pass for every sub-pixel, in raster then R, G, B order."""
+  _, height, width, channels = images.shape
+
+  def body(s, images):
+    r, c, ch = s // (width * channels), (s // channels) % width, s % channels
+    logits = model.apply(variables, images.astype(jnp.float32))  # [N, H, W, C, K]
+    drawn = _choose(logits[:, r, c, ch], _subpixel_key(rng, r, c, ch, width, channels),
+                    temperature)
+    return _commit(images, known, r, c, ch, drawn)[0]
+
+  return jax.lax.fori_loop(0, height * width * channels, body, images)
+
+
+def _run_cached(model, variables, rng, images, known, temperature, keep_logits=False):
+  """Rows, then columns, then channels; each visit costs one position of every layer.
+
+  With keep_logits, also returns the logits [N, H, W, C, K] each visit used (with every
+  sub-pixel known this is teacher forcing through the caches, for tests).
+  """
+  spec = sampling_cache.spec_from_model(model)
+  net = sampling_cache.CachedNetwork(spec, variables['params'])
+  n, height, width, channels = images.shape
+  num_classes = spec.num_levels
+  all_logits = jnp.zeros((n, height, width, channels, num_classes) if keep_logits else (),
+                         jnp.float32)
+
+  def subpixel(r, c, ch, carry):
+    images, cache, all_logits = carry
+    logits, cache = net.position(cache, r, c)
+    logits = jax.lax.dynamic_index_in_dim(logits, ch, axis=1, keepdims=False)
+    drawn = _choose(logits, _subpixel_key(rng, r, c, ch, width, channels), temperature)
+    images, value = _commit(images, known, r, c, ch, drawn)
+    if keep_logits:
+      all_logits = all_logits.at[:, r, c, ch].set(logits)
+    return images, net.set_subpixel(cache, r, c, ch, value), all_logits
+
+  def row(r, carry):
+    pixel = lambda c, carry: jax.lax.fori_loop(
+        0, channels, lambda ch, carry: subpixel(r, c, ch, carry), carry)
+    images, cache, all_logits = jax.lax.fori_loop(0, width, pixel, carry)
+    return images, net.end_row(cache, r), all_logits
+
+  images, _, all_logits = jax.lax.fori_loop(0, height, row,
+                                            (images, net.init(images), all_logits))
+  return images, all_logits
+
+
+def _sample_cached(model, variables, rng, images, known, temperature):
+  return _run_cached(model, variables, rng, images, known, temperature)[0]
+
+
+@functools.partial(jax.jit, static_argnames=('model',))
+def cached_logits(model: Any, variables: Any, images_NxHxWxC: jnp.ndarray) -> jnp.ndarray:
+  """Logits [N, H, W, C, K] of given images computed through the sampling caches.
+
+  Every sub-pixel is known, so the cached sampler only conditions; the result must equal
+  model.apply(variables, images) up to float rounding. Used to test the caches directly.
+  """
+  images = images_NxHxWxC.astype(jnp.int32)
+  return _run_cached(model, variables, jax.random.key(0), images,
+                     jnp.ones(images.shape, bool), jnp.float32(1.0), keep_logits=True)[1]
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'method'))
+def _sample_jit(model, method, variables, rng, images, known, temperature):
+  fn = _sample_cached if method == 'cached' else _sample_naive
+  return fn(model, variables, rng, images, known, temperature).astype(jnp.uint8)
+
+
+def starting_images(model: Any, num_samples: int, prefix: Optional[Any] = None,
+                    prefix_mask: Optional[Any] = None) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """(images int32 [N, H, W, C], known bool [N, H, W, C]) for `sample`; validates inputs.
+
+  Unknown sub-pixels start at level 0; by the masks no logit depends on them before they
+  are drawn, so the start value only has to match between the two samplers.
+  """
+  shape = (num_samples, model.image_size, model.image_size, model.num_channels)
+  if prefix is None:
+    if prefix_mask is not None:
+      raise ValueError('prefix_mask was given without prefix.')
+    return jnp.zeros(shape, jnp.int32), jnp.zeros(shape, bool)
+  prefix = np.asarray(prefix)
+  if prefix.shape != shape:
+    raise ValueError(f'prefix has shape {prefix.shape}; expected [num_samples, H, W, C] = '
+                     f'{shape}.')
+  if prefix_mask is None:
+    raise ValueError('prefix needs a prefix_mask saying which sub-pixels are known.')
+  known = np.broadcast_to(np.asarray(prefix_mask, bool), shape)
+  values = np.where(known, prefix, 0)
+  if values.min() < 0 or values.max() >= model.num_levels:
+    raise ValueError(f'Known prefix values must lie in [0, {model.num_levels}), got '
+                     f'[{values.min()}, {values.max()}].')
+  return jnp.asarray(values, jnp.int32), jnp.asarray(known)
+
+
+def sample(model: Any, variables: Any, rng: jax.Array, num_samples: int,
+           method: str = 'cached', temperature: float = 1.0, prefix: Optional[Any] = None,
+           prefix_mask: Optional[Any] = None) -> jnp.ndarray:
+  """Draws images from the model, or completes partially known ones.
+
+  Args:
+    model: the AutoregressiveNetwork of models.get_model ('naive' accepts any module whose
+      apply maps images [N, H, W, C] to logits [N, H, W, C, K] and that has image_size,
+      num_channels and num_levels attributes).
+    variables: the model's variables ({'params': ...}).
+    rng: a jax.random key; the same key gives the same images with either method.
+    num_samples: N.
+    method: 'cached' (fast) or 'naive' (the reference, one forward pass per sub-pixel).
+    temperature: T >= 0; sub-pixels are drawn from softmax(logits / T); 0 is greedy.
+    prefix: optional integer images [N, H, W, C] to complete.
+    prefix_mask: booleans broadcastable to [N, H, W, C]: the known sub-pixels of `prefix`,
+      copied unchanged into the output and conditioned on.
+
+  Returns:
+    uint8 images [N, H, W, C] with levels in [0, num_levels).
+  """
+  if method not in METHODS:
+    raise ValueError(f'method={method!r} is unknown; use one of {METHODS}.')
+  if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+    raise ValueError(f'num_samples={num_samples!r} must be a positive integer.')
+  if not temperature >= 0:
+    raise ValueError(f'temperature={temperature!r} must be >= 0.')
+  if model.num_levels > 256:
+    raise ValueError(f'num_levels={model.num_levels} does not fit the uint8 output.')
+  if method == 'cached':
+    sampling_cache.spec_from_model(model)  # Fails early, with one line, on other models.
+  images, known = starting_images(model, int(num_samples), prefix, prefix_mask)
+  return _sample_jit(model, method, variables, rng, images, known,
+                     jnp.asarray(temperature, jnp.float32))
+
+
+__all__ = ['METHODS', 'cached_logits', 'sample', 'starting_images']
