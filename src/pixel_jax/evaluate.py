@@ -1,0 +1,117 @@
+"""Whole-split NLL of a trained run: nats/image for binary data, bits/dim for colour.
+
+  python -m pixel_jax.evaluate --workdir=/tmp/run1                      # best, test split
+  python -m pixel_jax.evaluate --workdir=/tmp/run1 --checkpoint=latest --split=validation
+  python -m pixel_jax.evaluate --workdir=/tmp/run1 \
+      --data_name=mnist_idx --idx_dir=/work/shared/data/mnist            # real MNIST test
+
+The model is rebuilt from the workdir's config.json (or --config, with --config.* overrides);
+the --data_* flags then point the same model at other data of the same shape.
+"""
+
+import json
+import os
+import sys
+from typing import Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import ml_collections
+from ml_collections import config_flags
+
+from pixel_jax import checkpointing
+from pixel_jax import models
+from pixel_jax import optim
+from pixel_jax import train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Optional config file; default: the '
+                                "workdir's config.json.", lock_config=True)
+flags.DEFINE_string('workdir', None, 'The training run to evaluate.')
+flags.DEFINE_string('split', 'test', 'Split to evaluate.')
+flags.DEFINE_string('checkpoint', 'best', '"best" (lowest validation loss; falls back to '
+                    'latest), "latest", or a step number.')
+flags.DEFINE_string('data_name', None, 'Override config.data.name (e.g. mnist_idx).')
+flags.DEFINE_string('idx_dir', None, 'Override config.data.idx_dir.')
+flags.DEFINE_string('data_dir', None, 'Override config.data.data_dir.')
+flags.DEFINE_string('binarization', None, 'Override config.data.binarization.')
+flags.DEFINE_integer('batch_size', None, 'Override config.eval.batch_size.')
+flags.DEFINE_integer('max_examples', None, 'Override config.eval.max_examples (0: all).')
+flags.DEFINE_string('output', None, 'Also write the result as JSON here.')
+flags.mark_flags_as_required(['workdir'])
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, split: str = 'test',
+             checkpoint: str = 'best') -> dict:
+  """Restores a checkpoint of `workdir` and returns its NLL on `split` of config.data.
+
+  Returns {'loss', 'unit', 'nll_nats', 'bits_per_dim', 'num_examples', 'step', 'checkpoint',
+  'split', 'data'}.
+  """
+  mesh = train.make_mesh(config)
+  model = models.get_model(config)
+  tx = optim.make_optimizer(config)
+  target = train.abstract_state(config, model, tx, mesh)
+  ckpt = checkpointing.Checkpointer(workdir, keep=max(1, config.train.keep_checkpoints))
+  try:
+    which, step = 'latest', None
+    if checkpoint == 'best' and ckpt.best_step() is not None:
+      which = 'best'
+    elif checkpoint not in ('best', 'latest'):
+      step = int(checkpoint)
+    state, step = ckpt.restore(target, step=step, which=which)
+  finally:
+    ckpt.close()
+  images = train.load_split(config, split)
+  result = train.evaluate_images(config, model, state.params, images, mesh)
+  result.update(unit=train.loss_unit(config), step=int(step), checkpoint=which, split=split,
+                data=config.data.name, binarization=config.data.binarization)
+  return result
+
+
+def _config_from_flags() -> ml_collections.ConfigDict:
+  config = FLAGS.config
+  if config is None:
+    config = checkpointing.load_config(FLAGS.workdir)
+  config = ml_collections.ConfigDict(config.to_dict())  # Unlocked copy.
+  for flag, field in (('data_name', 'name'), ('idx_dir', 'idx_dir'),
+                      ('data_dir', 'data_dir'), ('binarization', 'binarization')):
+    if FLAGS[flag].value is not None:
+      config.data[field] = FLAGS[flag].value
+  if FLAGS.batch_size is not None:
+    config.eval.batch_size = FLAGS.batch_size
+  if FLAGS.max_examples is not None:
+    config.eval.max_examples = FLAGS.max_examples
+  return config
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
+  checkpointing.quiet_orbax_logs()
+  try:
+    config = _config_from_flags()
+    result = evaluate(config, FLAGS.workdir, FLAGS.split, FLAGS.checkpoint)
+  except train.USER_ERRORS as e:
+    logging.error('%s', e)
+    sys.exit(f'pixel_jax.evaluate: error: {e}')
+  line = (f'{result["split"]} NLL of {result["data"]} (binarization {result["binarization"]}, '
+          f'{result["num_examples"]} images): {result["loss"]:.4f} {result["unit"]} '
+          f'({result["nll_nats"]:.3f} nats/image, {result["bits_per_dim"]:.4f} bits/dim) | '
+          f'{result["checkpoint"]} checkpoint, step {result["step"]}')
+  print(line, flush=True)
+  if FLAGS.output:
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+    with open(FLAGS.output, 'w') as f:
+      json.dump(result, f, indent=2)
+
+
+def run(argv: Optional[list[str]] = None) -> None:
+  app.run(main, argv=argv)
+
+
+if __name__ == '__main__':
+  jax.config.config_with_absl()
+  run()

@@ -1,0 +1,66 @@
+"""The optimiser and learning-rate schedule of an experiment config (config.optim).
+
+RMSProp is the paper's optimiser (SPEC.md section 6; its hyper-parameters are not given).
+Our RMSProp uses decay 0.95 and a bias-corrected second moment: without the correction the
+zero-initialised accumulator makes the first updates ~4x the learning rate, which is what
+usually blows up early LSTM training. Adam is the choice of most public code.
+"""
+
+import ml_collections
+import optax
+
+OPTIMIZERS = ('rmsprop', 'adam')
+SCHEDULES = ('constant', 'cosine')
+RMSPROP_DECAY = 0.95
+EPS = 1e-8
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises a ValueError naming the config.optim field that cannot work."""
+  o = config.optim
+  if o.name not in OPTIMIZERS:
+    raise ValueError(f'config.optim.name={o.name!r} is unknown; use one of {OPTIMIZERS}.')
+  if o.schedule not in SCHEDULES:
+    raise ValueError(f'config.optim.schedule={o.schedule!r} is unknown; use one of '
+                     f'{SCHEDULES}.')
+  if not o.learning_rate > 0:
+    raise ValueError(f'config.optim.learning_rate={o.learning_rate!r} must be > 0.')
+  if o.warmup_steps < 0:
+    raise ValueError(f'config.optim.warmup_steps={o.warmup_steps!r} must be >= 0.')
+  if o.grad_clip_norm < 0:
+    raise ValueError(f'config.optim.grad_clip_norm={o.grad_clip_norm!r} must be >= 0 '
+                     '(0 disables clipping).')
+  if o.weight_decay < 0:
+    raise ValueError(f'config.optim.weight_decay={o.weight_decay!r} must be >= 0.')
+
+
+def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+  """Linear warmup from 0 to config.optim.learning_rate, then constant or cosine to 0."""
+  o = config.optim
+  lr, warmup = float(o.learning_rate), int(o.warmup_steps)
+  if o.schedule == 'cosine':
+    decay_steps = max(int(config.train.num_steps), warmup + 1)
+    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, decay_steps, end_value=0.0)
+  if warmup == 0:
+    return optax.constant_schedule(lr)
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)], [warmup])
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Global-norm clipping, then RMSProp or Adam with the schedule (+ decoupled decay)."""
+  validate(config)
+  o = config.optim
+  schedule = make_schedule(config)
+  parts = []
+  if o.grad_clip_norm > 0:
+    # Clipping the global norm keeps one exploding LSTM gradient from wrecking the weights.
+    parts.append(optax.clip_by_global_norm(float(o.grad_clip_norm)))
+  if o.name == 'rmsprop':
+    parts.append(optax.scale_by_rms(decay=RMSPROP_DECAY, eps=EPS, bias_correction=True))
+  else:
+    parts.append(optax.scale_by_adam(eps=EPS))
+  if o.weight_decay > 0:
+    parts.append(optax.add_decayed_weights(float(o.weight_decay)))
+  parts.append(optax.scale_by_learning_rate(schedule))
+  return optax.chain(*parts)

@@ -1,0 +1,444 @@
+"""Training and evaluation: `train_and_evaluate(config, workdir) -> (state, summary)`.
+
+Data parallel on a 1-D ('data',) mesh: the state is replicated, every batch is split over
+the devices, and one jitted step (state donated) does forward, backward and the optimiser
+update. The step functions are module-level and pure; the loop around them only moves
+batches in, metrics out (one step late, so the next step is already queued) and runs the
+periodic work (log, evaluate, checkpoint, sample) behind one predicate, `itstime`.
+
+Loss units: nats per image for binary data (num_levels == 2, the paper's MNIST numbers),
+bits per sub-pixel (bits/dim) for 256 levels.
+"""
+
+import functools
+import os
+import time
+from typing import Any, Callable, Iterator, Optional
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from pixel_jax import checkpointing
+from pixel_jax import image_grid
+from pixel_jax import input_pipeline
+from pixel_jax import losses
+from pixel_jax import metrics_writer
+from pixel_jax import models
+from pixel_jax import optim
+from pixel_jax import sharding
+
+
+class ConfigError(ValueError):
+  """A config field that cannot work; the message names the field."""
+
+
+class TrainingDivergedError(FloatingPointError):
+  """The loss or gradients became NaN/inf; the last good checkpoint is kept."""
+
+
+# Errors that main.py reports as one line instead of a traceback.
+USER_ERRORS = (ConfigError, TrainingDivergedError, checkpointing.CheckpointError,
+               input_pipeline.DatasetUnavailableError)
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+# ----------------------------------------------------------------------------------------
+# Pure functions (jitted by the loop).
+
+
+def create_train_state(rng: jax.Array, *, model: Any, tx: optax.GradientTransformation,
+                       image_shape: tuple[int, int, int]) -> TrainState:
+  """Fresh parameters and optimiser state; traced under jit with replicated out_shardings."""
+  params = model.init(rng, jnp.zeros((1,) + tuple(image_shape), jnp.float32))['params']
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def nll_fn(params: Any, images_BxHxWxC: jax.Array, *, model: Any) -> jax.Array:
+  """Exact NLL of each image in nats, [B], from integer levels (uint8)."""
+  logits = model.apply({'params': params}, images_BxHxWxC.astype(jnp.float32))
+  return losses.nll_per_image(logits, images_BxHxWxC)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+  return jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]).all()
+
+
+def train_step(state: TrainState, images_BxHxWxC: jax.Array, *, model: Any,
+               tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
+  """One optimiser step on the mean NLL (nats/image) of a global batch."""
+  def loss_fn(params):
+    return nll_fn(params, images_BxHxWxC, model=model).mean()
+
+  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  grad_norm = optax.global_norm(grads)
+  # One flag for "this step is usable": the loss, the gradient and the new weights.
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _all_finite(params)
+  new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
+  return new_state, {'nll_nats': loss, 'grad_norm': grad_norm, 'finite': finite}
+
+
+def eval_step(params: Any, images_BxHxWxC: jax.Array, mask_B: jax.Array, *,
+              model: Any) -> tuple[jax.Array, jax.Array]:
+  """(sum of NLL nats over the valid images, number of valid images) of a padded batch."""
+  nll = nll_fn(params, images_BxHxWxC, model=model)
+  mask = mask_B.astype(jnp.float32)
+  return jnp.sum(nll * mask), jnp.sum(mask)
+
+
+# ----------------------------------------------------------------------------------------
+# Helpers.
+
+
+def loss_unit(config: ml_collections.ConfigDict) -> str:
+  return 'nats' if config.data.num_levels == 2 else 'bits/dim'
+
+
+def report_loss(nll_nats: float, config: ml_collections.ConfigDict) -> float:
+  """nats/image -> the unit the paper reports for this data (nats or bits/dim)."""
+  if config.data.num_levels == 2:
+    return float(nll_nats)
+  d = config.data
+  return float(losses.bits_per_dim(nll_nats, d.image_size * d.image_size * d.num_channels))
+
+
+def itstime(step: int, every: int, last_step: int, first_step: int = 0,
+            at_end: bool = True) -> bool:
+  """Whether periodic work runs after `step` (every `every` steps, and at the end)."""
+  if every <= 0 or step <= first_step:
+    return False
+  return step % every == 0 or (at_end and step == last_step)
+
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: Optional[int] = None
+                    ) -> None:
+  """Raises ConfigError naming the first unusable field (before any work is done)."""
+  try:
+    models.validate_config(config)
+    optim.validate(config)
+    t = config.train
+    for field in ('num_steps', 'batch_size', 'keep_checkpoints'):
+      value = t[field]
+      if not isinstance(value, int) or value < 1:
+        raise ValueError(f'config.train.{field}={value!r} must be an integer >= 1.')
+    for field in ('log_every', 'eval_every', 'checkpoint_every', 'sample_every'):
+      if not isinstance(t[field], int) or t[field] < 0:
+        raise ValueError(f'config.train.{field}={t[field]!r} must be an integer >= 0.')
+    if config.eval.batch_size < 1:
+      raise ValueError(f'config.eval.batch_size={config.eval.batch_size!r} must be >= 1.')
+    if config.sample.method not in ('cached', 'naive'):
+      raise ValueError(f'config.sample.method={config.sample.method!r} must be "cached" or '
+                       '"naive".')
+    if num_devices is not None and t.batch_size % num_devices:
+      raise ValueError(f'config.train.batch_size={t.batch_size} must be a multiple of the '
+                       f'{num_devices} devices on the mesh; set config.train.batch_size or '
+                       'config.mesh.num_devices.')
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
+
+def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
+  try:
+    return sharding.make_mesh(config.mesh.num_devices)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
+
+def abstract_state(config: ml_collections.ConfigDict, model: Any,
+                   tx: optax.GradientTransformation, mesh: jax.sharding.Mesh) -> Any:
+  """The state's shapes, dtypes and (replicated) shardings, without allocating it."""
+  d = config.data
+  init = functools.partial(create_train_state, model=model, tx=tx,
+                           image_shape=(d.image_size, d.image_size, d.num_channels))
+  shapes = jax.eval_shape(init, jax.random.key(0))
+  rep = sharding.replicated(mesh)
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), shapes)
+
+
+def init_state(config: ml_collections.ConfigDict, model: Any,
+               tx: optax.GradientTransformation, mesh: jax.sharding.Mesh) -> TrainState:
+  """Initialises the state directly in its replicated layout (no host round trip)."""
+  d = config.data
+  init = functools.partial(create_train_state, model=model, tx=tx,
+                           image_shape=(d.image_size, d.image_size, d.num_channels))
+  shardings = jax.tree.map(lambda s: s.sharding, abstract_state(config, model, tx, mesh))
+  return jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed))
+
+
+def evaluate_images(config: ml_collections.ConfigDict, model: Any, params: Any,
+                    images: np.ndarray, mesh: jax.sharding.Mesh,
+                    step_fn: Optional[Callable] = None) -> dict:
+  """Whole-split NLL of `images` (uint8 levels [N, H, W, C]); eval.max_examples caps N.
+
+  Returns {'nll_nats', 'loss' (nats or bits/dim), 'bits_per_dim', 'num_examples'}.
+  """
+  if config.eval.max_examples:
+    images = images[:config.eval.max_examples]
+  n_dev = mesh.devices.size
+  batch_size = -(-config.eval.batch_size // n_dev) * n_dev  # Round up to fill the mesh.
+  batch_size = min(batch_size, -(-len(images) // n_dev) * n_dev)
+  if step_fn is None:
+    step_fn = make_eval_step(model, mesh)
+  total, count = 0.0, 0.0
+  for batch, mask in input_pipeline.eval_batches(images, batch_size):
+    s, c = step_fn(params, sharding.shard_global_batch(batch, mesh),
+                   sharding.shard_global_batch(np.asarray(mask), mesh))
+    total, count = total + float(s), count + float(c)
+  if count == 0:
+    raise ValueError('The evaluation split is empty.')
+  d = config.data
+  nll = total / count
+  return {'nll_nats': nll, 'loss': report_loss(nll, config),
+          'bits_per_dim': float(losses.bits_per_dim(
+              nll, d.image_size * d.image_size * d.num_channels)),
+          'num_examples': int(count)}
+
+
+def make_eval_step(model: Any, mesh: jax.sharding.Mesh) -> Callable:
+  rep, data = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  return jax.jit(functools.partial(eval_step, model=model), in_shardings=(rep, data, data),
+                 out_shardings=(rep, rep))
+
+
+def write_samples(config: ml_collections.ConfigDict, model: Any, params: Any, step: int,
+                  workdir: str, writer: Optional[metrics_writer.MetricsWriter] = None
+                  ) -> Optional[str]:
+  """Draws config.sample.num_samples images and saves workdir/samples/step_N.png.
+
+  Returns the PNG path, or None when pixel_jax.sampling is not available.
+  """
+  try:
+    from pixel_jax import sampling  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    logging.warning('No sample grid: pixel_jax.sampling is not importable (%s).', e)
+    return None
+  rng = jax.random.fold_in(jax.random.key(config.seed + 1), step)
+  images = sampling.sample(model, {'params': params}, rng, config.sample.num_samples,
+                           method=config.sample.method,
+                           temperature=config.sample.temperature)
+  grid = image_grid.make_grid(np.asarray(jax.device_get(images)), config.data.num_levels)
+  path = os.path.join(workdir, 'samples', f'step_{step}.png')
+  if jax.process_index() == 0:
+    image_grid.save_png(path, grid, scale=2)
+    if writer is not None:
+      writer.write_image(step, 'samples', grid)
+  return path
+
+
+def load_split(config: ml_collections.ConfigDict, split: str) -> np.ndarray:
+  """input_pipeline.load_split, with its field-naming ValueErrors as ConfigError."""
+  try:
+    images = input_pipeline.load_split(config, split)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  d = config.data
+  expected = (d.image_size, d.image_size, d.num_channels)
+  if tuple(images.shape[1:]) != expected:
+    raise ConfigError(f'Split {split!r} of config.data.name={d.name!r} has images of shape '
+                      f'{tuple(images.shape[1:])}, but config.data.image_size/num_channels '
+                      f'say {expected}.')
+  return images
+
+
+# ----------------------------------------------------------------------------------------
+# The loop.
+
+
+class _Progress:
+  """Consumes per-step metrics one step late: NaN check, running averages, log lines."""
+
+  def __init__(self, config, writer, bar, start_step):
+    self.config, self.writer, self.bar = config, writer, bar
+    self.window: list[float] = []
+    self.window_start = time.perf_counter()
+    self.window_first_step = start_step
+    self.last: dict = {}
+    self.initial_loss: Optional[float] = None
+    self.images_per_s = 0.0
+    self.excluded_s = 0.0  # Time spent on evaluation, checkpoints and samples this window.
+    self.last_good_step = start_step
+
+  def consume(self, step: int, metrics: Any, checkpoint_dir: str) -> None:
+    m = jax.device_get(metrics)
+    if not bool(m['finite']):
+      raise TrainingDivergedError(
+          f'Training diverged at step {step}: loss={float(m["nll_nats"])}, '
+          f'grad_norm={float(m["grad_norm"])} (NaN/inf). Checkpoints in {checkpoint_dir} '
+          f'are kept (none is later than step {self.last_good_step}); lower '
+          'config.optim.learning_rate or enable config.optim.grad_clip_norm.')
+    self.last_good_step = step
+    loss = report_loss(m['nll_nats'], self.config)
+    if self.initial_loss is None:
+      self.initial_loss = loss
+    self.window.append(loss)
+    self.last = {'train_loss': loss, 'grad_norm': float(m['grad_norm'])}
+    self.bar.update(step - self.bar.n)
+    t = self.config.train
+    if itstime(step, t.log_every, t.num_steps):
+      elapsed = time.perf_counter() - self.window_start - self.excluded_s
+      n = step - self.window_first_step
+      self.images_per_s = n * t.batch_size / max(elapsed, 1e-9)
+      self.bar.set_postfix(loss=f'{np.mean(self.window):.4g}',
+                           img_s=f'{self.images_per_s:.1f}', refresh=False)
+      self.writer.write(step, {'train_loss': float(np.mean(self.window)),
+                               'train_loss_last': loss, 'grad_norm': self.last['grad_norm'],
+                               'images_per_s': self.images_per_s,
+                               'loss_unit': loss_unit(self.config)})
+      self.window, self.window_start, self.window_first_step = [], time.perf_counter(), step
+      self.excluded_s = 0.0
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
+                       ) -> tuple[TrainState, dict]:
+  """Trains config.train.num_steps steps (resuming from workdir), evaluates, samples.
+
+  Returns the final state and a summary dict: steps, time_s, train_loss (last step),
+  initial_train_loss, eval_loss, test_loss (in `unit`: nats or bits/dim), images_per_s.
+  """
+  t0 = time.perf_counter()
+  mesh = make_mesh(config)
+  validate_config(config, num_devices=mesh.devices.size)
+  workdir = os.path.abspath(workdir)
+  t = config.train
+  is_chief = jax.process_index() == 0
+  logging.info('Mesh %s over %d devices (%d processes).', dict(mesh.shape),
+               mesh.devices.size, jax.process_count())
+
+  checkpointing.check_config(workdir, config)
+  ckpt = checkpointing.Checkpointer(workdir, keep=t.keep_checkpoints)
+  model = models.get_model(config)
+  tx = optim.make_optimizer(config)
+  target = abstract_state(config, model, tx, mesh)
+  start_step = ckpt.latest_step() or 0
+  if start_step:
+    state, start_step = ckpt.restore(target, start_step)
+    logging.info('Resumed from %s at step %d.', ckpt.latest_dir, start_step)
+  else:
+    state = init_state(config, model, tx, mesh)
+  checkpointing.save_config(workdir, config)
+  num_params = sum(x.size for x in jax.tree.leaves(state.params))
+  logging.info('%s: %d parameters.', config.model.name, num_params)
+
+  train_images = load_split(config, config.data.train_split)
+  info = input_pipeline.dataset_info(config)
+  data_text = info['source'] + (f' (fallback for {info["name"]})' if info['fallback'] else '')
+  if config.data.num_levels == 2:
+    data_text += f', binarization {info["binarization"]}'
+  logging.info('Data: %s; %d training images.', data_text, len(train_images))
+  eval_cache: dict[str, np.ndarray] = {}
+
+  def split_images(split):
+    if split not in eval_cache:
+      eval_cache[split] = load_split(config, split)
+    return eval_cache[split]
+
+  state_shardings = jax.tree.map(lambda s: s.sharding, target)
+  rep = sharding.replicated(mesh)
+  p_train_step = jax.jit(
+      functools.partial(train_step, model=model, tx=tx),
+      in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+      out_shardings=(state_shardings, rep), donate_argnums=(0,))
+  p_eval_step = make_eval_step(model, mesh)
+
+  writer = metrics_writer.MetricsWriter(workdir, enabled=is_chief,
+                                        resume_step=start_step)
+  bar = tqdm.tqdm(total=t.num_steps, initial=start_step, disable=not is_chief,
+                  desc=f'{config.model.name} {config.data.name}', unit='step',
+                  dynamic_ncols=True)
+  progress = _Progress(config, writer, bar, start_step)
+  summary: dict = {'start_step': start_step}
+
+  def evaluate(split):
+    return evaluate_images(config, model, state.params, split_images(split), mesh,
+                           p_eval_step)
+
+  batches: Iterator[np.ndarray] = input_pipeline.train_batches(
+      config, train_images, seed=config.seed, start_step=start_step,
+      batch_size=t.batch_size)
+  pending = None
+  train_start = time.perf_counter()
+  try:
+    for step in range(start_step + 1, t.num_steps + 1):
+      batch = sharding.shard_global_batch(next(batches), mesh)
+      state, metrics = p_train_step(state, batch)
+      if pending is not None:
+        progress.consume(*pending, ckpt.latest_dir)
+      pending = (step, metrics)
+      periodic = [itstime(step, every, t.num_steps, start_step)
+                  for every in (t.checkpoint_every, t.eval_every, t.sample_every)]
+      if not any(periodic) and step != t.num_steps:
+        continue
+      # Periodic work reads the new state: first make sure it is finite.
+      progress.consume(*pending, ckpt.latest_dir)
+      pending = None
+      do_ckpt, do_eval, do_sample = periodic
+      periodic_start = time.perf_counter()
+      if do_ckpt or step == t.num_steps:
+        ckpt.save(step, state, force=True)
+      if do_eval:
+        result = evaluate(config.data.eval_split)
+        summary['eval_loss'] = result['loss']
+        writer.write(step, {'eval_loss': result['loss'], 'eval_nll_nats': result['nll_nats'],
+                            'loss_unit': loss_unit(config)})
+        ckpt.save_best(step, state, result['loss'])
+      if do_sample:
+        write_samples(config, model, state.params, step, workdir, writer)
+      progress.excluded_s += time.perf_counter() - periodic_start
+    if pending is not None:
+      progress.consume(*pending, ckpt.latest_dir)
+    train_time = time.perf_counter() - train_start
+
+    if not itstime(t.num_steps, t.eval_every, t.num_steps, start_step):
+      result = evaluate(config.data.eval_split)
+      summary['eval_loss'] = result['loss']
+      if t.num_steps > start_step:
+        ckpt.save_best(t.num_steps, state, result['loss'])
+    try:
+      summary['test_loss'] = evaluate(config.data.test_split)['loss']
+    except ConfigError as e:
+      # E.g. the offline MNIST fallback has no test split unless config.data.idx_dir is set.
+      summary['test_loss'] = None
+      summary['test_error'] = str(e)
+      logging.warning('No test evaluation: %s Later: python -m pixel_jax.evaluate '
+                      '--workdir=%s --idx_dir=...', e, workdir)
+    writer.write(t.num_steps, {'final_eval_loss': summary['eval_loss'],
+                               'test_loss': summary['test_loss'],
+                               'loss_unit': loss_unit(config)})
+  finally:
+    ckpt.wait()  # In-flight saves are of verified-finite states only.
+    bar.close()
+    writer.close()
+  summary.update({
+      'steps': t.num_steps, 'unit': loss_unit(config),
+      'train_loss': progress.last.get('train_loss', float('nan')),
+      'initial_train_loss': progress.initial_loss, 'images_per_s': progress.images_per_s,
+      'train_time_s': train_time, 'time_s': time.perf_counter() - t0,
+      'num_params': int(num_params), 'workdir': workdir,
+      'best_step': ckpt.best_step(), 'data': data_text,
+  })
+  ckpt.close()
+  test_text = ('n/a (no test split; see the warning)' if summary['test_loss'] is None
+               else f'{summary["test_loss"]:.4f}')
+  line = (f'Done: {t.num_steps} steps (from {start_step}) in {summary["time_s"]:.1f}s | '
+          f'train loss {summary["train_loss"]:.4f} | '
+          f'eval ({config.data.eval_split}) {summary["eval_loss"]:.4f} | '
+          f'test ({config.data.test_split}) {test_text} {summary["unit"]} | '
+          f'data {data_text}')
+  summary['summary_line'] = line
+  logging.info(line)
+  if is_chief:
+    print(line, flush=True)
+  return state, summary
