@@ -12,6 +12,7 @@ bits per sub-pixel (bits/dim) for 256 levels.
 
 import functools
 import os
+import sys
 import time
 from typing import Any, Callable, Iterator, Optional
 
@@ -357,7 +358,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                                         resume_step=start_step)
   bar = tqdm.tqdm(total=t.num_steps, initial=start_step, disable=not is_chief,
                   desc=f'{config.model.name} {config.data.name}', unit='step',
-                  dynamic_ncols=True)
+                  dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
   progress = _Progress(config, writer, bar, start_step)
   summary: dict = {'start_step': start_step}
 
