@@ -85,7 +85,7 @@ def train_step(state: TrainState, images_BxHxWxC: jax.Array, *, model: Any,
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  grad_norm = optax.global_norm(grads)
+  grad_norm = optax.tree.norm(grads)
   # One flag for "this step is usable": the loss, the gradient and the new weights.
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _all_finite(params)
   new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)

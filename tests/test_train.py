@@ -1,0 +1,148 @@
+"""End-to-end training: bundled and mock data, divergence, the CLI, and no TensorFlow."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from pixel_jax import checkpointing
+from pixel_jax import metrics_writer
+from pixel_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from experiments import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def tiny_config(**train_overrides):
+  config = tiny.get_config()
+  for key, value in train_overrides.items():
+    config.train[key] = value
+  return config
+
+
+def test_train_on_bundled_digits(tmp_path):
+  config = tiny_config()
+  state, summary = train.train_and_evaluate(config, str(tmp_path))
+  assert int(state.step) == config.train.num_steps == summary['steps']
+  assert summary['unit'] == 'nats'
+  assert np.isfinite(summary['train_loss']) and np.isfinite(summary['eval_loss'])
+  # Falling loss: from ~64 ln 2 = 44 nats at initialisation.
+  assert summary['train_loss'] < 0.8 * summary['initial_train_loss']
+  records = metrics_writer.read_jsonl(str(tmp_path / 'metrics.jsonl'))
+  losses = [r['train_loss'] for r in records if 'train_loss' in r]
+  assert len(losses) == config.train.num_steps // config.train.log_every
+  assert losses[-1] < losses[0]
+  evals = [r for r in records if 'eval_loss' in r]
+  assert [r['step'] for r in evals] == [15, 30]
+  assert evals[-1]['eval_loss'] == pytest.approx(summary['eval_loss'])
+  # The bundled digits have no test split without data.idx_dir: reported, not fatal.
+  assert summary['test_loss'] is None and 'idx_dir' in summary['test_error']
+  png = tmp_path / 'samples' / 'step_30.png'
+  assert png.stat().st_size > 0
+  assert os.listdir(tmp_path / 'tensorboard')
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['20', '30']  # keep_checkpoints=2
+  assert summary['best_step'] == 30
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  assert saved['model']['hidden_channels'] == 8
+
+
+class _FewLevels:
+  """A data source of 8x8 RGB images using only 16 of the 256 levels (learnable fast)."""
+
+  def __init__(self, num):
+    rng = np.random.default_rng(0)
+    self.images = (rng.integers(0, 16, (num, 8, 8, 3)) * 16).astype(np.uint8)
+
+  def __len__(self):
+    return len(self.images)
+
+  def __getitem__(self, k):
+    return {'image': self.images[k], 'label': 0}
+
+  def __getitems__(self, keys):
+    return [self[k] for k in keys]
+
+
+def test_train_on_mock_colour_data(tmp_path):
+  """tfds.testing.mock_data: a catalog colour dataset, reported in bits/dim."""
+  config = tiny_config(num_steps=20, eval_every=0, sample_every=0, checkpoint_every=0,
+                       log_every=5)
+  config.data.name = 'cifar10'
+  config.data.image_size, config.data.num_channels, config.data.num_levels = 8, 3, 256
+  config.data.binarization, config.data.allow_fallback = 'none', False
+  config.data.eval_split = config.data.test_split = 'test'
+  config.model.hidden_channels, config.model.out_hidden_channels = 6, 24
+  config.optim.learning_rate = 3e-2
+  config.eval.max_examples = 16
+  source = lambda *args, **kwargs: _FewLevels(64)
+  with tfds.testing.mock_data(as_data_source_fn=source):
+    _, summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary['unit'] == 'bits/dim'
+  assert 7.0 < summary['initial_train_loss'] < 9.0  # ~log2(256) at initialisation.
+  # 16 equally likely levels are 4 bits/dim; the model must head there.
+  assert summary['train_loss'] < summary['initial_train_loss'] - 1.0
+  assert np.isfinite(summary['test_loss'])
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  config = tiny_config(num_steps=20, checkpoint_every=1, eval_every=0, sample_every=0)
+  config.optim.learning_rate = 1e30  # Weights ~1e30 after one step: inf/NaN logits next.
+  config.optim.grad_clip_norm = 0.0
+  with pytest.raises(train.TrainingDivergedError, match=r'at step (\d+)') as info:
+    train.train_and_evaluate(config, str(tmp_path))
+  bad_step = int(re.search(r'at step (\d+)', str(info.value)).group(1))
+  assert 1 < bad_step < config.train.num_steps
+  steps = sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints'))
+  assert steps and max(steps) == bad_step - 1  # The NaN state was never written.
+  ckpt = checkpointing.Checkpointer(str(tmp_path), keep=2)
+  model = train.models.get_model(config)
+  tx = train.optim.make_optimizer(config)
+  mesh = train.make_mesh(config)
+  state, step = ckpt.restore(train.abstract_state(config, model, tx, mesh))
+  ckpt.close()
+  assert step == bad_step - 1
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+
+
+def _run_python(code: str, cwd: str, timeout: int = 240) -> subprocess.CompletedProcess:
+  env = dict(os.environ, PYTHONPATH=os.path.join(REPO, 'src'))
+  return subprocess.run([sys.executable, '-c', code], cwd=cwd, env=env, capture_output=True,
+                        text=True, timeout=timeout, check=False)
+
+
+def test_cli_trains_offline_without_tensorflow(tmp_path):
+  """`python -m pixel_jax.main` as a user runs it; TensorFlow is never imported."""
+  workdir = tmp_path / 'run'
+  code = f"""
+import runpy, sys
+sys.argv = ['pixel_jax.main', '--config={REPO}/experiments/tiny.py', '--workdir={workdir}',
+            '--config.train.num_steps=10', '--config.train.sample_every=0',
+            '--config.train.eval_every=5', '--config.eval.max_examples=32']
+try:
+  runpy.run_module('pixel_jax.main', run_name='__main__')
+except SystemExit as e:
+  assert not e.code, e.code
+tf = sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.'))
+print('TF_MODULES', tf)
+"""
+  result = _run_python(code, cwd=str(tmp_path))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'TF_MODULES []' in result.stdout
+  assert 'Done: 10 steps' in result.stdout
+  assert (workdir / 'checkpoints' / '10').is_dir()
+
+  # A bad override fails with one line naming the field, before any work.
+  bad = _run_python(
+      f"import runpy, sys; sys.argv = ['m', '--config={REPO}/experiments/tiny.py', "
+      f"'--workdir={tmp_path}/bad', '--config.train.batch_size=12']; "
+      "runpy.run_module('pixel_jax.main', run_name='__main__')", cwd=str(tmp_path))
+  assert bad.returncode == 1
+  assert bad.stderr.strip().splitlines()[-1].startswith('pixel_jax: error: '
+                                                        'config.train.batch_size=12')
