@@ -1,0 +1,172 @@
+"""Checkpoints: round trip, resume after SIGKILL, refusal of corrupt or foreign directories."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from pixel_jax import checkpointing
+from pixel_jax import metrics_writer
+from pixel_jax import models
+from pixel_jax import optim
+from pixel_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from experiments import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _parts(config):
+  mesh = train.make_mesh(config)
+  model = models.get_model(config)
+  tx = optim.make_optimizer(config)
+  return mesh, model, tx
+
+
+def _snapshot(root) -> dict:
+  """Every file under root with its size: to prove that nothing was deleted or changed."""
+  out = {}
+  for dirpath, _, files in os.walk(root):
+    for f in files:
+      path = os.path.join(dirpath, f)
+      out[os.path.relpath(path, root)] = os.path.getsize(path)
+  return out
+
+
+def _assert_trees_equal(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_round_trip(tmp_path):
+  config = tiny.get_config()
+  mesh, model, tx = _parts(config)
+  state = train.init_state(config, model, tx, mesh)
+  state = state.replace(step=state.step + 7)
+  ckpt = checkpointing.Checkpointer(str(tmp_path), keep=2)
+  ckpt.save(7, state)
+  ckpt.wait()
+  assert ckpt.latest_step() == 7
+  restored, step = ckpt.restore(train.abstract_state(config, model, tx, mesh))
+  ckpt.close()
+  assert step == 7 and int(restored.step) == 7
+  _assert_trees_equal(state, restored)
+  leaf = jax.tree.leaves(restored.params)[0]
+  assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 8
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+  overrides = dict(num_steps=24, checkpoint_every=6, log_every=3, eval_every=12,
+                   sample_every=0)
+  config = tiny.get_config()
+  config.train.update(overrides)
+  config.eval.max_examples = 32
+  ref_state, ref_summary = train.train_and_evaluate(config, str(tmp_path / 'ref'))
+
+  workdir = tmp_path / 'killed'
+  flags = [f'--config.train.{k}={v}' for k, v in overrides.items()]
+  cmd = [sys.executable, '-m', 'pixel_jax.main', f'--config={REPO}/experiments/tiny.py',
+         f'--workdir={workdir}', '--config.eval.max_examples=32'] + flags
+  env = dict(os.environ, PYTHONPATH=os.path.join(REPO, 'src'))
+  proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  first = workdir / 'checkpoints' / '6'
+  deadline = time.time() + 180
+  while not first.exists() and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.02)
+  os.kill(proc.pid, signal.SIGKILL)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL
+  killed_at = checkpointing.Checkpointer(str(workdir)).latest_step()
+  assert killed_at is not None and killed_at < config.train.num_steps  # Really mid-run.
+
+  state, summary = train.train_and_evaluate(config, str(workdir))
+  assert summary['start_step'] == killed_at
+  assert int(state.step) == config.train.num_steps
+  _assert_trees_equal(ref_state.params, state.params)  # Bit-identical.
+  assert summary['train_loss'] == ref_summary['train_loss']
+  assert summary['eval_loss'] == ref_summary['eval_loss']
+
+  def losses(path):
+    return [(r['step'], r.get('train_loss'), r.get('eval_loss'))
+            for r in metrics_writer.read_jsonl(str(path / 'metrics.jsonl'))]
+  assert losses(workdir) == losses(tmp_path / 'ref')
+
+
+@pytest.fixture(name='saved_run')
+def fixture_saved_run(tmp_path):
+  """A workdir with config.json and one real checkpoint (no training)."""
+  config = tiny.get_config()
+  mesh, model, tx = _parts(config)
+  ckpt = checkpointing.Checkpointer(str(tmp_path), keep=2)
+  ckpt.save(3, train.init_state(config, model, tx, mesh))
+  ckpt.close()
+  checkpointing.save_config(str(tmp_path), config)
+  return config, tmp_path
+
+
+def _expect_refusal(config, workdir, match):
+  before = _snapshot(workdir)
+  with pytest.raises(checkpointing.CheckpointError, match=match) as info:
+    train.train_and_evaluate(config, str(workdir))
+  assert '\n' not in str(info.value)  # One line.
+  assert _snapshot(workdir) == before  # Nothing deleted or rewritten.
+  return str(info.value)
+
+
+def test_corrupt_checkpoint_is_refused(saved_run):
+  config, workdir = saved_run
+  for dirpath, _, files in os.walk(workdir / 'checkpoints' / '3'):
+    for f in files:
+      with open(os.path.join(dirpath, f), 'wb') as fh:
+        fh.write(b'not a checkpoint')
+  message = _expect_refusal(config, workdir, 'Cannot restore checkpoint')
+  assert 'Nothing was deleted' in message
+
+
+def test_foreign_step_directory_is_refused(saved_run):
+  config, workdir = saved_run
+  foreign = workdir / 'checkpoints' / '9'
+  foreign.mkdir()
+  (foreign / 'weights.pkl').write_bytes(b'\x80\x04someone else')
+  _expect_refusal(config, workdir, 'Cannot restore checkpoint .*9')
+
+
+def test_foreign_files_in_checkpoint_directory_are_refused(saved_run):
+  config, workdir = saved_run
+  (workdir / 'checkpoints' / 'notes.txt').write_text('my results')
+  _expect_refusal(config, workdir, 'not a pixel_jax checkpoint directory .*notes.txt')
+
+
+def test_other_model_checkpoint_is_refused(saved_run):
+  config, workdir = saved_run
+  (workdir / 'config.json').unlink()  # Without the config check, restore itself must refuse.
+  config.model.hidden_channels = 16
+  _expect_refusal(config, workdir, 'Cannot restore checkpoint')
+
+
+def test_resume_with_another_model_config_is_refused(saved_run):
+  config, workdir = saved_run
+  config.model.num_layers = 3
+  config.train.num_steps = 99  # Training fields may change; the model may not.
+  _expect_refusal(config, workdir, r'different model config \(model.num_layers: 2 -> 3\)')
+
+
+def test_cli_reports_corrupt_directory_in_one_line(saved_run):
+  _, workdir = saved_run
+  (workdir / 'checkpoints' / 'junk').write_text('x')
+  before = _snapshot(workdir)
+  env = dict(os.environ, PYTHONPATH=os.path.join(REPO, 'src'))
+  result = subprocess.run(
+      [sys.executable, '-m', 'pixel_jax.main', f'--config={REPO}/experiments/tiny.py',
+       f'--workdir={workdir}'], env=env, capture_output=True, text=True, timeout=120,
+      check=False)
+  assert result.returncode == 1
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('pixel_jax: error: ') and 'nothing was deleted' in last
+  assert 'Traceback' not in result.stderr
+  assert _snapshot(workdir) == before
