@@ -1,6 +1,7 @@
 """Checkpoints: round trip, resume after SIGKILL, refusal of corrupt or foreign directories."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,16 +98,25 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
   assert losses(workdir) == losses(tmp_path / 'ref')
 
 
-@pytest.fixture(name='saved_run')
-def fixture_saved_run(tmp_path):
-  """A workdir with config.json and one real checkpoint (no training)."""
+@pytest.fixture(name='saved_run_template', scope='module')
+def fixture_saved_run_template(tmp_path_factory):
+  """A workdir with config.json and one real checkpoint (no training), built once."""
   config = tiny.get_config()
   mesh, model, tx = _parts(config)
-  ckpt = checkpointing.Checkpointer(str(tmp_path), keep=2)
+  workdir = tmp_path_factory.mktemp('template')
+  ckpt = checkpointing.Checkpointer(str(workdir), keep=2)
   ckpt.save(3, train.init_state(config, model, tx, mesh))
   ckpt.close()
-  checkpointing.save_config(str(tmp_path), config)
-  return config, tmp_path
+  checkpointing.save_config(str(workdir), config)
+  return workdir
+
+
+@pytest.fixture(name='saved_run')
+def fixture_saved_run(saved_run_template, tmp_path):
+  """A fresh copy of the template workdir, with its config."""
+  workdir = tmp_path / 'run'
+  shutil.copytree(saved_run_template, workdir)
+  return tiny.get_config(), workdir
 
 
 def _expect_refusal(config, workdir, match):
