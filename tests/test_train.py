@@ -12,6 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from pixel_jax import checkpointing
+from pixel_jax import evaluate
 from pixel_jax import metrics_writer
 from pixel_jax import train
 
@@ -51,6 +52,12 @@ def test_train_on_bundled_digits(tmp_path):
   assert summary['best_step'] == 30
   saved = json.loads((tmp_path / 'config.json').read_text())
   assert saved['model']['hidden_channels'] == 8
+  # pixel_jax.evaluate rebuilds the model from config.json and restores the best checkpoint.
+  result = evaluate.evaluate(checkpointing.load_config(str(tmp_path)), str(tmp_path),
+                             split='validation')
+  assert result['checkpoint'] == 'best' and result['step'] == 30
+  assert result['loss'] == pytest.approx(summary['eval_loss'], rel=1e-5)
+  assert result['num_examples'] == config.eval.max_examples
 
 
 class _FewLevels:
