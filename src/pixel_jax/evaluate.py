@@ -66,8 +66,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, split: str = 'test
     ckpt.close()
   images = train.load_split(config, split)
   result = train.evaluate_images(config, model, state.params, images, mesh)
+  data = config.data.name
+  if config.data.idx_dir:
+    data += f' (IDX files in {config.data.idx_dir} where the dataset has no such split)'
   result.update(unit=train.loss_unit(config), step=int(step), checkpoint=which, split=split,
-                data=config.data.name, binarization=config.data.binarization)
+                data=data, binarization=config.data.binarization)
   return result
 
 

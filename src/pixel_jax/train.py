@@ -319,6 +319,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                mesh.devices.size, jax.process_count())
 
   checkpointing.check_config(workdir, config)
+  # Data before the checkpoint directories and compilation: a data error costs nothing.
+  train_images = load_split(config, config.data.train_split)
+  info = input_pipeline.dataset_info(config)
+  data_text = info['source'] + (f' (fallback for {info["name"]})' if info['fallback'] else '')
+  if config.data.num_levels == 2:
+    data_text += f', binarization {info["binarization"]}'
+  logging.info('Data: %s; %d training images.', data_text, len(train_images))
   ckpt = checkpointing.Checkpointer(workdir, keep=t.keep_checkpoints)
   model = models.get_model(config)
   tx = optim.make_optimizer(config)
@@ -333,12 +340,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info('%s: %d parameters.', config.model.name, num_params)
 
-  train_images = load_split(config, config.data.train_split)
-  info = input_pipeline.dataset_info(config)
-  data_text = info['source'] + (f' (fallback for {info["name"]})' if info['fallback'] else '')
-  if config.data.num_levels == 2:
-    data_text += f', binarization {info["binarization"]}'
-  logging.info('Data: %s; %d training images.', data_text, len(train_images))
   eval_cache: dict[str, np.ndarray] = {}
 
   def split_images(split):
