@@ -1,0 +1,200 @@
+"""Sampling: the cached sampler equals the naive one, completion, temperature, outputs.
+
+Tiny random networks (6x6 images, h = 4 or 6, 2 layers) with every parameter random,
+initial states and biases included, so every cache path carries non-trivial values.
+"""
+
+import functools
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pixel_jax import configs
+from pixel_jax import sampling
+from pixel_jax.models import get_model
+
+SIZE = 6
+
+# (name, model, channels, levels, scan_layers, skip, residual, dtype): every model in grey
+# binary and in 256-level RGB, with both layer layouts, skip, no residual and bfloat16.
+CASES = (
+    ('row_lstm_1ch_scan', 'row_lstm', 1, 2, True, False, True, 'float32'),
+    ('row_lstm_3ch_unrolled_skip', 'row_lstm', 3, 256, False, True, True, 'float32'),
+    ('diagonal_1ch_unrolled_skip', 'diagonal_bilstm', 1, 2, False, True, True, 'float32'),
+    ('diagonal_3ch_scan', 'diagonal_bilstm', 3, 256, True, False, True, 'float32'),
+    ('diagonal_3ch_plain', 'diagonal_bilstm', 3, 256, True, False, False, 'float32'),
+    ('pixelcnn_1ch_scan', 'pixelcnn', 1, 2, True, False, True, 'float32'),
+    ('pixelcnn_3ch_unrolled_skip_plain', 'pixelcnn', 3, 256, False, True, False, 'float32'),
+    ('row_lstm_1ch_plain', 'row_lstm', 1, 2, True, True, False, 'float32'),
+)
+
+
+@functools.lru_cache(maxsize=None)
+def _build(name, channels, levels, scan=True, skip=False, residual=True, dtype='float32'):
+  """A tiny model and random variables (cached: built once per case)."""
+  config = configs.base_config()
+  config.model.name = name
+  config.model.num_layers = 2
+  config.model.hidden_channels = 4 if channels == 1 else 6
+  config.model.out_hidden_channels = 8 if channels == 1 else 9
+  config.model.scan_layers = scan
+  config.model.skip = skip
+  config.model.residual = residual
+  config.model.dtype = dtype
+  config.data.image_size = SIZE
+  config.data.num_channels = channels
+  config.data.num_levels = levels
+  model = get_model(config)
+  # Shapes from a trace only (compiling init costs seconds), then N(0, 0.5^2) everywhere:
+  # initial states and biases, which init sets to zero, must be non-zero here.
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, SIZE, SIZE, channels)))
+  rs = np.random.RandomState(1)
+  variables = jax.tree_util.tree_map(
+      lambda a: jnp.asarray(0.5 * rs.standard_normal(a.shape), jnp.float32), shapes)
+  return model, variables
+
+
+@functools.lru_cache(maxsize=None)
+def _forward(model):
+  return jax.jit(model.apply)
+
+
+def _random_images(model, n, seed):
+  shape = (n, SIZE, SIZE, model.num_channels)
+  return jax.random.randint(jax.random.key(seed), shape, 0, model.num_levels)
+
+
+class CachedEqualsNaiveTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(*CASES)
+  def test_same_samples_for_same_key(self, name, channels, levels, scan, skip, residual,
+                                     dtype):
+    model, variables = _build(name, channels, levels, scan, skip, residual, dtype)
+    key = jax.random.key(7)
+    cached = sampling.sample(model, variables, key, 3, method='cached')
+    naive = sampling.sample(model, variables, key, 3, method='naive')
+    np.testing.assert_array_equal(np.asarray(cached), np.asarray(naive))
+    # The samples are not a constant image, so the equality above says something.
+    self.assertGreater(len(np.unique(np.asarray(cached))), 1)
+
+  @parameterized.named_parameters(*CASES)
+  def test_cached_logits_equal_forward_pass(self, name, channels, levels, scan, skip,
+                                            residual, dtype):
+    """Teacher forcing through the caches reproduces model.apply at every sub-pixel."""
+    model, variables = _build(name, channels, levels, scan, skip, residual, dtype)
+    images = _random_images(model, 2, seed=3)
+    expected = _forward(model)(variables, images.astype(jnp.float32))
+    got = sampling.cached_logits(model, variables, images)
+    self.assertEqual(got.shape, expected.shape)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
+
+  def test_bfloat16_close_to_naive(self):
+    model, variables = _build('row_lstm', 3, 256, True, True, True, 'bfloat16')
+    images = _random_images(model, 2, seed=4)
+    expected = np.asarray(_forward(model)(variables, images.astype(jnp.float32)))
+    got = np.asarray(sampling.cached_logits(model, variables, images))
+    # bfloat16 keeps 8 bits of mantissa; the summation order differs between the paths.
+    np.testing.assert_allclose(got, expected, atol=0.02 * np.abs(expected).max())
+    key = jax.random.key(8)
+    cached = np.asarray(sampling.sample(model, variables, key, 3, method='cached'))
+    naive = np.asarray(sampling.sample(model, variables, key, 3, method='naive'))
+    self.assertLessEqual(np.mean(cached != naive), 0.02)
+
+
+class CompletionTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(
+      ('row_lstm_top_half', 'row_lstm', 1, 2, 'top_half'),
+      ('diagonal_subpixels', 'diagonal_bilstm', 3, 256, 'random'),
+      ('pixelcnn_subpixels', 'pixelcnn', 3, 256, 'random'),
+  )
+  def test_known_subpixels_kept_and_conditioned_on(self, name, channels, levels, layout):
+    model, variables = _build(name, channels, levels)
+    prefix = np.asarray(_random_images(model, 3, seed=5))
+    if layout == 'top_half':
+      mask = np.zeros(prefix.shape, bool)
+      mask[:, :SIZE // 2] = True
+    else:  # Arbitrary known sub-pixels, including G or B known while R is not.
+      mask = np.random.RandomState(0).rand(*prefix.shape) < 0.5
+    key = jax.random.key(9)
+    outs = {}
+    for method in sampling.METHODS:
+      out = np.asarray(sampling.sample(model, variables, key, 3, method=method,
+                                       prefix=prefix, prefix_mask=mask))
+      np.testing.assert_array_equal(out[mask], prefix[mask])
+      outs[method] = out
+    # The naive sampler conditions on the known values by construction; the cached one
+    # must draw exactly the same unknown sub-pixels.
+    np.testing.assert_array_equal(outs['cached'], outs['naive'])
+    # Conditioning matters: unconditional samples with the same key differ.
+    free = np.asarray(sampling.sample(model, variables, key, 3, method='cached'))
+    self.assertFalse(np.array_equal(free[~mask], outs['cached'][~mask]))
+
+  def test_fully_known_prefix_is_returned(self):
+    model, variables = _build('pixelcnn', 1, 2)
+    prefix = np.asarray(_random_images(model, 3, seed=6))
+    out = sampling.sample(model, variables, jax.random.key(0), 3, prefix=prefix,
+                          prefix_mask=np.ones(prefix.shape[1:], bool))
+    np.testing.assert_array_equal(np.asarray(out), prefix)
+
+
+class OutputAndTemperatureTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(('binary', 'diagonal_bilstm', 1, 2),
+                                  ('rgb', 'pixelcnn', 3, 256))
+  def test_dtype_shape_range(self, name, channels, levels):
+    model, variables = _build(name, channels, levels)
+    out = sampling.sample(model, variables, jax.random.key(1), 3)
+    self.assertEqual(out.dtype, jnp.uint8)
+    self.assertEqual(out.shape, (3, SIZE, SIZE, channels))
+    self.assertLess(int(out.max()), levels)
+    if levels == 2:
+      self.assertEqual(set(np.unique(np.asarray(out))), {0, 1})
+
+  @parameterized.named_parameters(('row_lstm', 'row_lstm', 3, 256),
+                                  ('diagonal', 'diagonal_bilstm', 1, 2))
+  def test_zero_temperature_is_greedy(self, name, channels, levels):
+    """T = 0 picks argmax of the model's own logits: a fixed point of the forward pass."""
+    model, variables = _build(name, channels, levels)
+    greedy = sampling.sample(model, variables, jax.random.key(1), 3, temperature=0.0)
+    logits = _forward(model)(variables, greedy.astype(jnp.float32))
+    np.testing.assert_array_equal(np.asarray(jnp.argmax(logits, axis=-1)),
+                                  np.asarray(greedy))
+    # Greedy decoding ignores the key and the batch index.
+    other = sampling.sample(model, variables, jax.random.key(2), 3, temperature=0.0)
+    np.testing.assert_array_equal(np.asarray(other), np.asarray(greedy))
+    np.testing.assert_array_equal(np.asarray(greedy[0]), np.asarray(greedy[1]))
+    # A small temperature is near-greedy; T = 1 is not.
+    cold = sampling.sample(model, variables, jax.random.key(3), 3, temperature=1e-5)
+    np.testing.assert_array_equal(np.asarray(cold), np.asarray(greedy))
+    warm = sampling.sample(model, variables, jax.random.key(3), 3, temperature=1.0)
+    self.assertFalse(np.array_equal(np.asarray(warm), np.asarray(greedy)))
+
+  def test_naive_zero_temperature_matches_cached(self):
+    model, variables = _build('pixelcnn', 3, 256)
+    cached = sampling.sample(model, variables, jax.random.key(1), 3, temperature=0.0)
+    naive = sampling.sample(model, variables, jax.random.key(1), 3, 'naive', 0.0)
+    np.testing.assert_array_equal(np.asarray(cached), np.asarray(naive))
+
+  def test_bad_arguments_raise_one_clear_error(self):
+    model, variables = _build('row_lstm', 1, 2)
+    key = jax.random.key(0)
+    with self.assertRaisesRegex(ValueError, 'method'):
+      sampling.sample(model, variables, key, 1, method='fast')
+    with self.assertRaisesRegex(ValueError, 'temperature'):
+      sampling.sample(model, variables, key, 1, temperature=-1.0)
+    with self.assertRaisesRegex(ValueError, 'prefix has shape'):
+      sampling.sample(model, variables, key, 2, prefix=np.zeros((1, SIZE, SIZE, 1)),
+                      prefix_mask=np.ones((1, SIZE, SIZE, 1), bool))
+    with self.assertRaisesRegex(ValueError, 'prefix_mask'):
+      sampling.sample(model, variables, key, 1, prefix=np.zeros((1, SIZE, SIZE, 1)))
+    with self.assertRaisesRegex(ValueError, 'Known prefix values'):
+      sampling.sample(model, variables, key, 1, prefix=np.full((1, SIZE, SIZE, 1), 2),
+                      prefix_mask=np.ones((1, SIZE, SIZE, 1), bool))
+
+
+if __name__ == '__main__':
+  absltest.main()
