@@ -49,7 +49,8 @@ class MaskedConv2D(nn.Module):
           padding=((kh // 2, kh // 2), (kw // 2, kw // 2)),
           dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+      bias = self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+      y = y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
     return y
 
 

@@ -1,0 +1,163 @@
+"""Causality by Jacobian (SPEC.md section 7): the test that catches mistakes 1-8.
+
+For random weights and input, d logits(r, c, ch) / d image is exactly zero at (r, c, ch'
+>= ch) and at every later pixel, and non-zero exactly where the reference receptive field
+(tests/receptive_field.py, written independently from the spec) says the model sees.
+"""
+
+import itertools
+
+from absl.testing import parameterized
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from absl.testing import absltest
+from pixel_jax import configs
+from pixel_jax import layers
+from pixel_jax import models
+import receptive_field
+
+H = W = 6
+
+
+def tiny_config(name, channels, levels, **model):
+  config = configs.base_config()
+  config.model.name = name
+  config.data.image_size = H
+  config.data.num_channels = channels
+  config.data.num_levels = levels
+  config.model.num_layers = 2
+  config.model.hidden_channels = 12
+  config.model.out_hidden_channels = 12
+  config.model.update(model)
+  return config
+
+
+def perturb(variables, seed):
+  """Adds independent noise to every parameter: non-zero biases and initial states, so no
+  path is silenced by a zero initialisation."""
+  leaves, treedef = jax.tree.flatten(variables)
+  keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
+  leaves = [p + 0.3 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)]
+  return jax.tree.unflatten(treedef, leaves)
+
+
+def dependency_pattern(config, seed=0, num_images=4):
+  """|d logits / d image| > 0 as a bool array [H, W, C (out), H, W, C (in)].
+
+  A dependency counts if it shows for any of `num_images` random images: a ReLU that
+  happens to be off for one input must not hide a path the model has.
+  """
+  model = models.get_model(config)
+  c, k = config.data.num_channels, config.data.num_levels
+  rng = np.random.default_rng(seed)
+  images = jnp.asarray(rng.uniform(0, k - 1, (num_images, 1, H, W, c)), jnp.float32)
+  variables = model.init(jax.random.key(seed), images[0])
+  variables = perturb(variables, seed)
+  proj = jnp.asarray(rng.normal(size=(k,)), jnp.float32)  # Keeps every level's logit.
+
+  def f(x):
+    return model.apply(variables, x)[0] @ proj  # [H, W, C]
+
+  jac = jax.vmap(jax.jacfwd(f))(images)[..., 0, :, :, :]  # [N, H, W, C, H, W, C]
+  return (np.abs(np.asarray(jac)) > 0).any(axis=0)
+
+
+def expected_pattern(name, channels, num_layers):
+  return receptive_field.network(name, H, W, channels, num_layers)
+
+
+def future_mask(channels):
+  """True where a dependency would be a leak: same sub-pixel, later colour, later pixel."""
+  return ~receptive_field.earlier(H, W, channels)
+
+
+MODEL_CASES = [
+    dict(testcase_name=f'{name}_{ch}ch_{variant}', name=name, channels=ch, variant=variant)
+    for name in models.MODEL_NAMES for ch in (1, 3)
+    for variant in ('residual', 'skip', 'plain_unrolled')
+]
+VARIANTS = {
+    'residual': dict(residual=True, skip=False, scan_layers=True),
+    'skip': dict(residual=True, skip=True, scan_layers=True),
+    'plain_unrolled': dict(residual=False, skip=False, scan_layers=False),
+}
+
+
+class NetworkCausalityTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(*MODEL_CASES)
+  def test_sees_exactly_its_receptive_field(self, name, channels, variant):
+    levels = 2 if channels == 1 else 256
+    config = tiny_config(name, channels, levels, **VARIANTS[variant])
+    got = dependency_pattern(config)
+    self.assertFalse((got & future_mask(channels)).any(), 'the model reads the future')
+    np.testing.assert_array_equal(got, expected_pattern(name, channels, 2))
+
+  @parameterized.parameters(1, 3)
+  def test_diagonal_bilstm_gap_is_only_last_subpixel_of_previous_row(self, channels):
+    """The documented gap: (r, c) never sees the LAST colour of pixel (r-1, W-1) unless
+    c is within the 7x7 first layer's reach of the right edge. Earlier colours of that
+    pixel do reach it, through the mask-A centre tap of pixel (r-1, W-1) itself."""
+    visible = receptive_field.network('diagonal_bilstm', H, W, channels, 2)
+    missing = receptive_field.earlier(H, W, channels) & ~visible
+    reach = 7 // 2
+    for r, c, ch in itertools.product(range(H), range(W), range(channels)):
+      gap = {(r - 1, W - 1, channels - 1)} if r > 0 and c < W - 1 - reach else set()
+      self.assertEqual(set(map(tuple, np.argwhere(missing[r, c, ch]))), gap, (r, c, ch))
+    got = dependency_pattern(tiny_config('diagonal_bilstm', channels, 4))
+    np.testing.assert_array_equal(got, visible)
+
+  def test_row_lstm_triangle_and_pixelcnn_blind_spot(self):
+    for name in ('row_lstm', 'pixelcnn'):
+      got = dependency_pattern(tiny_config(name, 1, 2, num_layers=1))[:, :, 0, :, :, 0]
+      # Pixel (2, 0) cannot see the top-right corner, an earlier pixel outside the Row
+      # LSTM's triangle and inside PixelCNN's blind spot; it does see the pixel above it.
+      self.assertTrue(receptive_field.earlier(H, W, 1)[2, 0, 0, 0, W - 1, 0])
+      self.assertFalse(got[2, 0, 0, W - 1], name)
+      self.assertTrue(got[2, 0, 1, 0], name)
+
+  def test_mask_b_on_first_layer_would_leak(self):
+    """Sanity of the test itself: a model reading its own sub-pixel is caught."""
+    model = layers.MaskedConv2D(4, (3, 3), 'B', num_groups=1)
+    x = jnp.ones((1, H, W, 1))
+    v = model.init(jax.random.key(0), x)
+    jac = jax.jacfwd(lambda x: model.apply(v, x)[0].sum(-1))(x)[..., 0, :, :, 0]
+    self.assertTrue((np.abs(np.asarray(jac))[..., None] > 0)[:, :, None, :, :]
+                    [..., 0][future_mask(1)[:, :, 0, :, :, 0][:, :, None]].any())
+
+
+class LayerCausalityTest(parameterized.TestCase):
+  """The layers alone, with colour groups: a feature of group g at (r, c) reads groups
+  <= g at (r, c) and all groups at the earlier positions its recurrence reaches."""
+
+  @parameterized.product(layer=('row_lstm', 'diagonal_bilstm'), groups=(1, 3))
+  def test_layer(self, layer, groups):
+    features, hidden = 6, 6
+    module = {'row_lstm': layers.RowLSTM, 'diagonal_bilstm': layers.DiagonalBiLSTM}[layer](
+        hidden=hidden, num_groups=groups)
+    x = jax.random.normal(jax.random.key(1), (1, H, W, features))
+    v = perturb(module.init(jax.random.key(2), x), 3)
+    jac = jax.jacfwd(lambda x: module.apply(v, x)[0])(x)[..., 0, :, :, :]
+    got = np.abs(np.asarray(jac)) > 0  # [H, W, hidden, H, W, features]
+    g_out = layers.channel_groups(hidden, groups)
+    g_in = layers.channel_groups(features, groups)
+    # The input's own features as the "sub-pixels": f[p, g] = {features of group g at p}.
+    f = np.zeros((H, W, groups, H, W, features), bool)
+    for r, c, g in itertools.product(range(H), range(W), range(groups)):
+      f[r, c, g, r, c] = g_in == g
+    block = {'row_lstm': receptive_field.row_lstm,
+             'diagonal_bilstm': receptive_field.diagonal_bilstm}[layer]
+    expected = block(f)[:, :, g_out]  # [H, W, hidden, H, W, features]
+    np.testing.assert_array_equal(got, expected)
+
+  def test_fused_gate_mask_is_per_gate(self):
+    """SPEC mistake 4: grouping over the fused 4h block would let R gates read G input."""
+    mask = layers.conv_mask((1, 1), 3, 4 * 3, 'B', num_groups=3, out_blocks=4)[0, 0]
+    for gate in range(4):
+      np.testing.assert_array_equal(mask[:, gate * 3:(gate + 1) * 3], np.tril(np.ones((3, 3))).T)
+
+
+if __name__ == '__main__':
+  absltest.main()
