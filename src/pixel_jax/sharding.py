@@ -41,14 +41,14 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
-def check_batch_size(batch_size: int, mesh: Mesh, field: str = 'config.train.batch_size'
-                     ) -> None:
+def check_batch_size(batch_size: int, num_devices: int,
+                     field: str = 'config.train.batch_size') -> None:
   """Raises a ValueError naming `field` unless the batch splits evenly over the devices."""
-  n = mesh.devices.size
-  if not isinstance(batch_size, int) or batch_size < 1 or batch_size % n:
-    raise ValueError(f'{field}={batch_size!r} must be a positive multiple of the {n} devices '
-                     f'on the mesh (e.g. {n * max(1, -(-int(batch_size or 1) // n))}); set '
-                     f'{field} or config.mesh.num_devices.')
+  if not isinstance(batch_size, int) or batch_size < 1 or batch_size % num_devices:
+    example = num_devices * max(1, -(-int(batch_size or 1) // num_devices))
+    raise ValueError(f'{field}={batch_size!r} must be a positive multiple of the '
+                     f'{num_devices} devices on the mesh (e.g. {example}); set {field} or '
+                     'config.mesh.num_devices.')
 
 
 def local_slice(global_batch_size: int, mesh: Mesh) -> slice:

@@ -143,10 +143,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: Optional[int
     if config.sample.method not in ('cached', 'naive'):
       raise ValueError(f'config.sample.method={config.sample.method!r} must be "cached" or '
                        '"naive".')
-    if num_devices is not None and t.batch_size % num_devices:
-      raise ValueError(f'config.train.batch_size={t.batch_size} must be a multiple of the '
-                       f'{num_devices} devices on the mesh; set config.train.batch_size or '
-                       'config.mesh.num_devices.')
+    if num_devices is not None:
+      sharding.check_batch_size(t.batch_size, num_devices)
   except ValueError as e:
     raise ConfigError(str(e)) from None
 
@@ -388,7 +386,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
       pending = None
       do_ckpt, do_eval, do_sample = periodic
       periodic_start = time.perf_counter()
-      if do_ckpt or step == t.num_steps:
+      if do_ckpt or step == t.num_steps:  # The final state is always saved.
         ckpt.save(step, state, force=True)
       if do_eval:
         result = evaluate(config.data.eval_split)
