@@ -5,6 +5,7 @@ initial states and biases included, so every cache path carries non-trivial valu
 """
 
 import functools
+import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pixel_jax import configs
+from pixel_jax import sample as sample_cli
 from pixel_jax import sampling
 from pixel_jax.models import get_model
 
@@ -194,6 +196,31 @@ class OutputAndTemperatureTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'Known prefix values'):
       sampling.sample(model, variables, key, 1, prefix=np.full((1, SIZE, SIZE, 1), 2),
                       prefix_mask=np.ones((1, SIZE, SIZE, 1), bool))
+
+
+class CommandLineTest(absltest.TestCase):
+
+  def test_missing_or_empty_workdir_is_one_clear_error(self):
+    root = tempfile.mkdtemp()
+    with self.assertRaisesRegex(sample_cli.SampleError, 'does not exist'):
+      sample_cli.restore(f'{root}/nowhere')
+    with self.assertRaisesRegex(sample_cli.SampleError, 'no config.json'):
+      sample_cli.restore(root)
+    with open(f'{root}/config.json', 'w') as f:
+      f.write('{}')
+    with self.assertRaisesRegex(sample_cli.SampleError, 'no checkpoint'):
+      sample_cli.restore(root)
+
+  def test_completion_grid_rows(self):
+    originals = np.random.RandomState(0).randint(0, 2, (2, 4, 4, 1))
+    mask = np.zeros(originals.shape, bool)
+    mask[:, :2] = True
+    grid = sample_cli.completion_grid(mask, 1 - originals, originals, num_levels=2)
+    self.assertEqual(grid.shape, (3 * 5 + 1, 2 * 5 + 1, 3))
+    np.testing.assert_array_equal(grid[3:5, 1:5], np.broadcast_to(sample_cli.OCCLUDED_RGB,
+                                                                  (2, 4, 3)))
+    np.testing.assert_array_equal(grid[11:15, 1:5, 0], originals[0, ..., 0] * 255)
+    np.testing.assert_array_equal(grid[6:10, 1:5, 0], (1 - originals[0, ..., 0]) * 255)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,209 @@
+"""Samples and completions from a trained run, as PNG grids and .npy arrays.
+
+  python -m pixel_jax.sample --workdir=/tmp/run1 --num_samples=16
+  python -m pixel_jax.sample --workdir=/tmp/run1 --complete=test --num_samples=8
+  python -m pixel_jax.sample --workdir=/tmp/run1 --complete=/path/images.npy --keep_rows=10
+
+Writes into --output_dir (default: WORKDIR/sampled):
+  samples.png / samples.npy          unconditional samples (uint8 levels [N, H, W, C]);
+  completion.png / completion.npy    with --complete: rows occluded | completions | original;
+                                     the .npy holds the completions, originals.npy the
+                                     images they started from.
+The model is rebuilt from WORKDIR/config.json and the checkpoint restored with the
+training code's own checkpointing (the best by validation loss, else the latest).
+"""
+
+import os
+import sys
+import time
+from typing import Any, Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from pixel_jax import checkpointing
+from pixel_jax import image_grid
+from pixel_jax import models
+from pixel_jax import sampling
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'The training run to sample from.')
+flags.DEFINE_integer('num_samples', None, 'Images to draw (default: config.sample.num_samples).')
+flags.DEFINE_enum('method', None, list(sampling.METHODS),
+                  'Sampler (default: config.sample.method).')
+flags.DEFINE_float('temperature', None, 'Softmax temperature; 0 is greedy (default: '
+                   'config.sample.temperature).')
+flags.DEFINE_string('complete', None, 'Also complete images: a split name of the run\'s '
+                    'dataset (test, validation, ...) or a .npy file of uint8 levels '
+                    '[N, H, W, C] (or [N, H, W] for one channel).')
+flags.DEFINE_integer('keep_rows', None, 'Rows kept from the top of each image to complete '
+                     '(default: half the height).')
+flags.DEFINE_string('checkpoint', 'best', '"best" (falls back to latest), "latest", or a '
+                    'step number.')
+flags.DEFINE_integer('seed', 0, 'Sampling seed.')
+flags.DEFINE_string('output_dir', None, 'Where to write (default: WORKDIR/sampled).')
+flags.DEFINE_integer('scale', 2, 'Nearest-neighbour upscaling of the PNG grids.')
+flags.mark_flags_as_required(['workdir'])
+
+OCCLUDED_RGB = (60, 60, 150)  # Unknown pixels in the occluded row (the padding is grey).
+
+
+class SampleError(RuntimeError):
+  """A workdir, checkpoint or input that cannot be sampled from; reported as one line."""
+
+
+def restore(workdir: str, checkpoint: str = 'best'
+            ) -> tuple[ml_collections.ConfigDict, Any, Any, int]:
+  """(config, model, params, step) of a training run, params on one device.
+
+  Raises SampleError (one line) for a missing workdir, a missing config.json or a workdir
+  without checkpoints, before creating anything in it.
+  """
+  # Imported here: training pulls in the data pipeline, which the library API must not.
+  from pixel_jax import optim  # pylint: disable=g-import-not-at-top
+  from pixel_jax import train  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(workdir):
+    raise SampleError(f'--workdir={workdir} does not exist.')
+  if not os.path.exists(os.path.join(workdir, checkpointing.CONFIG_FILE)):
+    raise SampleError(f'{workdir} holds no {checkpointing.CONFIG_FILE}: not a pixel_jax '
+                      'training workdir (train first with python -m pixel_jax.main).')
+  steps = [os.path.join(workdir, d) for d in (checkpointing.LATEST_DIR, checkpointing.BEST_DIR)]
+  if not any(os.path.isdir(d) and any(n.isdigit() for n in os.listdir(d)) for d in steps):
+    raise SampleError(f'{workdir} holds no checkpoint yet (nothing in '
+                      f'{checkpointing.LATEST_DIR}/ or {checkpointing.BEST_DIR}/).')
+  try:
+    config = checkpointing.load_config(workdir)
+    model = models.get_model(config)
+    mesh = train.make_mesh(config)
+    target = train.abstract_state(config, model, optim.make_optimizer(config), mesh)
+    ckpt = checkpointing.Checkpointer(workdir, keep=max(1, config.train.keep_checkpoints))
+    try:
+      which, step = 'latest', None
+      if checkpoint == 'best' and ckpt.best_step() is not None:
+        which = 'best'
+      elif checkpoint not in ('best', 'latest'):
+        step = int(checkpoint)
+      state, step = ckpt.restore(target, step=step, which=which)
+    finally:
+      ckpt.close()
+  except (checkpointing.CheckpointError, ValueError) as e:
+    raise SampleError(str(e)) from e
+  # Sampling is sequential per image: one device, not a replicated copy on every device.
+  params = jax.device_put(jax.device_get(state.params), jax.devices()[0])
+  return config, model, params, int(step)
+
+
+def load_images_to_complete(config: ml_collections.ConfigDict, source: str,
+                            count: int) -> np.ndarray:
+  """The first `count` images of a split name or a .npy file, uint8 [N, H, W, C]."""
+  d = config.data
+  if source.endswith('.npy'):
+    if not os.path.exists(source):
+      raise SampleError(f'--complete={source} does not exist.')
+    images = np.load(source)
+    if images.ndim == 3 and d.num_channels == 1:
+      images = images[..., None]
+  else:
+    from pixel_jax import train  # pylint: disable=g-import-not-at-top
+    try:
+      images = train.load_split(config, source)
+    except Exception as e:  # pylint: disable=broad-except
+      raise SampleError(f'Cannot load split {source!r} of {d.name}: {e}') from e
+  expected = (d.image_size, d.image_size, d.num_channels)
+  if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+    raise SampleError(f'Images to complete have shape {images.shape}; the model wants '
+                      f'[N, {", ".join(map(str, expected))}].')
+  if len(images) == 0:
+    raise SampleError(f'--complete={source} holds no images.')
+  if images.min() < 0 or images.max() >= d.num_levels:
+    raise SampleError(f'Images to complete must hold levels in [0, {d.num_levels}), got '
+                      f'[{images.min()}, {images.max()}].')
+  return images[:count].astype(np.uint8)
+
+
+def completion_grid(occluded_mask: np.ndarray, completions: np.ndarray,
+                    originals: np.ndarray, num_levels: int) -> np.ndarray:
+  """Three rows of N images: occluded input | completions | originals, uint8 RGB."""
+  n, h, w, _ = originals.shape
+  shown = np.where(occluded_mask, originals, 0)
+  grid = image_grid.make_grid(np.concatenate([shown, completions, originals]), num_levels,
+                              ncols=n, padding=1)
+  unknown = ~occluded_mask.all(axis=-1)  # [N, H, W]: pixels not fully known.
+  for i in range(n):
+    top, left = 1, 1 + i * (w + 1)
+    grid[top:top + h, left:left + w][unknown[i]] = OCCLUDED_RGB
+  return grid
+
+
+def run_sampling(workdir: str, num_samples: Optional[int] = None,
+                 method: Optional[str] = None, temperature: Optional[float] = None,
+                 complete: Optional[str] = None, keep_rows: Optional[int] = None,
+                 checkpoint: str = 'best', seed: int = 0, output_dir: Optional[str] = None,
+                 scale: int = 2) -> dict[str, str]:
+  """Restores `workdir`, samples (and completes), writes the files; returns their paths."""
+  config, model, params, step = restore(workdir, checkpoint)
+  s = config.sample
+  num_samples = num_samples or s.num_samples
+  method = method or s.method
+  temperature = s.temperature if temperature is None else temperature
+  output_dir = output_dir or os.path.join(workdir, 'sampled')
+  os.makedirs(output_dir, exist_ok=True)
+  variables = {'params': params}
+  levels = config.data.num_levels
+  rng = jax.random.key(seed)
+  written = {}
+  start = time.time()
+  images = np.asarray(sampling.sample(model, variables, rng, num_samples, method=method,
+                                      temperature=temperature))
+  logging.info('%d samples (%s, T=%g) from step %d in %.1fs.', num_samples, method,
+               temperature, step, time.time() - start)
+  np.save(os.path.join(output_dir, 'samples.npy'), images)
+  written['samples.npy'] = os.path.join(output_dir, 'samples.npy')
+  written['samples.png'] = image_grid.save_png(
+      os.path.join(output_dir, 'samples.png'), image_grid.make_grid(images, levels),
+      scale=scale)
+  if complete:
+    originals = load_images_to_complete(config, complete, num_samples)
+    size = config.data.image_size
+    keep = size // 2 if keep_rows is None else keep_rows
+    if not 0 <= keep <= size:
+      raise SampleError(f'--keep_rows={keep} must lie in [0, {size}].')
+    mask = np.zeros(originals.shape, bool)
+    mask[:, :keep] = True
+    completions = np.asarray(sampling.sample(
+        model, variables, jax.random.fold_in(rng, 1), len(originals), method=method,
+        temperature=temperature, prefix=originals, prefix_mask=mask))
+    for name, array in (('completion.npy', completions), ('originals.npy', originals)):
+      written[name] = os.path.join(output_dir, name)
+      np.save(written[name], array)
+    written['completion.png'] = image_grid.save_png(
+        os.path.join(output_dir, 'completion.png'),
+        completion_grid(mask, completions, originals, levels), scale=scale)
+  return written
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
+  checkpointing.quiet_orbax_logs()
+  try:
+    written = run_sampling(FLAGS.workdir, FLAGS.num_samples, FLAGS.method, FLAGS.temperature,
+                           FLAGS.complete, FLAGS.keep_rows, FLAGS.checkpoint, FLAGS.seed,
+                           FLAGS.output_dir, FLAGS.scale)
+  except (SampleError, ValueError) as e:
+    sys.exit(f'pixel_jax.sample: error: {e}')
+  for path in written.values():
+    print(path, flush=True)
+
+
+def run(argv: Optional[list[str]] = None) -> None:
+  app.run(main, argv=argv)
+
+
+if __name__ == '__main__':
+  jax.config.config_with_absl()
+  run()
