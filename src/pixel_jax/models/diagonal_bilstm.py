@@ -81,9 +81,19 @@ class DiagonalBiLSTM(nn.Module):
     kernel = self.param('state_to_state', nn.initializers.lecun_normal(batch_axis=(0,)),
                         (2, 2 * self.hidden, 4 * self.hidden)).astype(self.dtype)
     skewed = causal.skew(gates_is)  # [2, B, H, L, 4h], L = W + H - 1.
-    carry = layers.initial_state(self, skewed[:, :, :, 0, :self.hidden], self.hidden,
-                                 leading=(2,))
-    step = lambda carry, g: diagonal_step(kernel, carry, g)
-    _, h_Lx2xBxHxh = jax.lax.scan(step, carry, jnp.moveaxis(skewed, 3, 0))
+    init = layers.initial_state(self, skewed[:, :, :, 0, :self.hidden], self.hidden,
+                                leading=(2,))
+    rows = jnp.arange(x_BxHxWxF.shape[1])[None, None, :, None]
+
+    def step(carry, column):
+      t, gates_col = column
+      carry, _ = diagonal_step(kernel, carry, gates_col)
+      # Skewed cells left of the image (t < r) are padding: hold them at the learned
+      # initial state, so pixel (r, 0) starts from it exactly like a plain LSTM would.
+      carry = tuple(jnp.where(rows > t, s0, s) for s, s0 in zip(carry, init))
+      return carry, carry[0]
+
+    columns = (jnp.arange(skewed.shape[3]), jnp.moveaxis(skewed, 3, 0))
+    _, h_Lx2xBxHxh = jax.lax.scan(step, init, columns)
     h = causal.unskew(jnp.moveaxis(h_Lx2xBxHxh, 0, 3), width)  # [2, B, H, W, h]
     return combine_directions(h[0], h[1])
