@@ -32,6 +32,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'config.model.first_kernel_size={m.first_kernel_size} must be odd.')
   if m.dtype not in DTYPES:
     raise ValueError(f'config.model.dtype={m.dtype!r} must be one of {tuple(DTYPES)}.')
+  if m.name == 'multiscale':
+    from pixel_jax.models import multiscale  # pylint: disable=g-import-not-at-top
+    multiscale.validate_config(config)
   groups = d.num_channels
   for field, width in (('config.model.hidden_channels', m.hidden_channels),
                        ('config.model.out_hidden_channels', m.out_hidden_channels)):

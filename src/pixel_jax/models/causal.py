@@ -1,5 +1,6 @@
 """Shape helpers whose whole purpose is a causal guarantee (SPEC.md section 4)."""
 
+import jax
 import jax.numpy as jnp
 
 
@@ -13,8 +14,8 @@ def shift_down(x: jnp.ndarray, axis: int) -> jnp.ndarray:
   axis = axis % x.ndim
   pad = [(0, 0)] * x.ndim
   pad[axis] = (1, 0)
-  padded = jnp.pad(x, pad)
-  return jnp.take(padded, jnp.arange(x.shape[axis]), axis=axis)
+  # Slicing, not a gather: its gradient is a pad, not a scatter (slow inside scans).
+  return jax.lax.slice_in_dim(jnp.pad(x, pad), 0, x.shape[axis], axis=axis)
 
 
 def skew(x_HxWxF: jnp.ndarray) -> jnp.ndarray:

@@ -23,9 +23,13 @@ def diagonal_state_to_state(kernel_Dx2hx4h: jnp.ndarray, h_prev_DxBxHxh: jnp.nda
   left of (r, t - r). ONE ZERO ROW IS PADDED ON TOP (shift_down); 'SAME' padding of an
   even kernel would pad at the bottom and read the pixel below, a future pixel.
   """
-  above = causal.shift_down(h_prev_DxBxHxh, axis=2)
-  neighbours = jnp.concatenate([above, h_prev_DxBxHxh], axis=-1)
-  return jnp.einsum('dbhk,dkf->dbhf', neighbours.astype(kernel_Dx2hx4h.dtype), kernel_Dx2hx4h)
+  # shift_down commutes with the per-position matrix product: one product to 8h, then
+  # the "above" half moves down one row.
+  hidden = h_prev_DxBxHxh.shape[-1]
+  kernel = jnp.concatenate([kernel_Dx2hx4h[:, :hidden], kernel_Dx2hx4h[:, hidden:]], axis=-1)
+  both = jnp.einsum('dbhk,dkf->dbhf', h_prev_DxBxHxh.astype(kernel.dtype), kernel)
+  from_above, from_left = jnp.split(both, 2, axis=-1)
+  return causal.shift_down(from_above, axis=2) + from_left
 
 
 def diagonal_step(kernel_Dx2hx4h: jnp.ndarray, carry: tuple[jnp.ndarray, jnp.ndarray],

@@ -39,15 +39,22 @@ class MaskedConv2D(nn.Module):
     mask = masks.conv_mask(self.kernel_size, in_features, self.features, self.mask_type,
                            self.num_groups, self.in_blocks, self.out_blocks)
     kernel = self.param('kernel', self.kernel_init, (kh, kw, in_features, self.features))
+    # Only the taps the mask allows are computed: each is a shifted view of the input,
+    # concatenated along channels (im2col) and contracted in one matrix product. This skips
+    # the masked half of every kernel and, unlike a convolution op, stays fast inside
+    # scans on every backend.
+    taps = [(i, j) for i in range(kh) for j in range(kw) if mask[i, j].any()]
+    if not taps:
+      raise ValueError(f'A {kh}x{kw} mask-{self.mask_type} kernel with {self.num_groups} '
+                       'colour group(s) reads nothing; use a larger kernel or mask B.')
     kernel = (kernel * mask).astype(self.dtype)
+    kernel_TFxO = jnp.concatenate([kernel[i, j] for i, j in taps], axis=0)
     x = x_BxHxWxF.astype(self.dtype)
-    if (kh, kw) == (1, 1):
-      y = jnp.einsum('...f,fo->...o', x, kernel[0, 0])
-    else:
-      y = jax.lax.conv_general_dilated(
-          x, kernel, window_strides=(1, 1),
-          padding=((kh // 2, kh // 2), (kw // 2, kw // 2)),
-          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    if taps != [(kh // 2, kw // 2)]:
+      _, h, w, _ = x.shape
+      x = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+      x = jnp.concatenate([x[:, i:i + h, j:j + w] for i, j in taps], axis=-1)
+    y = jnp.einsum('...f,fo->...o', x, kernel_TFxO)
     if self.use_bias:
       bias = self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
       y = y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
