@@ -44,6 +44,18 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.skip = False  # Learnable 1x1 skip connection from every layer to the output.
   config.model.scan_layers = True  # nn.scan over identical layers: compile time flat in depth.
   config.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params stay fp32).
+  # Multi-Scale PixelRNN, used when model.name = 'multiscale' (models/multiscale.py says why):
+  # an unconditional PixelRNN on a small s x s image and a conditional one (the fields above)
+  # on the full image.
+  config.model.multiscale = ml_collections.ConfigDict()
+  config.model.multiscale.core = 'row_lstm'  # Both networks: 'row_lstm' | 'diagonal_bilstm'.
+  config.model.multiscale.small_size = 14  # s; must divide data.image_size.
+  config.model.multiscale.subsample = 'stride'  # Every (n/s)-th pixel: keeps exact levels.
+  config.model.multiscale.cond_channels = 16  # c: channels of the conditioning map.
+  config.model.multiscale.upsampler_layers = 1  # Transposed convolutions, strides -> n/s.
+  config.model.multiscale.small_num_layers = 7  # The small-image network's depth,
+  config.model.multiscale.small_hidden_channels = 16  # width h
+  config.model.multiscale.small_residual = True  # and residual connections.
 
   config.optim = ml_collections.ConfigDict()
   config.optim.name = 'rmsprop'  # 'rmsprop' (the paper) or 'adam'.
