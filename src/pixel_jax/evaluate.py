@@ -100,10 +100,12 @@ def main(argv):
   except train.USER_ERRORS as e:
     logging.error('%s', e)
     sys.exit(f'pixel_jax.evaluate: error: {e}')
+  stages = ''.join(f', {k[len("nll_nats_"):]} stage {v:.3f}'
+                   for k, v in train.nll_parts(result).items())  # Multi-scale only.
   line = (f'{result["split"]} NLL of {result["data"]} (binarization {result["binarization"]}, '
           f'{result["num_examples"]} images): {result["loss"]:.4f} {result["unit"]} '
-          f'({result["nll_nats"]:.3f} nats/image, {result["bits_per_dim"]:.4f} bits/dim) | '
-          f'{result["checkpoint"]} checkpoint, step {result["step"]}')
+          f'({result["nll_nats"]:.3f} nats/image{stages}, {result["bits_per_dim"]:.4f} '
+          f'bits/dim) | {result["checkpoint"]} checkpoint, step {result["step"]}')
   print(line, flush=True)
   if FLAGS.output:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)

@@ -92,12 +92,27 @@ def train_step(state: TrainState, images_BxHxWxC: jax.Array, *, model: Any,
   return new_state, {'nll_nats': loss, 'grad_norm': grad_norm, 'finite': finite}
 
 
+def nll_parts_fn(params: Any, images_BxHxWxC: jax.Array, *, model: Any) -> dict:
+  """{'nll_nats': per-image NLL [B]}, plus 'nll_nats_<part>' for a model with `nll_parts`.
+
+  The multi-scale model reports each stage's NLL (its parts sum to the total) from the same
+  forward pass; every other model gives the total only.
+  """
+  if not hasattr(model, 'nll_parts'):
+    return {'nll_nats': nll_fn(params, images_BxHxWxC, model=model)}
+  parts = model.apply({'params': params}, images_BxHxWxC.astype(jnp.float32),
+                      method='nll_parts')
+  return {'nll_nats': sum(parts.values()),
+          **{f'nll_nats_{name}': nll for name, nll in parts.items()}}
+
+
 def eval_step(params: Any, images_BxHxWxC: jax.Array, mask_B: jax.Array, *,
-              model: Any) -> tuple[jax.Array, jax.Array]:
-  """(sum of NLL nats over the valid images, number of valid images) of a padded batch."""
-  nll = nll_fn(params, images_BxHxWxC, model=model)
+              model: Any) -> tuple[dict, jax.Array]:
+  """({name: sum of NLL nats over the valid images}, number of valid images) of a padded
+  batch; the names are those of nll_parts_fn."""
+  nlls = nll_parts_fn(params, images_BxHxWxC, model=model)
   mask = mask_B.astype(jnp.float32)
-  return jnp.sum(nll * mask), jnp.sum(mask)
+  return {name: jnp.sum(nll * mask) for name, nll in nlls.items()}, jnp.sum(mask)
 
 
 # ----------------------------------------------------------------------------------------
@@ -182,7 +197,8 @@ def evaluate_images(config: ml_collections.ConfigDict, model: Any, params: Any,
                     step_fn: Optional[Callable] = None) -> dict:
   """Whole-split NLL of `images` (uint8 levels [N, H, W, C]); eval.max_examples caps N.
 
-  Returns {'nll_nats', 'loss' (nats or bits/dim), 'bits_per_dim', 'num_examples'}.
+  Returns {'nll_nats', 'loss' (nats or bits/dim), 'bits_per_dim', 'num_examples'}, plus
+  each stage's 'nll_nats_<part>' for the multi-scale model.
   """
   if config.eval.max_examples:
     images = images[:config.eval.max_examples]
@@ -191,19 +207,26 @@ def evaluate_images(config: ml_collections.ConfigDict, model: Any, params: Any,
   batch_size = min(batch_size, -(-len(images) // n_dev) * n_dev)
   if step_fn is None:
     step_fn = make_eval_step(model, mesh)
-  total, count = 0.0, 0.0
+  totals, count = {}, 0.0
   for batch, mask in input_pipeline.eval_batches(images, batch_size):
-    s, c = step_fn(params, sharding.shard_global_batch(batch, mesh),
-                   sharding.shard_global_batch(np.asarray(mask), mesh))
-    total, count = total + float(s), count + float(c)
+    sums, c = step_fn(params, sharding.shard_global_batch(batch, mesh),
+                      sharding.shard_global_batch(np.asarray(mask), mesh))
+    for name, s in sums.items():
+      totals[name] = totals.get(name, 0.0) + float(s)
+    count += float(c)
   if count == 0:
     raise ValueError('The evaluation split is empty.')
   d = config.data
-  nll = total / count
+  nll = totals.pop('nll_nats') / count
   return {'nll_nats': nll, 'loss': report_loss(nll, config),
           'bits_per_dim': float(losses.bits_per_dim(
               nll, d.image_size * d.image_size * d.num_channels)),
-          'num_examples': int(count)}
+          'num_examples': int(count), **{name: t / count for name, t in totals.items()}}
+
+
+def nll_parts(result: dict, prefix: str = '') -> dict:
+  """The per-stage 'nll_nats_<part>' entries of an evaluate_images result, prefixed."""
+  return {prefix + k: v for k, v in result.items() if k.startswith('nll_nats_')}
 
 
 def make_eval_step(model: Any, mesh: jax.sharding.Mesh) -> Callable:
@@ -305,7 +328,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   """Trains config.train.num_steps steps (resuming from workdir), evaluates, samples.
 
   Returns the final state and a summary dict: steps, time_s, train_loss (last step),
-  initial_train_loss, eval_loss, test_loss (in `unit`: nats or bits/dim), images_per_s.
+  initial_train_loss, eval_loss, test_loss (in `unit`: nats or bits/dim), images_per_s,
+  and for the multi-scale model each stage's last validation NLL, eval_nll_nats_<part>.
   """
   t0 = time.perf_counter()
   mesh = make_mesh(config)
@@ -392,7 +416,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
         result = evaluate(config.data.eval_split)
         summary['eval_loss'] = result['loss']
         writer.write(step, {'eval_loss': result['loss'], 'eval_nll_nats': result['nll_nats'],
-                            'loss_unit': loss_unit(config)})
+                            **nll_parts(result, 'eval_'), 'loss_unit': loss_unit(config)})
+        summary.update(nll_parts(result, 'eval_'))
         ckpt.save_best(step, state, result['loss'])
       if do_sample:
         write_samples(config, model, state.params, step, workdir, writer)
@@ -404,6 +429,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     if not itstime(t.num_steps, t.eval_every, t.num_steps, start_step):
       result = evaluate(config.data.eval_split)
       summary['eval_loss'] = result['loss']
+      summary.update(nll_parts(result, 'eval_'))
       if t.num_steps > start_step:
         ckpt.save_best(t.num_steps, state, result['loss'])
     try:
