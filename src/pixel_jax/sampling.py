@@ -48,26 +48,35 @@ def _subpixel_key(rng: jax.Array, r, c, ch, width: int, channels: int) -> jax.Ar
   return jax.random.fold_in(rng, (r * width + c) * channels + ch)
 
 
-def _commit(images: jnp.ndarray, known: jnp.ndarray, r, c, ch, drawn_N: jnp.ndarray
-            ) -> tuple[jnp.ndarray, jnp.ndarray]:
-  """Writes the drawn levels at (r, c, ch) except where the sub-pixel is known."""
-  current = images[:, r, c, ch]
-  value = jnp.where(known[:, r, c, ch], current, drawn_N)
+def _commit(images: jnp.ndarray, start: jnp.ndarray, known: jnp.ndarray, r, c, ch,
+            drawn_N: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Writes the drawn levels at (r, c, ch) except where the sub-pixel is known.
+
+  Known values are read from `start`, never from `images`: reading a buffer and then
+  updating it in place in the same step makes XLA copy the whole buffer every step.
+  """
+  value = jnp.where(known[:, r, c, ch], start[:, r, c, ch], drawn_N)
   return images.at[:, r, c, ch].set(value), value
 
 
-def _sample_naive(model, variables, rng, images, known, temperature):
-  """The reference: a full forward pass for every sub-pixel, in raster then R, G, B order."""
+def _sample_naive(model, variables, rng, images, known, temperature,
+                  num_subpixels: Optional[int] = None):
+  """The reference: a full forward pass for every sub-pixel, in raster then R, G, B order.
+
+  `num_subpixels` stops after the first that many sub-pixels (benchmarks time a prefix).
+  """
   _, height, width, channels = images.shape
+  start = images
+  total = height * width * channels if num_subpixels is None else num_subpixels
 
   def body(s, images):
     r, c, ch = s // (width * channels), (s // channels) % width, s % channels
     logits = model.apply(variables, images.astype(jnp.float32))  # [N, H, W, C, K]
     drawn = _choose(logits[:, r, c, ch], _subpixel_key(rng, r, c, ch, width, channels),
                     temperature)
-    return _commit(images, known, r, c, ch, drawn)[0]
+    return _commit(images, start, known, r, c, ch, drawn)[0]
 
-  return jax.lax.fori_loop(0, height * width * channels, body, images)
+  return jax.lax.fori_loop(0, total, body, images)
 
 
 def _run_cached(model, variables, rng, images, known, temperature, keep_logits=False):
@@ -84,21 +93,31 @@ def _run_cached(model, variables, rng, images, known, temperature, keep_logits=F
                          jnp.float32)
 
   def subpixel(r, c, ch, carry):
-    images, cache, all_logits = carry
-    logits, cache = net.position(cache, r, c)
+    images, cache, _, all_logits = carry
+    logits, cache, pending = net.position(cache, r, c)
     logits = jax.lax.dynamic_index_in_dim(logits, ch, axis=1, keepdims=False)
     drawn = _choose(logits, _subpixel_key(rng, r, c, ch, width, channels), temperature)
-    images, value = _commit(images, known, r, c, ch, drawn)
+    images, value = _commit(images, start, known, r, c, ch, drawn)
     if keep_logits:
       all_logits = all_logits.at[:, r, c, ch].set(logits)
-    return images, net.set_subpixel(cache, r, c, ch, value), all_logits
+    return images, net.set_subpixel(cache, r, c, ch, value), pending, all_logits
+
+  def pixel(r, c, carry):
+    images, cache, all_logits = carry
+    # The pending state's structure, for the loop carry; its value is set on every visit.
+    pending = jax.eval_shape(lambda cache: net.position(cache, r, c)[2], cache)
+    pending = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), pending)
+    images, cache, pending, all_logits = jax.lax.fori_loop(
+        0, channels, lambda ch, carry: subpixel(r, c, ch, carry),
+        (images, cache, pending, all_logits))
+    return images, net.end_pixel(cache, pending), all_logits
 
   def row(r, carry):
-    pixel = lambda c, carry: jax.lax.fori_loop(
-        0, channels, lambda ch, carry: subpixel(r, c, ch, carry), carry)
-    images, cache, all_logits = jax.lax.fori_loop(0, width, pixel, carry)
+    images, cache, all_logits = jax.lax.fori_loop(
+        0, width, lambda c, carry: pixel(r, c, carry), carry)
     return images, net.end_row(cache, r), all_logits
 
+  start = images
   images, _, all_logits = jax.lax.fori_loop(0, height, row,
                                             (images, net.init(images), all_logits))
   return images, all_logits

@@ -11,14 +11,18 @@ the ONE new position (r, c) only:
   convolutions, ReLUs, residuals, skips and the output head are pointwise.
 * Row LSTM: the state at (r, c) reads the previous row's h at c-1, c, c+1 and c at c, and
   the 1x3 mask-B input-to-state kernel reads the layer input at (r, c-1) and (r, c) (its
-  right tap is masked), so a maps of h/c (with the learned initial state as row -1) and of
-  the layer input are enough: the whole recurrence costs one position per step.
+  right tap is masked). So the cache is the previous row's (h, c) (the learned initial
+  state for row -1), the current row's (h, c) being written, and the left neighbour's
+  layer input: one position per step.
 * Diagonal BiLSTM, left-to-right direction: the state at (r, c) reads h above (r-1, c) and
-  h, c to the left (r, c-1). Left of column 0 the scan over skewed columns runs through
-  zero-input padding, so the state there depends on the weights only; it is precomputed
-  once per call for every row (`diagonal_boundary`). Right-to-left direction: its output at
-  (r, c) only enters row r + 1 (combine_directions), so once row r is finished it is run
-  over that row, for every layer at once, W sequential steps per row.
+  (h, c) to the left (r, c-1); left of column 0 it is the learned initial state (the model
+  holds the skewed padding there). Right-to-left direction: its output at (r, c) only
+  enters row r + 1 (combine_directions), so once row r is finished it is run over that
+  row, for every layer at once: W sequential steps per row, one position each.
+
+Buffers read during a row are never the buffers written during it: a buffer read and then
+updated in place within one loop step makes XLA copy it whole every step, which costs the
+whole image again (measured: per-position time growing with H * W).
 
 Colour: a pixel is visited once per channel; each visit recomputes the position with the
 sub-pixels sampled so far. By the masks, the features at (r, c) never depend on the last
@@ -35,7 +39,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from pixel_jax.models import diagonal_bilstm
 from pixel_jax.models import layers
 from pixel_jax.models import masks
 from pixel_jax.models import pixelcnn
@@ -120,46 +123,18 @@ def _lstm_at(kernel_Kx4h: Array, neighbours_NxK: Array, gates_is_Nx4h: Array,
   return layers.lstm_cell(gates_is_Nx4h.astype(jnp.float32) + s2s, c_prev_Nxh)
 
 
-def _read(cache: Array, layer: int, r: Array, c: Array, rows: int, cols: int) -> Array:
-  """cache[layer, :, r:r+rows, c:c+cols] for traced r, c: [N, rows, cols, F]."""
-  n, f = cache.shape[1], cache.shape[-1]
+def _read(buffer_LxNxWxF: Array, layer: int, c: Array, cols: int) -> Array:
+  """buffer[layer, :, c:c+cols] for a traced column c: [N, cols, F]."""
+  n, f = buffer_LxNxWxF.shape[1], buffer_LxNxWxF.shape[-1]
   zero = jnp.zeros((), jnp.int32)
-  return jax.lax.dynamic_slice(cache, (layer, zero, r, c, zero), (1, n, rows, cols, f))[0]
+  return jax.lax.dynamic_slice(buffer_LxNxWxF, (layer, zero, c, zero), (1, n, cols, f))[0]
 
 
-def _write(cache: Array, layer: int, r: Array, c: Array, value_NxF: Array) -> Array:
-  """cache[layer, :, r, c] = value, in place inside the sampling loop."""
+def _write(buffer_LxNxWxF: Array, layer: int, c: Array, value_NxF: Array) -> Array:
+  """buffer[layer, :, c] = value, in place inside the sampling loop."""
   zero = jnp.zeros((), jnp.int32)
-  update = value_NxF.astype(cache.dtype)[None, :, None, None, :]
-  return jax.lax.dynamic_update_slice(cache, update, (layer, zero, r, c, zero))
-
-
-def diagonal_boundary(kernel_2x2hx4h: Array, h0_2xh: Array, c0_2xh: Array, height: int
-                      ) -> tuple[Array, Array]:
-  """The Diagonal BiLSTM state just left of column 0 of every row, both directions.
-
-  In the skewed scan, row r starts at skewed column r; at columns t < r it is zero-input
-  padding whose state only reads padding of row r - 1 and the learned initial state, so it
-  is the same for every image. Running diagonal_step on all-zero gates reproduces it: at
-  step t, rows > t are still padding. Row 0 starts from the initial state itself.
-
-  Returns:
-    (h, c), each [H, 2, h]: index r is the left neighbour of (r, 0) in each direction.
-  """
-  hidden = h0_2xh.shape[-1]
-  like = jnp.zeros((2, 1, height, hidden), jnp.float32)
-  carry = (like + h0_2xh[:, None, None, :], like + c0_2xh[:, None, None, :])
-  zeros = jnp.zeros((2, 1, height, 4 * hidden), jnp.float32)
-
-  def step(carry, t):
-    carry, _ = diagonal_bilstm.diagonal_step(kernel_2x2hx4h, carry, zeros)
-    row = lambda a: jax.lax.dynamic_index_in_dim(a, t + 1, axis=2, keepdims=False)[:, 0]
-    return carry, (row(carry[0]), row(carry[1]))
-
-  _, (hs, cs) = jax.lax.scan(step, carry, jnp.arange(height - 1))
-  h = jnp.concatenate([h0_2xh[None].astype(jnp.float32), hs], axis=0)
-  c = jnp.concatenate([c0_2xh[None].astype(jnp.float32), cs], axis=0)
-  return h, c
+  update = value_NxF.astype(buffer_LxNxWxF.dtype)[None, :, None, :]
+  return jax.lax.dynamic_update_slice(buffer_LxNxWxF, update, (layer, zero, c, zero))
 
 
 class CachedNetwork:
@@ -184,12 +159,11 @@ class CachedNetwork:
       stack = lambda key: jnp.stack([b[key] for b in self.blocks])
       self.bwd_input = (stack('bwd_kernel'), stack('bwd_bias'))  # [L, 1, 1, 2h, 4h], [L, 4h]
       self.bwd_state = stack('s2s')[:, 1]  # [L, 2h, 4h]
+      # Skewed cells left of the image are held at the learned initial state, so every
+      # row, in both directions, starts from it (models/diagonal_bilstm.py).
       cores = [p['diagonal_bilstm'] for p in block_params(s, params)]
-      h, c = jax.vmap(lambda k, h0, c0: diagonal_boundary(k.astype(dt), h0, c0, s.size))(
-          jnp.stack([p['state_to_state'] for p in cores]),
-          jnp.stack([p['initial_h'] for p in cores]),
-          jnp.stack([p['initial_c'] for p in cores]))
-      self.boundary_h, self.boundary_c = h, c  # [L, H, 2, h]
+      self.initial_h = jnp.stack([p['initial_h'] for p in cores]).astype(jnp.float32)
+      self.initial_c = jnp.stack([p['initial_c'] for p in cores]).astype(jnp.float32)
 
   def _prepare_block(self, p: Params) -> dict[str, Any]:
     """Masked, cast weights of one block, computed once per sampling call."""
@@ -215,39 +189,46 @@ class CachedNetwork:
     return w
 
   def init(self, images_NxHxWxC: Array) -> dict[str, Array]:
-    """Caches for a batch of starting images (zeros, or a prefix for completion)."""
+    """Caches for a batch of starting images (zeros, or a prefix for completion).
+
+    Buffers that are read during a row (the previous row's states) are never the buffers
+    written during it (the current row's), and states of the left neighbour travel as
+    small arrays: a buffer read and then updated in place in one step makes XLA copy it
+    whole every step, which would cost the whole image again.
+    """
     s = self.spec
     n, size, h, num_l, p = images_NxHxWxC.shape[0], s.size, s.hidden, s.num_layers, self.pad
     scaled = layers.scale_input(images_NxHxWxC, s.num_levels)
     # The input convolution pads with zeros in the scaled domain; no bottom rows needed.
     cache = {'image': jnp.pad(scaled, ((0, 0), (p, 0), (p, p), (0, 0)))}
     f32 = jnp.float32
+    zeros_lnh = jnp.zeros((num_l, n, h), f32)
     if s.core == 'pixelcnn':
+      # The input map of each spatial convolution, zero-padded; written at (r, c) and then
+      # read, so it is one buffer.
       q = s.kernel_size // 2
       cache['conv_in'] = jnp.zeros((num_l, n, size + q, size + 2 * q, h), s.dtype)
     elif s.core == 'row_lstm':
-      # Row 0 is row -1 of the image: the learned initial state; columns 0 and W + 1 are
-      # the zero padding of row_state_to_state.
-      h0 = jnp.stack([b['h0'] for b in self.blocks]).astype(f32)[:, None, None, None, :]
-      c0 = jnp.stack([b['c0'] for b in self.blocks]).astype(f32)[:, None, None, None, :]
-      hmap = jnp.zeros((num_l, n, size + 1, size + 2, h), f32)
-      cache['h'] = hmap.at[:, :, :1, 1:size + 1].add(h0)
-      cache['c'] = jnp.zeros((num_l, n, size + 1, size, h), f32).at[:, :, :1].add(c0)
-      # Layer inputs, with a zero column on the left for the c-1 tap at c = 0.
-      cache['x'] = jnp.zeros((num_l, n, size, size + 1, 2 * h), s.dtype)
+      # Row -1 is the learned initial state; columns 0 and W + 1 are the zero padding of
+      # row_state_to_state.
+      h0 = jnp.stack([b['h0'] for b in self.blocks]).astype(f32)[:, None, None, :]
+      c0 = jnp.stack([b['c0'] for b in self.blocks]).astype(f32)[:, None, None, :]
+      h_row = jnp.zeros((num_l, n, size + 2, h), f32)
+      cache['h_above'] = h_row.at[:, :, 1:size + 1].add(h0)
+      cache['c_above'] = jnp.zeros((num_l, n, size, h), f32) + c0
+      cache['h_row'], cache['c_row'] = h_row, jnp.zeros((num_l, n, size, h), f32)
+      # The layer input at (r, c - 1), read by the 1x3 input-to-state kernel.
+      cache['x_left'] = jnp.zeros((num_l, n, 2 * h), s.dtype)
     else:
-      # Forward h: row 0 is the zero row above row 0, column 0 the precomputed state left
-      # of column 0. Forward c: column 0 likewise. Backward output: row r + 1 holds the
-      # right-to-left output of row r, i.e. what row r + 1 adds (shifted down).
-      left_h = self.boundary_h[:, :, 0][:, None, :, None, :]
-      left_c = self.boundary_c[:, :, 0][:, None, :, None, :]
-      zeros_lnh1h = jnp.zeros((num_l, n, size, 1, h), f32)
-      hf = jnp.zeros((num_l, n, size + 1, size + 1, h), f32)
-      cache['hf'] = hf.at[:, :, 1:, :1].set(zeros_lnh1h + left_h)
-      cf = jnp.zeros((num_l, n, size, size + 1, h), f32)
-      cache['cf'] = cf.at[:, :, :, :1].set(zeros_lnh1h + left_c)
-      cache['hb'] = jnp.zeros((num_l, n, size + 1, size, h), f32)
-      cache['x'] = jnp.zeros((num_l, n, size, size, 2 * h), s.dtype)
+      # Forward states of the row above (zero above row 0) and of the current row; the
+      # left neighbour's (h, c) starts as the learned initial state. The
+      # right-to-left output of the row above is what the current row adds.
+      cache['hf_above'] = jnp.zeros((num_l, n, size, h), f32)
+      cache['hf_row'] = jnp.zeros((num_l, n, size, h), f32)
+      cache['h_left'] = zeros_lnh + self.initial_h[:, 0][:, None, :]
+      cache['c_left'] = zeros_lnh + self.initial_c[:, 0][:, None, :]
+      cache['hb_above'] = jnp.zeros((num_l, n, size, h), f32)
+      cache['x_row'] = jnp.zeros((num_l, n, size, 2 * h), s.dtype)
     return cache
 
   def set_subpixel(self, cache: dict[str, Array], r: Array, c: Array, ch: Array,
@@ -260,8 +241,12 @@ class CachedNetwork:
     return {**cache, 'image': image}
 
   def position(self, cache: dict[str, Array], r: Array, c: Array
-               ) -> tuple[Array, dict[str, Array]]:
-    """Logits [N, C, K] at (r, c), writing (r, c) into every layer's cache."""
+               ) -> tuple[Array, dict[str, Array], dict[str, Array]]:
+    """Logits [N, C, K] at (r, c), the updated caches, and the pending left-neighbour state.
+
+    The pending state (per layer, stacked) becomes the left neighbour once the pixel's
+    last channel is drawn (`end_pixel`); earlier visits of the pixel must not see it.
+    """
     s, dt = self.spec, self.spec.dtype
     k, p = s.first_kernel_size, self.pad
     image = cache['image']
@@ -269,20 +254,27 @@ class CachedNetwork:
     window = jax.lax.dynamic_slice(image, (zero, r, c, zero),
                                    (image.shape[0], p + 1, k, s.num_channels))
     x = _window_conv(window.astype(dt), *self.input_conv)
-    skip_sum = None
+    skip_sum, pending = None, []
     for i, w in enumerate(self.blocks):
       if s.core == 'pixelcnn':
-        y, cache = self._pixelcnn_at(i, w, cache, x, r, c)
+        y, cache, state = self._pixelcnn_at(i, w, cache, x, r, c)
       elif s.core == 'row_lstm':
-        y, cache = self._row_lstm_at(i, w, cache, x, r, c)
+        y, cache, state = self._row_lstm_at(i, w, cache, x, c)
       else:
-        y, cache = self._diagonal_at(i, w, cache, x, r, c)
+        y, cache, state = self._diagonal_at(i, w, cache, x, c)
+      pending.append(state)
       # The residual is added exactly once, here, as in the blocks.
       x = (x + y if s.residual else y).astype(x.dtype)
       if s.skip:
         proj = _dense(x, w['skip'], dt)
         skip_sum = proj if skip_sum is None else skip_sum + proj
-    return self._head(skip_sum if s.skip else x), cache
+    pending = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *pending)
+    return self._head(skip_sum if s.skip else x), cache, pending
+
+  def end_pixel(self, cache: dict[str, Array], pending: dict[str, Array]
+                ) -> dict[str, Array]:
+    """The finished pixel becomes the left neighbour of the next one."""
+    return {**cache, **pending}
 
   def _head(self, x_NxF: Array) -> Array:
     """OutputHead at one position: ReLU -> 1x1 -> ReLU -> 1x1 -> logits [N, C, K]."""
@@ -298,61 +290,65 @@ class CachedNetwork:
     """ConvBlock at (r, c): the 3x3 input map is cached, the 1x1 layers are pointwise."""
     dt, q, ks = self.spec.dtype, self.spec.kernel_size // 2, self.spec.kernel_size
     a = jax.nn.relu(_dense(jax.nn.relu(x), w['reduce'], dt))
-    conv_in = _write(cache['conv_in'], i, r + q, c + q, a)
+    zero = jnp.zeros((), jnp.int32)
+    conv_in = jax.lax.dynamic_update_slice(cache['conv_in'], a[None, :, None, None, :],
+                                           (i, zero, r + q, c + q, zero))
+    n, h = a.shape
+    window = jax.lax.dynamic_slice(conv_in, (i, zero, r, c, zero), (1, n, q + 1, ks, h))[0]
     kernel, bias = w['conv']
-    y = _window_conv(_read(conv_in, i, r, c, q + 1, ks), kernel[:q + 1], bias)
+    y = _window_conv(window, kernel[:q + 1], bias)
     y = _dense(jax.nn.relu(y), w['expand'], dt)
-    return y, {**cache, 'conv_in': conv_in}
+    return y, {**cache, 'conv_in': conv_in}, {}
 
-  def _row_lstm_at(self, i, w, cache, x, r, c):
+  def _row_lstm_at(self, i, w, cache, x, c):
     """RecurrentBlock(Row LSTM) at (r, c) from the previous row's state."""
     dt, hid = self.spec.dtype, self.spec.hidden
-    xs = _write(cache['x'], i, r, c + 1, x)
-    gates_is = _window_conv(_read(xs, i, r, c, 1, 2), w['input'][0][None], w['input'][1])
-    above = _read(cache['h'], i, r, c, 1, 3).reshape(-1, 3 * hid)  # [h(c-1), h(c), h(c+1)]
-    c_prev = _read(cache['c'], i, r, c, 1, 1).reshape(-1, hid)
+    x_left = cache['x_left'][i]
+    taps = jnp.stack([x_left, x.astype(x_left.dtype)], axis=1)  # [N, 2, 2h]: c-1, c.
+    gates_is = _window_conv(taps[:, None], w['input'][0][None], w['input'][1])
+    # row_state_to_state's neighbours [h(c-1), h(c), h(c+1)] of the row above.
+    above = _read(cache['h_above'], i, c, 3).reshape(-1, 3 * hid)
+    c_prev = _read(cache['c_above'], i, c, 1)[:, 0]
     h_new, c_new = _lstm_at(w['s2s'], above, gates_is, c_prev)
-    cache = {**cache, 'x': xs, 'h': _write(cache['h'], i, r + 1, c + 1, h_new),
-             'c': _write(cache['c'], i, r + 1, c, c_new)}
-    return _dense(h_new, w['output'], dt), cache
+    cache = {**cache, 'h_row': _write(cache['h_row'], i, c + 1, h_new),
+             'c_row': _write(cache['c_row'], i, c, c_new)}
+    return _dense(h_new, w['output'], dt), cache, {'x_left': x.astype(x_left.dtype)}
 
-  def _diagonal_at(self, i, w, cache, x, r, c):
+  def _diagonal_at(self, i, w, cache, x, c):
     """RecurrentBlock(Diagonal BiLSTM) at (r, c): forward step + cached backward output."""
-    dt, hid = self.spec.dtype, self.spec.hidden
-    xs = _write(cache['x'], i, r, c, x)
+    dt = self.spec.dtype
     gates_is = _dense(x, w['fwd'], dt)
-    above = _read(cache['hf'], i, r, c + 1, 1, 1).reshape(-1, hid)
-    left = _read(cache['hf'], i, r + 1, c, 1, 1).reshape(-1, hid)
-    c_left = _read(cache['cf'], i, r, c, 1, 1).reshape(-1, hid)
+    above = _read(cache['hf_above'], i, c, 1)[:, 0]
     # diagonal_state_to_state concatenates [above, left].
-    h_new, c_new = _lstm_at(w['s2s'][0], jnp.concatenate([above, left], axis=-1), gates_is,
-                            c_left)
-    h_bwd = _read(cache['hb'], i, r, c, 1, 1).reshape(-1, hid)
-    cache = {**cache, 'x': xs, 'hf': _write(cache['hf'], i, r + 1, c + 1, h_new),
-             'cf': _write(cache['cf'], i, r, c + 1, c_new)}
-    return _dense(h_new + h_bwd, w['output'], dt), cache
+    neighbours = jnp.concatenate([above, cache['h_left'][i]], axis=-1)
+    h_new, c_new = _lstm_at(w['s2s'][0], neighbours, gates_is, cache['c_left'][i])
+    h_bwd = _read(cache['hb_above'], i, c, 1)[:, 0]
+    cache = {**cache, 'hf_row': _write(cache['hf_row'], i, c, h_new),
+             'x_row': _write(cache['x_row'], i, c, x)}
+    return (_dense(h_new + h_bwd, w['output'], dt), cache,
+            {'h_left': h_new, 'c_left': c_new})
 
   def end_row(self, cache: dict[str, Array], r: Array) -> dict[str, Array]:
-    """After row r is complete: the right-to-left direction over row r, all layers at once.
+    """After row r is complete: the current row becomes the row above.
 
-    Row r's layer inputs are final, and combine_directions adds this output to row r + 1
-    only, so it is run exactly once per row. In mirrored coordinates it is the forward
+    Diagonal BiLSTM: the right-to-left direction is run over row r, for every layer at
+    once. Row r's layer inputs are final, and combine_directions adds this output to row
+    r + 1 only, so it runs exactly once per row. In mirrored coordinates it is the forward
     recurrence: above = the backward state of row r - 1, left = the column to the right.
     """
-    if self.spec.core != 'diagonal_bilstm':
-      return cache
     s, dt = self.spec, self.spec.dtype
-    x_row = jax.lax.dynamic_index_in_dim(cache['x'], r, axis=2, keepdims=False)  # [L,N,W,2h]
+    if s.core == 'pixelcnn':
+      return cache
+    if s.core == 'row_lstm':
+      return {**cache, 'h_above': cache['h_row'], 'c_above': cache['c_row'],
+              'x_left': jnp.zeros_like(cache['x_left'])}
     kernel, bias = self.bwd_input
-    gates = jnp.einsum('lnwf,lfo->lnwo', x_row.astype(dt), kernel[:, 0, 0])
+    gates = jnp.einsum('lnwf,lfo->lnwo', cache['x_row'].astype(dt), kernel[:, 0, 0])
     gates = jnp.flip(gates + bias[:, None, None, :], axis=2)
-    above = jnp.flip(jax.lax.dynamic_index_in_dim(cache['hb'], r, axis=2, keepdims=False),
-                     axis=2)
-    n = x_row.shape[1]
-    zeros_lnh = jnp.zeros((s.num_layers, n, s.hidden), jnp.float32)
-    start_h = jax.lax.dynamic_index_in_dim(self.boundary_h, r, axis=1, keepdims=False)
-    start_c = jax.lax.dynamic_index_in_dim(self.boundary_c, r, axis=1, keepdims=False)
-    carry = (zeros_lnh + start_h[:, 1][:, None, :], zeros_lnh + start_c[:, 1][:, None, :])
+    above = jnp.flip(cache['hb_above'], axis=2)
+    zeros_lnh = jnp.zeros_like(cache['h_left'])
+    carry = (zeros_lnh + self.initial_h[:, 1][:, None, :],
+             zeros_lnh + self.initial_c[:, 1][:, None, :])
 
     def step(carry, inputs):
       gates_lnx4h, above_lnh = inputs
@@ -363,10 +359,11 @@ class CachedNetwork:
 
     _, h_WxLxNxh = jax.lax.scan(step, carry, (jnp.moveaxis(gates, 2, 0),
                                               jnp.moveaxis(above, 2, 0)))
-    h_row = jnp.flip(jnp.moveaxis(h_WxLxNxh, 0, 2), axis=2)  # Back to image columns.
-    hb = jax.lax.dynamic_update_slice_in_dim(cache['hb'], h_row[:, :, None], r + 1, axis=2)
-    return {**cache, 'hb': hb}
+    # The next row's forward direction starts from the initial state again.
+    return {**cache, 'hb_above': jnp.flip(jnp.moveaxis(h_WxLxNxh, 0, 2), axis=2),
+            'hf_above': cache['hf_row'], 'hf_row': cache['hf_above'],
+            'h_left': zeros_lnh + self.initial_h[:, 0][:, None, :],
+            'c_left': zeros_lnh + self.initial_c[:, 0][:, None, :]}
 
 
-__all__ = ['CachedNetwork', 'NetSpec', 'block_params', 'diagonal_boundary',
-           'spec_from_model']
+__all__ = ['CachedNetwork', 'NetSpec', 'block_params', 'spec_from_model']
