@@ -5,6 +5,7 @@ initial states and biases included, so every cache path carries non-trivial valu
 """
 
 import functools
+import shutil
 import tempfile
 
 from absl.testing import absltest
@@ -30,7 +31,6 @@ CASES = (
     ('diagonal_3ch_plain', 'diagonal_bilstm', 3, 256, True, False, False, 'float32'),
     ('pixelcnn_1ch_scan', 'pixelcnn', 1, 2, True, False, True, 'float32'),
     ('pixelcnn_3ch_unrolled_skip_plain', 'pixelcnn', 3, 256, False, True, False, 'float32'),
-    ('row_lstm_1ch_plain', 'row_lstm', 1, 2, True, True, False, 'float32'),
 )
 
 
@@ -202,6 +202,7 @@ class CommandLineTest(absltest.TestCase):
 
   def test_missing_or_empty_workdir_is_one_clear_error(self):
     root = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, root)
     with self.assertRaisesRegex(sample_cli.SampleError, 'does not exist'):
       sample_cli.restore(f'{root}/nowhere')
     with self.assertRaisesRegex(sample_cli.SampleError, 'no config.json'):
