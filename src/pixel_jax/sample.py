@@ -6,6 +6,7 @@
 
 Writes into --output_dir (default: WORKDIR/sampled):
   samples.png / samples.npy          unconditional samples (uint8 levels [N, H, W, C]);
+  stages.png                         multi-scale models: each small image | its full image;
   completion.png / completion.npy    with --complete: rows occluded | completions | original;
                                      the .npy holds the completions, originals.npy the
                                      images they started from.
@@ -166,6 +167,11 @@ def run_sampling(workdir: str, num_samples: Optional[int] = None,
   written['samples.png'] = image_grid.save_png(
       os.path.join(output_dir, 'samples.png'), image_grid.make_grid(images, levels),
       scale=scale)
+  if hasattr(model, 'sample_stages'):  # Multi-scale: the small image beside its full one.
+    from pixel_jax.models import multiscale  # pylint: disable=g-import-not-at-top
+    written['stages.png'] = image_grid.save_png(
+        os.path.join(output_dir, 'stages.png'),
+        multiscale.stages_grid(images, model.factor, levels), scale=scale)
   if complete:
     originals = load_images_to_complete(config, complete, num_samples)
     size = config.data.image_size

@@ -16,6 +16,11 @@ which has probability ~1e-6 per sub-pixel).
 Completion: `prefix` images with a boolean `prefix_mask` of known sub-pixels. Known
 sub-pixels are copied into the output and conditioned on; only the others are sampled.
 
+Conditioning (the full-image stage of the Multi-Scale PixelRNN): `cond`, a map [N, H, W, D]
+fully known before sampling, is passed to every layer (model.apply(variables, images, cond));
+the caches add its per-layer 1x1 projection at each position. A model with a `sample_stages`
+method (models/multiscale.py) draws its stages itself, through this function.
+
 Usage:
   images = sampling.sample(model, variables, jax.random.key(0), num_samples=16)
 """
@@ -60,7 +65,7 @@ def _commit(images: jnp.ndarray, start: jnp.ndarray, known: jnp.ndarray, r, c, c
 
 
 def _sample_naive(model, variables, rng, images, known, temperature,
-                  num_subpixels: Optional[int] = None):
+                  num_subpixels: Optional[int] = None, cond=None):
   """The reference: a full forward pass for every sub-pixel, in raster then R, G, B order.
 
   `num_subpixels` stops after the first that many sub-pixels (benchmarks time a prefix).
@@ -69,9 +74,12 @@ def _sample_naive(model, variables, rng, images, known, temperature,
   start = images
   total = height * width * channels if num_subpixels is None else num_subpixels
 
+  extra = () if cond is None else (cond,)
+
   def body(s, images):
     r, c, ch = s // (width * channels), (s // channels) % width, s % channels
-    logits = model.apply(variables, images.astype(jnp.float32))  # [N, H, W, C, K]
+    logits = model.apply(variables, images.astype(jnp.float32),
+                         *extra)  # [N, H, W, C, K]
     drawn = _choose(logits[:, r, c, ch], _subpixel_key(rng, r, c, ch, width, channels),
                     temperature)
     return _commit(images, start, known, r, c, ch, drawn)[0]
@@ -79,14 +87,15 @@ def _sample_naive(model, variables, rng, images, known, temperature,
   return jax.lax.fori_loop(0, total, body, images)
 
 
-def _run_cached(model, variables, rng, images, known, temperature, keep_logits=False):
+def _run_cached(model, variables, rng, images, known, temperature, keep_logits=False,
+                cond=None):
   """Rows, then columns, then channels; each visit costs one position of every layer.
 
   With keep_logits, also returns the logits [N, H, W, C, K] each visit used (with every
   sub-pixel known this is teacher forcing through the caches, for tests).
   """
   spec = sampling_cache.spec_from_model(model)
-  net = sampling_cache.CachedNetwork(spec, variables['params'])
+  net = sampling_cache.CachedNetwork(spec, variables['params'], cond)
   n, height, width, channels = images.shape
   num_classes = spec.num_levels
   all_logits = jnp.zeros((n, height, width, channels, num_classes) if keep_logits else (),
@@ -123,26 +132,29 @@ def _run_cached(model, variables, rng, images, known, temperature, keep_logits=F
   return images, all_logits
 
 
-def _sample_cached(model, variables, rng, images, known, temperature):
-  return _run_cached(model, variables, rng, images, known, temperature)[0]
+def _sample_cached(model, variables, rng, images, known, temperature, cond=None):
+  return _run_cached(model, variables, rng, images, known, temperature, cond=cond)[0]
 
 
 @functools.partial(jax.jit, static_argnames=('model',))
-def cached_logits(model: Any, variables: Any, images_NxHxWxC: jnp.ndarray) -> jnp.ndarray:
+def cached_logits(model: Any, variables: Any, images_NxHxWxC: jnp.ndarray,
+                  cond: Optional[jnp.ndarray] = None) -> jnp.ndarray:
   """Logits [N, H, W, C, K] of given images computed through the sampling caches.
 
   Every sub-pixel is known, so the cached sampler only conditions; the result must equal
-  model.apply(variables, images) up to float rounding. Used to test the caches directly.
+  model.apply(variables, images[, cond]) up to float rounding. Used to test the caches.
   """
   images = images_NxHxWxC.astype(jnp.int32)
   return _run_cached(model, variables, jax.random.key(0), images,
-                     jnp.ones(images.shape, bool), jnp.float32(1.0), keep_logits=True)[1]
+                     jnp.ones(images.shape, bool), jnp.float32(1.0), keep_logits=True,
+                     cond=cond)[1]
 
 
 @functools.partial(jax.jit, static_argnames=('model', 'method'))
-def _sample_jit(model, method, variables, rng, images, known, temperature):
+def _sample_jit(model, method, variables, rng, images, known, temperature, cond=None):
   fn = _sample_cached if method == 'cached' else _sample_naive
-  return fn(model, variables, rng, images, known, temperature).astype(jnp.uint8)
+  return fn(model, variables, rng, images, known, temperature,
+            cond=cond).astype(jnp.uint8)
 
 
 def starting_images(model: Any, num_samples: int, prefix: Optional[Any] = None,
@@ -173,7 +185,7 @@ def starting_images(model: Any, num_samples: int, prefix: Optional[Any] = None,
 
 def sample(model: Any, variables: Any, rng: jax.Array, num_samples: int,
            method: str = 'cached', temperature: float = 1.0, prefix: Optional[Any] = None,
-           prefix_mask: Optional[Any] = None) -> jnp.ndarray:
+           prefix_mask: Optional[Any] = None, cond: Optional[Any] = None) -> jnp.ndarray:
   """Draws images from the model, or completes partially known ones.
 
   Args:
@@ -188,6 +200,8 @@ def sample(model: Any, variables: Any, rng: jax.Array, num_samples: int,
     prefix: optional integer images [N, H, W, C] to complete.
     prefix_mask: booleans broadcastable to [N, H, W, C]: the known sub-pixels of `prefix`,
       copied unchanged into the output and conditioned on.
+    cond: optional conditioning map [N, H, W, D] given to every layer (the conditional
+      stage of models/multiscale.py); the model must have been built to take it.
 
   Returns:
     uint8 images [N, H, W, C] with levels in [0, num_levels).
@@ -200,11 +214,23 @@ def sample(model: Any, variables: Any, rng: jax.Array, num_samples: int,
     raise ValueError(f'temperature={temperature!r} must be >= 0.')
   if model.num_levels > 256:
     raise ValueError(f'num_levels={model.num_levels} does not fit the uint8 output.')
+  if hasattr(model, 'sample_stages'):  # Multi-scale: each stage comes back through here.
+    if cond is not None:
+      raise ValueError('cond is for a single conditional network, not a multi-stage model.')
+    return model.sample_stages(variables, rng, int(num_samples), method=method,
+                               temperature=temperature, prefix=prefix,
+                               prefix_mask=prefix_mask)
+  if cond is not None:
+    size = model.image_size
+    if cond.ndim != 4 or tuple(cond.shape[:3]) != (num_samples, size, size):
+      raise ValueError(f'cond has shape {tuple(cond.shape)}; expected [num_samples, H, W, D]'
+                       f' = [{num_samples}, {size}, {size}, D].')
+    cond = jnp.asarray(cond, jnp.float32)
   if method == 'cached':
     sampling_cache.spec_from_model(model)  # Fails early, with one line, on other models.
   images, known = starting_images(model, int(num_samples), prefix, prefix_mask)
   return _sample_jit(model, method, variables, rng, images, known,
-                     jnp.asarray(temperature, jnp.float32))
+                     jnp.asarray(temperature, jnp.float32), cond)
 
 
 __all__ = ['METHODS', 'cached_logits', 'sample', 'starting_images']

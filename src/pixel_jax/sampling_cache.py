@@ -24,6 +24,11 @@ Buffers read during a row are never the buffers written during it: a buffer read
 updated in place within one loop step makes XLA copy it whole every step, which costs the
 whole image again (measured: per-position time growing with H * W).
 
+Conditioning (Multi-Scale PixelRNN): a map [N, H, W, D] known before sampling starts; each
+LSTM layer adds its 1x1 projection (cond_to_state*) to the input-to-state pre-activations,
+computed at the one position a step visits (or over the finished row for the right-to-left
+direction). It is a per-position constant, so no cache changes.
+
 Colour: a pixel is visited once per channel; each visit recomputes the position with the
 sub-pixels sampled so far. By the masks, the features at (r, c) never depend on the last
 channel of (r, c), so after the last visit every cache holds exactly the naive features.
@@ -34,7 +39,7 @@ same numbers up to the summation order of the convolutions.
 """
 
 import dataclasses
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -146,9 +151,11 @@ class CachedNetwork:
   The caches are one dict of arrays (a pytree) carried by the sampling loops.
   """
 
-  def __init__(self, spec: NetSpec, params: Params):
+  def __init__(self, spec: NetSpec, params: Params, cond_NxHxWxD: Optional[Array] = None):
     self.spec = spec
     s, dt = spec, spec.dtype
+    # The conditioning map, or None; the layers' projections of it are in self.blocks.
+    self.cond = None if cond_NxHxWxD is None else cond_NxHxWxD.astype(dt)
     self.pad = s.first_kernel_size // 2
     k_in, b_in = _masked(params['input_conv'], 'A', s)
     self.input_conv = (k_in[:self.pad + 1], b_in)  # Rows below the centre are masked.
@@ -159,6 +166,9 @@ class CachedNetwork:
       stack = lambda key: jnp.stack([b[key] for b in self.blocks])
       self.bwd_input = (stack('bwd_kernel'), stack('bwd_bias'))  # [L, 1, 1, 2h, 4h], [L, 4h]
       self.bwd_state = stack('s2s')[:, 1]  # [L, 2h, 4h]
+      if self.cond is not None:  # [L, D, 4h], [L, 4h]
+        self.cond_bwd = tuple(jnp.stack([b['cond_bwd'][j] for b in self.blocks])
+                              for j in (0, 1))
       # Skewed cells left of the image are held at the learned initial state, so every
       # row, in both directions, starts from it (models/diagonal_bilstm.py).
       cores = [p['diagonal_bilstm'] for p in block_params(s, params)]
@@ -176,6 +186,11 @@ class CachedNetwork:
       return w
     w['output'] = _masked(p['output_conv'], 'B', s)
     core = p[s.core]
+    if self.cond is not None:  # nn.Dense's parameters, in the compute dtype.
+      dense = lambda name: (core[name]['kernel'].astype(dt), core[name]['bias'].astype(dt))
+      names = (('cond', 'cond_to_state'),) if s.core == 'row_lstm' else (
+          ('cond', 'cond_to_state_fwd'), ('cond_bwd', 'cond_to_state_bwd'))
+      w.update({key: dense(name) for key, name in names})
     if s.core == 'row_lstm':
       kernel, bias = _masked(core['input_to_state'], 'B', s, out_blocks=4)
       w['input'] = (kernel[0, :2], bias)  # Taps c-1 and c; the c+1 tap is masked.
@@ -259,9 +274,9 @@ class CachedNetwork:
       if s.core == 'pixelcnn':
         y, cache, state = self._pixelcnn_at(i, w, cache, x, r, c)
       elif s.core == 'row_lstm':
-        y, cache, state = self._row_lstm_at(i, w, cache, x, c)
+        y, cache, state = self._row_lstm_at(i, w, cache, x, r, c)
       else:
-        y, cache, state = self._diagonal_at(i, w, cache, x, c)
+        y, cache, state = self._diagonal_at(i, w, cache, x, r, c)
       pending.append(state)
       # The residual is added exactly once, here, as in the blocks.
       x = (x + y if s.residual else y).astype(x.dtype)
@@ -300,12 +315,20 @@ class CachedNetwork:
     y = _dense(jax.nn.relu(y), w['expand'], dt)
     return y, {**cache, 'conv_in': conv_in}, {}
 
-  def _row_lstm_at(self, i, w, cache, x, c):
+  def _cond_at(self, w, r, c):
+    """The layer's projection of the conditioning map at (r, c) (nn.Dense at one position),
+    added to the input-to-state pre-activations."""
+    kernel, bias = w['cond']
+    return jnp.einsum('nd,do->no', self.cond[:, r, c], kernel) + bias[None, :]
+
+  def _row_lstm_at(self, i, w, cache, x, r, c):
     """RecurrentBlock(Row LSTM) at (r, c) from the previous row's state."""
     dt, hid = self.spec.dtype, self.spec.hidden
     x_left = cache['x_left'][i]
     taps = jnp.stack([x_left, x.astype(x_left.dtype)], axis=1)  # [N, 2, 2h]: c-1, c.
     gates_is = _window_conv(taps[:, None], w['input'][0][None], w['input'][1])
+    if self.cond is not None:
+      gates_is = gates_is + self._cond_at(w, r, c)
     # row_state_to_state's neighbours [h(c-1), h(c), h(c+1)] of the row above.
     above = _read(cache['h_above'], i, c, 3).reshape(-1, 3 * hid)
     c_prev = _read(cache['c_above'], i, c, 1)[:, 0]
@@ -314,10 +337,12 @@ class CachedNetwork:
              'c_row': _write(cache['c_row'], i, c, c_new)}
     return _dense(h_new, w['output'], dt), cache, {'x_left': x.astype(x_left.dtype)}
 
-  def _diagonal_at(self, i, w, cache, x, c):
+  def _diagonal_at(self, i, w, cache, x, r, c):
     """RecurrentBlock(Diagonal BiLSTM) at (r, c): forward step + cached backward output."""
     dt = self.spec.dtype
     gates_is = _dense(x, w['fwd'], dt)
+    if self.cond is not None:
+      gates_is = gates_is + self._cond_at(w, r, c)
     above = _read(cache['hf_above'], i, c, 1)[:, 0]
     # diagonal_state_to_state concatenates [above, left].
     neighbours = jnp.concatenate([above, cache['h_left'][i]], axis=-1)
@@ -344,7 +369,13 @@ class CachedNetwork:
               'x_left': jnp.zeros_like(cache['x_left'])}
     kernel, bias = self.bwd_input
     gates = jnp.einsum('lnwf,lfo->lnwo', cache['x_row'].astype(dt), kernel[:, 0, 0])
-    gates = jnp.flip(gates + bias[:, None, None, :], axis=2)
+    gates = gates + bias[:, None, None, :]
+    if self.cond is not None:  # Row r of the map through each layer's backward projection.
+      cond_row = jax.lax.dynamic_index_in_dim(self.cond, r, axis=1, keepdims=False)
+      k_cond, b_cond = self.cond_bwd
+      gates = gates + (jnp.einsum('nwd,ldo->lnwo', cond_row, k_cond)
+                       + b_cond[:, None, None, :])
+    gates = jnp.flip(gates, axis=2)
     above = jnp.flip(cache['hb_above'], axis=2)
     zeros_lnh = jnp.zeros_like(cache['h_left'])
     carry = (zeros_lnh + self.initial_h[:, 1][:, None, :],

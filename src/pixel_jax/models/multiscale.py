@@ -245,6 +245,21 @@ class MultiScalePixelRNN(nn.Module):
                            prefix_mask=known | stride, cond=cond)
 
 
+def stages_grid(images_NxNxNxC: Any, factor: int, num_levels: int, pairs_per_row: int = 0
+                ) -> np.ndarray:
+  """A uint8 RGB grid of (small | full) pairs of full images, e.g. two-stage samples.
+
+  The small image (subsample) is shown at the full size by pixel repetition, left of the
+  full image it was taken from; `pairs_per_row` 0 picks a near-square grid.
+  """
+  from pixel_jax import image_grid  # pylint: disable=g-import-not-at-top
+  images = np.asarray(images_NxNxNxC)
+  small = subsample(images, factor).repeat(factor, axis=1).repeat(factor, axis=2)
+  pairs = np.stack([small, images], axis=1).reshape(-1, *images.shape[1:])
+  per_row = pairs_per_row or max(1, math.ceil(math.sqrt(len(images))))
+  return image_grid.make_grid(pairs, num_levels, ncols=2 * per_row)
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises one ValueError naming the offending config.model.multiscale field."""
   ms, d = config.model.multiscale, config.data
@@ -284,5 +299,5 @@ def get_multiscale_model(config: ml_collections.ConfigDict) -> MultiScalePixelRN
 
 
 __all__ = ['CORES', 'MultiScalePixelRNN', 'SUBSAMPLE_METHODS', 'Upsampler',
-           'get_multiscale_model', 'stride_mask', 'subsample', 'upsampling_strides',
-           'validate_config']
+           'get_multiscale_model', 'stages_grid', 'stride_mask', 'subsample',
+           'upsampling_strides', 'validate_config']

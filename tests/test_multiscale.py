@@ -1,0 +1,228 @@
+"""Multi-Scale PixelRNN: causality given the small image, exact joint NLL, training,
+two-stage sampling (cached == naive, small image == subsampled full image), the CLI grid.
+
+Tiny random networks (full images of 3-6 pixels a side) with every parameter random, so no
+path is silenced by a zero initialisation.
+"""
+
+import functools
+import itertools
+import os
+import sys
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pixel_jax import configs
+from pixel_jax import losses
+from pixel_jax import metrics_writer
+from pixel_jax import models
+from pixel_jax import sample as sample_cli
+from pixel_jax import sampling
+from pixel_jax import train
+from pixel_jax.models import multiscale
+import receptive_field
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from experiments import tiny_multiscale  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def ms_config(core='row_lstm', channels=1, levels=2, size=6, small=3, **model):
+  config = configs.base_config()
+  config.model.name = 'multiscale'
+  config.data.image_size = size
+  config.data.num_channels = channels
+  config.data.num_levels = levels
+  config.model.num_layers = 2
+  config.model.hidden_channels = 6
+  config.model.out_hidden_channels = 9
+  config.model.update(model)
+  ms = config.model.multiscale
+  ms.core = core
+  ms.small_size = small
+  ms.cond_channels = 4
+  ms.upsampler_layers = 2
+  ms.small_num_layers = 1
+  ms.small_hidden_channels = 6
+  return config
+
+
+@functools.lru_cache(maxsize=None)
+def build(core='row_lstm', channels=1, levels=2, size=6, small=3, scan=True):
+  """A model and N(0, 0.5^2) variables everywhere (biases and initial states included)."""
+  config = ms_config(core, channels, levels, size, small, scan_layers=scan)
+  model = models.get_model(config)
+  shapes = jax.eval_shape(model.init, jax.random.key(0),
+                          jnp.zeros((1, size, size, channels)))
+  rs = np.random.RandomState(1)
+  variables = jax.tree_util.tree_map(
+      lambda a: jnp.asarray(0.5 * rs.standard_normal(a.shape), jnp.float32), shapes)
+  return model, variables
+
+
+def random_images(model, n, seed):
+  shape = (n, model.image_size, model.image_size, model.num_channels)
+  return jax.random.randint(jax.random.key(seed), shape, 0, model.num_levels)
+
+
+class ModelTest(parameterized.TestCase):
+
+  @parameterized.parameters(('row_lstm', 1), ('row_lstm', 3), ('diagonal_bilstm', 1),
+                            ('diagonal_bilstm', 3))
+  def test_causal_in_full_image_and_sees_whole_small_image(self, core, channels):
+    """d logits / d full image: exactly the single-scale receptive field (never the
+    future); d logits / d small image: non-zero from every small pixel at every
+    position, the very first sub-pixel included."""
+    levels = 2 if channels == 1 else 256
+    model, variables = build(core, channels, levels)
+    n, s = model.image_size, 3
+    rng = np.random.default_rng(0)
+    # Float inputs: the Jacobian is taken w.r.t. the scaled levels; 6 draws so a ReLU
+    # that is off for one input hides nothing.
+    x = jnp.asarray(rng.uniform(0, levels - 1, (6, 1, n, n, channels)), jnp.float32)
+    small = jnp.asarray(rng.uniform(0, levels - 1, (6, 1, s, s, channels)), jnp.float32)
+    proj = jnp.asarray(rng.normal(size=(levels,)), jnp.float32)
+
+    def f(x, small):
+      return model.apply(variables, x, small, method='conditional_logits')[0] @ proj
+
+    jac_x, jac_s = jax.jit(jax.vmap(jax.jacfwd(f, argnums=(0, 1))))(x, small)
+    seen_x = (np.abs(np.asarray(jac_x[..., 0, :, :, :])) > 0).any(axis=0)
+    seen_s = (np.abs(np.asarray(jac_s[..., 0, :, :, :])) > 0).any(axis=0)
+    self.assertFalse((seen_x & ~receptive_field.earlier(n, n, channels)).any(),
+                     'the conditional network reads the future of the full image')
+    np.testing.assert_array_equal(seen_x, receptive_field.network(core, n, n, channels, 2))
+    self.assertTrue(seen_s[0, 0, 0].all(), 'the first sub-pixel misses small pixels')
+    self.assertTrue(seen_s.all())
+
+  @parameterized.parameters(('row_lstm', 1, 2, True), ('diagonal_bilstm', 3, 256, False))
+  def test_joint_nll_is_small_plus_conditional(self, core, channels, levels, scan):
+    """The joint NLL from the model's logits equals the two stages computed separately:
+    the small network on the subsampled image plus the conditional network on the
+    sub-pixels that are not stride pixels."""
+    model, variables = build(core, channels, levels, scan=scan)
+
+    @jax.jit
+    def nlls(variables, x):
+      p = variables['params']
+      small = x[:, ::2, ::2]
+      small_nll = losses.nll_per_image(
+          model.small_network.apply({'params': p['small_network']}, small), small)
+      cond = model.upsampler.apply({'params': p['upsampler']}, small)
+      logp = losses.log_prob_per_subpixel(
+          model.full_network.apply({'params': p['full_network']}, x, cond), x)
+      conditional_nll = -(logp.sum(axis=(1, 2, 3)) - logp[:, ::2, ::2].sum(axis=(1, 2, 3)))
+      joint = losses.nll_per_image(model.apply(variables, x), x)
+      parts = model.apply(variables, x, method='nll_parts')
+      return small_nll, conditional_nll, joint, parts
+
+    x = random_images(model, 4, seed=1).astype(jnp.float32)
+    small_nll, conditional_nll, joint, parts = nlls(variables, x)
+    np.testing.assert_allclose(joint, small_nll + conditional_nll, rtol=1e-5)
+    np.testing.assert_allclose(parts['small'], small_nll, rtol=1e-5)
+    np.testing.assert_allclose(parts['conditional'], conditional_nll, rtol=1e-5)
+
+  def test_joint_probabilities_sum_to_one(self):
+    """Exactness: over all 2^9 binary 3x3 images (s = 1), sum_x exp(-NLL(x)) = 1. A
+    stride pixel counted in both stages would make the sum smaller."""
+    model, variables = build('row_lstm', 1, 2, size=3, small=1)
+    x = jnp.asarray(list(itertools.product((0, 1), repeat=9)), jnp.float32)
+    x = x.reshape(-1, 3, 3, 1)
+    nll = losses.nll_per_image(jax.jit(model.apply)(variables, x), x)
+    self.assertAlmostEqual(float(jax.scipy.special.logsumexp(-nll)), 0.0, places=4)
+
+  def test_helpers(self):
+    self.assertEqual(multiscale.upsampling_strides(4, 1), (4,))
+    self.assertEqual(multiscale.upsampling_strides(4, 3), (2, 2, 1))
+    self.assertEqual(multiscale.upsampling_strides(12, 2), (6, 2))
+    mask = multiscale.stride_mask(4, 2)
+    self.assertEqual(mask.sum(), 4)
+    self.assertTrue(mask[0, 0] and mask[2, 2] and not mask[0, 1])
+
+  @parameterized.parameters(
+      ('small_size', 5, 'config.model.multiscale.small_size=5 must divide'),
+      ('small_size', 6, 'config.model.multiscale.small_size=6 must divide'),
+      ('core', 'pixelcnn', "config.model.multiscale.core='pixelcnn'"),
+      ('subsample', 'average', "config.model.multiscale.subsample='average'"),
+      ('cond_channels', 0, 'config.model.multiscale.cond_channels=0'),
+  )
+  def test_bad_config_names_the_field(self, field, value, match):
+    config = ms_config()
+    config.model.multiscale[field] = value
+    with self.assertRaisesRegex(train.ConfigError, match):
+      train.validate_config(config)
+
+
+class SamplingTest(parameterized.TestCase):
+
+  @parameterized.parameters(('row_lstm', 1, 2, True), ('diagonal_bilstm', 3, 256, False))
+  def test_two_stage_cached_equals_naive(self, core, channels, levels, scan):
+    model, variables = build(core, channels, levels, scan=scan)
+    key = jax.random.key(7)
+    cached = np.asarray(sampling.sample(model, variables, key, 3, method='cached'))
+    naive = np.asarray(sampling.sample(model, variables, key, 3, method='naive'))
+    np.testing.assert_array_equal(cached, naive)
+    self.assertEqual(cached.shape, (3, 6, 6, channels))
+    self.assertEqual(cached.dtype, np.uint8)
+    self.assertLess(cached.max(), levels)
+    self.assertGreater(len(np.unique(cached)), 1)
+    # The small image of the pair is the small stage's own sample, and the subsampled
+    # full image (the stride sub-pixels are fixed to it).
+    small = sampling.sample(model.small_network,
+                            {'params': variables['params']['small_network']},
+                            jax.random.fold_in(key, 0), 3)
+    np.testing.assert_array_equal(multiscale.subsample(cached, 2), np.asarray(small))
+    # Completion (same compiled samplers): known sub-pixels are kept in both stages.
+    mask = np.zeros(cached.shape, bool)
+    mask[:, :3] = True
+    prefix = np.asarray(random_images(model, 3, seed=5))
+    out = np.asarray(sampling.sample(model, variables, key, 3, prefix=prefix,
+                                     prefix_mask=mask))
+    np.testing.assert_array_equal(out[mask], prefix[mask])
+    np.testing.assert_array_equal(multiscale.subsample(out, 2)[:, :2],
+                                  multiscale.subsample(prefix, 2)[:, :2])
+
+  def test_cached_logits_with_conditioning_map(self):
+    """Teacher forcing through the caches with the map equals the full network's pass
+    (the Diagonal BiLSTM: both directions read the map)."""
+    model, variables = build('diagonal_bilstm', 1, 2)
+    p = variables['params']
+    x = random_images(model, 2, seed=3)
+    cond = model.apply(variables, x[:, ::2, ::2], method='condition')
+    full = {'params': p['full_network']}
+    expected = model.full_network.apply(full, x.astype(jnp.float32), cond)
+    got = sampling.cached_logits(model.full_network, full, x, cond=cond)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
+
+  def test_bad_conditioning_map(self):
+    model, variables = build('row_lstm', 1, 2)
+    with self.assertRaisesRegex(ValueError, 'cond has shape'):
+      sampling.sample(model.full_network, {'params': variables['params']['full_network']},
+                      jax.random.key(0), 2, cond=jnp.zeros((1, 6, 6, 4)))
+
+
+def test_train_evaluate_and_sample_cli(tmp_path):
+  """Both stages train from one config: falling joint loss, each stage's NLL in the
+  metrics (they sum to the joint), two-stage samples and the (small | full) grid."""
+  config = tiny_multiscale.get_config()
+  config.train.sample_every = 0  # The CLI below samples (and compiles the samplers) once.
+  _, summary = train.train_and_evaluate(config, str(tmp_path))
+  assert np.isfinite(summary['train_loss'])
+  assert summary['train_loss'] < 0.8 * summary['initial_train_loss']
+  parts = summary['eval_nll_nats_small'] + summary['eval_nll_nats_conditional']
+  np.testing.assert_allclose(parts, summary['eval_loss'], rtol=1e-5)  # Unit: nats.
+  records = metrics_writer.read_jsonl(str(tmp_path / 'metrics.jsonl'))
+  evals = [r for r in records if 'eval_loss' in r]
+  assert evals and all('eval_nll_nats_conditional' in r for r in evals)
+  written = sample_cli.run_sampling(str(tmp_path), num_samples=4, scale=1)
+  images = np.load(written['samples.npy'])
+  assert images.shape == (4, 8, 8, 1) and set(np.unique(images)) <= {0, 1}
+  assert os.path.getsize(written['stages.png']) > 0
+
+
+if __name__ == '__main__':
+  absltest.main()
