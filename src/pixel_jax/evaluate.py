@@ -27,20 +27,25 @@ from pixel_jax import optim
 from pixel_jax import train
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Optional config file; default: the '
-                                "workdir's config.json.", lock_config=True)
-flags.DEFINE_string('workdir', None, 'The training run to evaluate.')
-flags.DEFINE_string('split', 'test', 'Split to evaluate.')
-flags.DEFINE_string('checkpoint', 'best', '"best" (lowest validation loss; falls back to '
-                    'latest), "latest", or a step number.')
-flags.DEFINE_string('data_name', None, 'Override config.data.name (e.g. mnist_idx).')
-flags.DEFINE_string('idx_dir', None, 'Override config.data.idx_dir.')
-flags.DEFINE_string('data_dir', None, 'Override config.data.data_dir.')
-flags.DEFINE_string('binarization', None, 'Override config.data.binarization.')
-flags.DEFINE_integer('batch_size', None, 'Override config.eval.batch_size.')
-flags.DEFINE_integer('max_examples', None, 'Override config.eval.max_examples (0: all).')
-flags.DEFINE_string('output', None, 'Also write the result as JSON here.')
-flags.mark_flags_as_required(['workdir'])
+
+
+def define_flags() -> None:
+  """Defines this tool's flags. Called only when run as a program, so the library
+  modules main, evaluate and sample can be imported together (shared flag names)."""
+  config_flags.DEFINE_config_file('config', None, 'Optional config file; default: the '
+                                  "workdir's config.json.", lock_config=True)
+  flags.DEFINE_string('workdir', None, 'The training run to evaluate.')
+  flags.DEFINE_string('split', 'test', 'Split to evaluate.')
+  flags.DEFINE_string('checkpoint', 'best', '"best" (lowest validation loss; falls back to '
+                      'latest), "latest", or a step number.')
+  flags.DEFINE_string('data_name', None, 'Override config.data.name (e.g. mnist_idx).')
+  flags.DEFINE_string('idx_dir', None, 'Override config.data.idx_dir.')
+  flags.DEFINE_string('data_dir', None, 'Override config.data.data_dir.')
+  flags.DEFINE_string('binarization', None, 'Override config.data.binarization.')
+  flags.DEFINE_integer('batch_size', None, 'Override config.eval.batch_size.')
+  flags.DEFINE_integer('max_examples', None, 'Override config.eval.max_examples (0: all).')
+  flags.DEFINE_string('output', None, 'Also write the result as JSON here.')
+  flags.mark_flags_as_required(['workdir'])
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, split: str = 'test',
@@ -118,5 +123,6 @@ def run(argv: Optional[list[str]] = None) -> None:
 
 
 if __name__ == '__main__':
+  define_flags()
   jax.config.config_with_absl()
   run()

@@ -120,10 +120,9 @@ def _catalog_source(config: ml_collections.ConfigDict) -> _Source:
   name, data_dir = config.data.name, _data_dir(config)
   try:
     # Also the path taken under tfds.testing.mock_data, which patches as_data_source.
-    splits = tfds.data_source(name, data_dir=data_dir, download=False)
-    if splits:  # An unprepared dataset in an existing data_dir gives {}, not an error.
-      return _Source(name, data_dir)
-    reason = 'no prepared splits'
+    # Ask for a split: without one, an unprepared dataset gives {} instead of an error.
+    tfds.data_source(name, split=config.data.train_split, data_dir=data_dir, download=False)
+    return _Source(name, data_dir)
   except tfds.core.DatasetNotFoundError:
     raise ValueError(f'config.data.name={name!r} is neither a TFDS catalog dataset nor one of '
                      f'{sorted(BUNDLED)}.') from None

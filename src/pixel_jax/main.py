@@ -22,14 +22,19 @@ from pixel_jax import checkpointing
 from pixel_jax import train
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'An experiments/*.py config file.',
-                                lock_config=True)
-flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and samples.')
-flags.DEFINE_enum('distributed', 'auto', ['auto', 'on', 'off'],
-                  'jax.distributed.initialize() for multi-host runs; "auto" calls it when '
-                  'a coordinator is configured in the environment (JAX_COORDINATOR_ADDRESS, '
-                  'a multi-task SLURM job or a multi-worker Cloud TPU).')
-flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def define_flags() -> None:
+  """Defines this tool's flags. Called only when run as a program, so the library
+  modules main, evaluate and sample can be imported together (shared flag names)."""
+  config_flags.DEFINE_config_file('config', None, 'An experiments/*.py config file.',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and samples.')
+  flags.DEFINE_enum('distributed', 'auto', ['auto', 'on', 'off'],
+                    'jax.distributed.initialize() for multi-host runs; "auto" calls it when '
+                    'a coordinator is configured in the environment (JAX_COORDINATOR_ADDRESS, '
+                    'a multi-task SLURM job or a multi-worker Cloud TPU).')
+  flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def _multihost_environment() -> bool:
@@ -60,5 +65,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   jax.config.config_with_absl()
   app.run(main)

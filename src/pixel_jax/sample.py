@@ -32,23 +32,28 @@ from pixel_jax import models
 from pixel_jax import sampling
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'The training run to sample from.')
-flags.DEFINE_integer('num_samples', None, 'Images to draw (default: config.sample.num_samples).')
-flags.DEFINE_enum('method', None, list(sampling.METHODS),
-                  'Sampler (default: config.sample.method).')
-flags.DEFINE_float('temperature', None, 'Softmax temperature; 0 is greedy (default: '
-                   'config.sample.temperature).')
-flags.DEFINE_string('complete', None, 'Also complete images: a split name of the run\'s '
-                    'dataset (test, validation, ...) or a .npy file of uint8 levels '
-                    '[N, H, W, C] (or [N, H, W] for one channel).')
-flags.DEFINE_integer('keep_rows', None, 'Rows kept from the top of each image to complete '
-                     '(default: half the height).')
-flags.DEFINE_string('checkpoint', 'best', '"best" (falls back to latest), "latest", or a '
-                    'step number.')
-flags.DEFINE_integer('seed', 0, 'Sampling seed.')
-flags.DEFINE_string('output_dir', None, 'Where to write (default: WORKDIR/sampled).')
-flags.DEFINE_integer('scale', 2, 'Nearest-neighbour upscaling of the PNG grids.')
-flags.mark_flags_as_required(['workdir'])
+
+
+def define_flags() -> None:
+  """Defines this tool's flags. Called only when run as a program, so the library
+  modules main, evaluate and sample can be imported together (shared flag names)."""
+  flags.DEFINE_string('workdir', None, 'The training run to sample from.')
+  flags.DEFINE_integer('num_samples', None, 'Images to draw (default: config.sample.num_samples).')
+  flags.DEFINE_enum('method', None, list(sampling.METHODS),
+                    'Sampler (default: config.sample.method).')
+  flags.DEFINE_float('temperature', None, 'Softmax temperature; 0 is greedy (default: '
+                     'config.sample.temperature).')
+  flags.DEFINE_string('complete', None, 'Also complete images: a split name of the run\'s '
+                      'dataset (test, validation, ...) or a .npy file of uint8 levels '
+                      '[N, H, W, C] (or [N, H, W] for one channel).')
+  flags.DEFINE_integer('keep_rows', None, 'Rows kept from the top of each image to complete '
+                       '(default: half the height).')
+  flags.DEFINE_string('checkpoint', 'best', '"best" (falls back to latest), "latest", or a '
+                      'step number.')
+  flags.DEFINE_integer('seed', 0, 'Sampling seed.')
+  flags.DEFINE_string('output_dir', None, 'Where to write (default: WORKDIR/sampled).')
+  flags.DEFINE_integer('scale', 2, 'Nearest-neighbour upscaling of the PNG grids.')
+  flags.mark_flags_as_required(['workdir'])
 
 OCCLUDED_RGB = (60, 60, 150)  # Unknown pixels in the occluded row (the padding is grey).
 
@@ -211,5 +216,6 @@ def run(argv: Optional[list[str]] = None) -> None:
 
 
 if __name__ == '__main__':
+  define_flags()
   jax.config.config_with_absl()
   run()
