@@ -17,11 +17,21 @@ import matplotlib
 
 matplotlib.use('Agg')  # Files only; no display on a build machine.
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+from matplotlib import ticker  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLORS = {'row_lstm': 'tab:blue', 'diagonal_bilstm': 'tab:orange', 'pixelcnn': 'tab:green'}
 LABELS = {'row_lstm': 'Row LSTM', 'diagonal_bilstm': 'Diagonal BiLSTM',
           'pixelcnn': 'PixelCNN'}
+
+
+def _plain_log_axes(ax, xs) -> None:
+  """Log-log axes labelled with the measured x values and plain numbers, not 10^k."""
+  ax.set_xticks(sorted(set(xs)))
+  for axis in (ax.xaxis, ax.yaxis):
+    axis.set_major_formatter(ticker.FormatStrFormatter('%g'))
+    axis.set_minor_formatter(ticker.NullFormatter())
+  ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
 
 
 def _conditions_text(section: dict) -> str:
@@ -51,6 +61,8 @@ def plot_scaling(scaling: dict, path: str) -> None:
   axes[1].set(xscale='log', yscale='log', xlabel='layers', ylabel='training step (ms)',
               title=f"vs depth ({scaling.get('depth_sweep_image_size', '?')}x"
                     f"{scaling.get('depth_sweep_image_size', '?')}x1)")
+  _plain_log_axes(axes[0], [r['image_size'] for r in scaling['size']])
+  _plain_log_axes(axes[1], [r['layers'] for r in scaling['depth']])
   for ax in axes:
     ax.grid(True, which='both', alpha=0.3)
     ax.legend(fontsize=7)
@@ -77,6 +89,10 @@ def plot_scan(scaling: dict, path: str) -> None:
   axes[0].set(xlabel='layers', ylabel='training step (ms)', title='step time',
               yscale='log')
   axes[1].set(xlabel='layers', ylabel='compile (s)', title='compile time')
+  _plain_log_axes(axes[0], [r['layers'] for r in scaling['depth']])
+  axes[0].set_xscale('linear')
+  for ax in axes:
+    ax.set_xticks(sorted({r['layers'] for r in scaling['depth']}))
   for ax in axes:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)

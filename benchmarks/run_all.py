@@ -93,8 +93,8 @@ def run_scaling(quick: bool, steps: int) -> dict:
     for row in bench_scaling.depth_sweep(MODELS, steps):
       bench_scaling.print_row(row)
       depth.append(row)
-  return dict(size=size, depth=depth, size_sweep_layers=bench_scaling.SIZE_SWEEP_LAYERS,
-              depth_sweep_image_size=bench_scaling.DEPTH_SWEEP_SIZE)
+  return dict(size=size, depth=depth, size_sweep_layers=size[0]['layers'],
+              depth_sweep_image_size=depth[0]['image_size'])
 
 
 def run_sampling(quick: bool) -> list[dict]:
