@@ -1,14 +1,22 @@
 """Multi-Scale PixelRNN on binarized MNIST: a 14x14 small image, then the 28x28 digit.
 
-  python -m pixel_jax.main --config=experiments/mnist_multiscale.py --workdir=/tmp/ms1
+  python -m pixel_jax.main --config=experiments/mnist_multiscale.py --workdir=/tmp/ms1 \
+      --config.data.idx_dir=/work/shared/data/mnist   # test split: the real MNIST test set
+  python -m pixel_jax.evaluate --workdir=/tmp/ms1      # test NLL with each stage's share
+  python -m pixel_jax.sample --workdir=/tmp/ms1 --scale=3   # sampled/stages.png: small | full
 
 Row LSTM cores: a 4-layer unconditional network on the 14x14 image (every 2nd pixel of the
 binarized digit), a 7-layer conditional network on the full image (SPEC.md section 5;
 models/multiscale.py explains s, c, the upsampler and the exact joint NLL). No paper number
-for MNIST (the paper's single-scale Row LSTM: 80.54 nats, SPEC.md section 6). The default
-is a CPU demo on the bundled digits: 500 steps of batch 16 in a few minutes; the reported
-NLL is the exact joint NLL of the 28x28 image in nats, with each stage's share in the
-metrics (eval_nll_nats_small, eval_nll_nats_conditional).
+for MNIST (the paper's single-scale Row LSTM: 80.54 nats, SPEC.md section 6). The reported
+NLL is the exact joint NLL of the 28x28 image in nats; eval_nll_nats_small and
+eval_nll_nats_conditional are the stages' shares.
+
+Measured (the default 500 steps of batch 16, offline: the 4,500 bundled digits, static
+Bernoulli(x/255) binarization, seed 0; a 2-core CPU shared with other jobs): 5.2 min wall,
+validation 98.35 nats, real MNIST test set (10,000 images, same binarization) 96.64 nats
+= 38.69 small stage + 57.95 conditional stage. For scale: the single-scale mnist_rowlstm
+(7 x 16) reaches 96.84 validation nats after the same 500 steps.
 """
 
 from pixel_jax import configs
