@@ -2,7 +2,8 @@
 
   python benchmarks/run_all.py                               # everything (~25 min, 2-core CPU)
   python benchmarks/run_all.py --sections=models,scaling     # some sections; others are kept
-  python benchmarks/run_all.py --quick --out=/tmp/b.json     # smoke test: tiny sizes, ~3 min
+  python benchmarks/run_all.py --quick --out=/tmp/b.json     # smoke test: tiny sizes, ~6 min
+  python benchmarks/run_all.py --print_only                  # the stored tables, no timing
 
 Sections (each one also stands alone as its own script):
 * models:    bench_utilisation.py per model at the paper's MNIST size (7 layers, h = 16,
@@ -136,6 +137,20 @@ def print_tables(result: dict) -> None:
     print('\nTraining step (one row per model and size)\n' + MODEL_HEADER)
     for r in result['models']['rows']:
       print(format_model_row(r))
+  if result.get('models'):
+    print('\nFLOP count and what bounds the step\n| size | model | GFLOP (compiled step, loops '
+          'counted once) | GFLOP (loops unrolled) | of which matmul | sequential scan steps '
+          '(fwd+bwd) | step ms / sequential steps | scan-step matmul (batch, M, K, N) | its '
+          'GFLOP/s | temp MiB |\n|' + '---|' * 10)
+    for r in result['models']['rows']:
+      seq, shape = r.get('sequential_steps'), r.get('scan_matmul_shape')
+      per_step = f"{1e3 * r['step_s'] / seq:.2f}" if seq else '-'
+      shape_text = str(tuple(shape)) if shape else '-'
+      scan_rate = f"{r['scan_matmul_flop_s'] / 1e9:.0f}" if shape else '-'
+      print(f"| {r['size']} | {r['model']} | {r['xla_flops_compiled'] / 1e9:.1f} | "
+            f"{r['flops'] / 1e9:.1f} | {100 * r['dot_flops'] / r['flops']:.1f}% | "
+            f"{seq or '-'} | {per_step} | {shape_text} | {scan_rate} | "
+            f"{r['memory'].get('temp', 0) / 2 ** 20:.0f} |")
   if result.get('scaling'):
     print('\nStep time (ms) vs image size / depth; scan vs unrolled\n'
           '| model | sweep | n | layers | scan_layers | step ms | compile s |\n|' + '---|' * 7)
@@ -163,11 +178,16 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=8)
   parser.add_argument('--quick', action='store_true', help='tiny sizes: a smoke test')
   parser.add_argument('--no_plots', action='store_true')
+  parser.add_argument('--print_only', action='store_true',
+                      help='measure nothing: print the tables of the stored --out JSON')
   args = parser.parse_args()
   result = {}
   if os.path.exists(args.out):  # Sections not rerun keep their last figures.
     with open(args.out) as f:
       result = json.load(f)
+  if args.print_only:
+    print_tables(result)
+    return
   result['about'] = ('Written by benchmarks/run_all.py; see docs/results.md for methods. '
                      'Each section records the conditions it ran under.')
   for section in args.sections.split(','):
