@@ -78,11 +78,11 @@ def diagonal_bilstm_loop(p, x, hidden, groups):
 
 class ScanMatchesLoopTest(parameterized.TestCase):
 
-  @parameterized.product(groups=(1, 3), shape=((5, 5), (4, 6), (6, 3)))
+  @parameterized.product(groups=(1, 3), shape=((5, 5), (3, 6)))
   def test_row_lstm(self, groups, shape):
     self._check(layers.RowLSTM, row_lstm_loop, groups, shape)
 
-  @parameterized.product(groups=(1, 3), shape=((5, 5), (4, 6), (6, 3)))
+  @parameterized.product(groups=(1, 3), shape=((5, 5), (3, 6)))
   def test_diagonal_bilstm(self, groups, shape):
     self._check(layers.DiagonalBiLSTM, diagonal_bilstm_loop, groups, shape)
 

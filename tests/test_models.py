@@ -134,7 +134,7 @@ class MeshTest(parameterized.TestCase):
   @parameterized.parameters(*models.MODEL_NAMES)
   def test_eight_devices_match_one(self, name):
     self.assertGreaterEqual(jax.device_count(), 8, 'tests/conftest.py sets 8 CPU devices')
-    config = tiny_config(name, channels=3, levels=256)
+    config = tiny_config(name, channels=3, levels=16, size=6)
     images = random_images(config, 8)
     one = train_step_loss(config, jax.make_mesh((1,), ('data',), devices=jax.devices()[:1]),
                           images)
@@ -175,7 +175,7 @@ class EmbeddingTest(absltest.TestCase):
     return history
 
   def test_user_linen_model_trains(self):
-    images = (jax.random.uniform(jax.random.key(0), (8, 8, 8, 1)) > 0.7).astype(jnp.float32)
+    images = (jax.random.uniform(jax.random.key(0), (4, 6, 6, 1)) > 0.7).astype(jnp.float32)
     model = UserModel()
     params = model.init(jax.random.key(1), images)
     history = self._train(
@@ -183,7 +183,7 @@ class EmbeddingTest(absltest.TestCase):
     self.assertLess(history[-1], 0.8 * history[0])
 
   def test_nnx_model_embeds_layers_through_bridge(self):
-    images = (jax.random.uniform(jax.random.key(0), (8, 8, 8, 1)) > 0.7).astype(jnp.float32)
+    images = (jax.random.uniform(jax.random.key(0), (4, 6, 6, 1)) > 0.7).astype(jnp.float32)
 
     class NNXModel(nnx.Module):
 
