@@ -16,6 +16,8 @@ Why these methods (docs/results.md repeats them):
   elementwise work. The timed step is the ordinary one (the config's scan_layers).
 * Peak FLOP/s of this machine: a 2048 x 2048 float32 jnp.dot timed in the same process,
   right after the step, so both see the same load. Utilisation = achieved / that.
+* Memory bandwidth of this machine: y = x + 1 over 256 MiB, same process, for the
+  memory-bound share of the step (docs/results.md, "what bounds utilisation").
 * Memory: compiled.memory_analysis() gives the step's argument, output, alias (donated)
   and temporary buffer sizes; peak = argument + output - alias + temp. We also give the
   process's peak RSS growth from just before compilation to just after the timed steps
@@ -58,6 +60,25 @@ def matmul_flops_per_s(n: int = 2048, repeats: int = 30, dtype: Any = jnp.float3
     dot(a, b).block_until_ready()
     best = min(best, time.perf_counter() - t0)
   return 2.0 * n ** 3 / best
+
+
+def memory_bytes_per_s(num_floats: int = 64 * 2 ** 20, repeats: int = 10) -> float:
+  """Best bytes/s of y = x + 1 over a 256 MiB float32 array (one read, one write).
+
+  The reference for memory-bound work: activations saved in the forward pass are written
+  once and read back by the backward pass at this rate at best.
+  """
+  x = jnp.zeros((num_floats,), jnp.float32)
+  # Donated, so each call reuses the buffer: no fresh 256 MiB allocation (page faults)
+  # inside the timing.
+  add = jax.jit(lambda x: x + 1.0, donate_argnums=0)
+  x = add(x).block_until_ready()
+  best = float('inf')
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    x = add(x).block_until_ready()
+    best = min(best, time.perf_counter() - t0)
+  return 2 * 4 * num_floats / best
 
 
 def small_matmul_flops_per_s(m: int, k: int, n: int, batch: int = 1,
@@ -216,6 +237,7 @@ def run(model: str, size: str, steps: int, scan_layers: bool, batch: int = 16) -
   row['achieved_flop_s'] = row['flops'] / row['step_s']
   row['matmul_flop_s'] = matmul_flops_per_s()
   row['utilisation'] = row['achieved_flop_s'] / row['matmul_flop_s']
+  row['memory_bytes_per_s'] = memory_bytes_per_s()
   row['scan_steps_per_layer'] = scan_steps(config)
   shape = scan_matmul(config)
   if shape:

@@ -131,43 +131,110 @@ def run_precision(quick: bool) -> list[dict]:
   return bench_precision.run(config, 60 if quick else 300)
 
 
+def conditions_line(section: dict) -> str:
+  c = section.get('conditions', {})
+  load = c.get('load_average', [float('nan')] * 3)
+  after = c.get('load_average_after', [float('nan')] * 3)
+  return (f"_Measured {c.get('time_utc', '?')} on {c.get('cpu_count', '?')} cores of "
+          f"{c.get('cpu', '?')}, JAX {c.get('jax', '?')} on {', '.join(c.get('devices', []))}; "
+          f"1-minute load average {load[0]:.1f} before, {after[0]:.1f} after; "
+          f"{c.get('wall_s', float('nan')) / 60:.1f} min; no GPU lent to this session._")
+
+
+def _model_tables(section: dict) -> str:
+  lines = ['Training step, one row per model and size:', '', MODEL_HEADER]
+  lines += [format_model_row(r) for r in section['rows']]
+  lines += ['', 'FLOP count and what bounds the step:', '',
+            '| size | model | GFLOP, compiled step (loops counted once: WRONG) | GFLOP, '
+            'loops unrolled | of which matmul | sequential scan steps (fwd+bwd) | step ms / '
+            'sequential steps | scan-step matmul (batch, M, K, N) | its GFLOP/s | temp MiB | '
+            'memory GB/s | 2 x temp / memory rate, ms |',
+            '|' + '---|' * 12]
+  for r in section['rows']:
+    seq, shape = r.get('sequential_steps'), r.get('scan_matmul_shape')
+    per_step = f"{1e3 * r['step_s'] / seq:.2f}" if seq else '-'
+    shape_text = str(tuple(shape)) if shape else '-'
+    scan_rate = f"{r['scan_matmul_flop_s'] / 1e9:.0f}" if shape else '-'
+    bw = r.get('memory_bytes_per_s', float('nan'))
+    lines.append(f"| {r['size']} | {r['model']} | {r['xla_flops_compiled'] / 1e9:.1f} | "
+                 f"{r['flops'] / 1e9:.1f} | {100 * r['dot_flops'] / r['flops']:.1f}% | "
+                 f"{seq or '-'} | {per_step} | {shape_text} | {scan_rate} | "
+                 f"{r['memory'].get('temp', 0) / 2 ** 20:.0f} | {bw / 1e9:.1f} | "
+                 f"{2e3 * r['memory'].get('temp', 0) / bw:.0f} |")
+  return '\n'.join(lines)
+
+
+def _scaling_tables(section: dict) -> str:
+  sizes = sorted({r['image_size'] for r in section['size']})
+  depths = sorted({r['layers'] for r in section['depth']})
+  models = list(dict.fromkeys(r['model'] for r in section['size'] + section['depth']))
+  lines = [f"Step time (ms) vs image side n ({section['size_sweep_layers']} layers, "
+           'unrolled):', '', '| model | ' + ' | '.join(f'n={n}' for n in sizes) + ' |',
+           '|' + '---|' * (len(sizes) + 1)]
+  for m in models:
+    cells = {r['image_size']: r for r in section['size'] if r['model'] == m}
+    lines.append(f'| {m} | ' + ' | '.join(f"{1e3 * cells[n]['step_s']:.1f}" for n in sizes)
+                 + ' |')
+  n = section['depth_sweep_image_size']
+  lines += ['', f'Depth and nn.scan vs unrolled layers ({n}x{n}x1): step ms and compile s:',
+            '', '| model | layers | step ms, scan | step ms, unrolled | compile s, scan | '
+            'compile s, unrolled | faster step |', '|' + '---|' * 7]
+  for m in models:
+    for d in depths:
+      pair = {r['scan_layers']: r for r in section['depth']
+              if r['model'] == m and r['layers'] == d}
+      if len(pair) != 2:
+        continue
+      faster = 'scan' if pair[True]['step_s'] < pair[False]['step_s'] else 'unrolled'
+      lines.append(f"| {m} | {d} | {1e3 * pair[True]['step_s']:.1f} | "
+                   f"{1e3 * pair[False]['step_s']:.1f} | {pair[True]['compile_s']:.1f} | "
+                   f"{pair[False]['compile_s']:.1f} | {faster} |")
+  return '\n'.join(lines)
+
+
+def _sampling_tables(section: dict) -> str:
+  return '\n'.join([SAMPLING_HEADER] + [format_sampling_row(r) for r in section['rows']])
+
+
+def _precision_tables(section: dict) -> str:
+  lines = ['| dtype | steps | validation NLL | train loss (last step) | step ms | images/s |',
+           '|' + '---|' * 6]
+  for r in section['rows']:
+    lines.append(f"| {r['dtype']} | {r['steps']} | {r['eval_loss']:.3f} {r['unit']} | "
+                 f"{r['train_loss']:.3f} | {1e3 * r['step_s']:.1f} | "
+                 f"{r['images_per_s']:.1f} |")
+  return '\n'.join(lines)
+
+
+TABLES = {'models': _model_tables, 'scaling': _scaling_tables,
+          'sampling': _sampling_tables, 'precision': _precision_tables}
+
+
+def section_tables(result: dict) -> dict[str, str]:
+  """Markdown per section: its tables and the line saying under which conditions."""
+  return {name: fn(result[name]) + '\n\n' + conditions_line(result[name])
+          for name, fn in TABLES.items() if result.get(name)}
+
+
 def print_tables(result: dict) -> None:
-  """The tables of docs/results.md, in Markdown."""
-  if result.get('models'):
-    print('\nTraining step (one row per model and size)\n' + MODEL_HEADER)
-    for r in result['models']['rows']:
-      print(format_model_row(r))
-  if result.get('models'):
-    print('\nFLOP count and what bounds the step\n| size | model | GFLOP (compiled step, loops '
-          'counted once) | GFLOP (loops unrolled) | of which matmul | sequential scan steps '
-          '(fwd+bwd) | step ms / sequential steps | scan-step matmul (batch, M, K, N) | its '
-          'GFLOP/s | temp MiB |\n|' + '---|' * 10)
-    for r in result['models']['rows']:
-      seq, shape = r.get('sequential_steps'), r.get('scan_matmul_shape')
-      per_step = f"{1e3 * r['step_s'] / seq:.2f}" if seq else '-'
-      shape_text = str(tuple(shape)) if shape else '-'
-      scan_rate = f"{r['scan_matmul_flop_s'] / 1e9:.0f}" if shape else '-'
-      print(f"| {r['size']} | {r['model']} | {r['xla_flops_compiled'] / 1e9:.1f} | "
-            f"{r['flops'] / 1e9:.1f} | {100 * r['dot_flops'] / r['flops']:.1f}% | "
-            f"{seq or '-'} | {per_step} | {shape_text} | {scan_rate} | "
-            f"{r['memory'].get('temp', 0) / 2 ** 20:.0f} |")
-  if result.get('scaling'):
-    print('\nStep time (ms) vs image size / depth; scan vs unrolled\n'
-          '| model | sweep | n | layers | scan_layers | step ms | compile s |\n|' + '---|' * 7)
-    for sweep in ('size', 'depth'):
-      for r in result['scaling'][sweep]:
-        print(f"| {r['model']} | {sweep} | {r['image_size']} | {r['layers']} | "
-              f"{r['scan_layers']} | {1e3 * r['step_s']:.1f} | {r['compile_s']:.2f} |")
-  if result.get('sampling'):
-    print('\nSampling (batch 16)\n' + SAMPLING_HEADER)
-    for r in result['sampling']['rows']:
-      print(format_sampling_row(r))
-  if result.get('precision'):
-    print('\nPrecision (same seed, same steps)\n| dtype | steps | validation NLL | step ms | '
-          'images/s |\n|' + '---|' * 5)
-    for r in result['precision']['rows']:
-      print(f"| {r['dtype']} | {r['steps']} | {r['eval_loss']:.3f} {r['unit']} | "
-            f"{1e3 * r['step_s']:.1f} | {r['images_per_s']:.1f} |")
+  for name, text in section_tables(result).items():
+    print(f'\n### {name}\n\n{text}')
+
+
+def update_doc(result: dict, path: str) -> None:
+  """Replaces the text between <!-- bench:NAME --> and <!-- /bench:NAME --> in `path`.
+
+  So the tables in docs/results.md are always the ones in docs/benchmarks.json.
+  """
+  with open(path) as f:
+    text = f.read()
+  for name, table in section_tables(result).items():
+    begin, end = f'<!-- bench:{name} -->', f'<!-- /bench:{name} -->'
+    if begin in text and end in text:
+      head, rest = text.split(begin, 1)
+      text = head + begin + '\n' + table + '\n' + end + rest.split(end, 1)[1]
+  with open(path, 'w') as f:
+    f.write(text)
 
 
 def main() -> None:
@@ -180,6 +247,8 @@ def main() -> None:
   parser.add_argument('--no_plots', action='store_true')
   parser.add_argument('--print_only', action='store_true',
                       help='measure nothing: print the tables of the stored --out JSON')
+  parser.add_argument('--doc', default=os.path.join(REPO, 'docs/results.md'),
+                      help="rewrite this file's <!-- bench:SECTION --> tables ('' skips)")
   args = parser.parse_args()
   result = {}
   if os.path.exists(args.out):  # Sections not rerun keep their last figures.
@@ -187,6 +256,8 @@ def main() -> None:
       result = json.load(f)
   if args.print_only:
     print_tables(result)
+    if args.doc:
+      update_doc(result, args.doc)
     return
   result['about'] = ('Written by benchmarks/run_all.py; see docs/results.md for methods. '
                      'Each section records the conditions it ran under.')
@@ -212,6 +283,8 @@ def main() -> None:
     with open(args.out, 'w') as f:  # After every section: a late failure loses nothing.
       json.dump(result, f, indent=1)
   print_tables(result)
+  if args.doc and os.path.exists(args.doc):
+    update_doc(result, args.doc)
   if not args.no_plots:
     import plot  # pylint: disable=g-import-not-at-top
     plot.plot_all(result, args.figures)
