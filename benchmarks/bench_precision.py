@@ -7,19 +7,26 @@ config.model.dtype='bfloat16' keeps parameters and optimizer state in float32 an
 the convolutions and state matmuls in bfloat16, with the LSTM cell and the logits in
 float32 (models/layers.py). Both runs use the same config, seed, data order and number of
 steps through pixel_jax.train.train_and_evaluate into fresh temporary workdirs, so the NLL
-difference is the precision's alone. Step time is the median over the logging windows
-after the first (which holds compilation) of the run's own images/s.
+difference is the precision's alone. Step time, twice: the median over the logging windows
+after the first (which holds compilation) of each run's own images/s, and (steadier on a
+shared machine) the median of the jitted step timed with the two dtypes in alternation.
 """
 
 import argparse
 import importlib.util
 import json
 import os
+import sys
 import tempfile
+import time
 
+import jax
 import numpy as np
 
 from pixel_jax import train
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_models  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,8 +64,40 @@ def train_once(config_path: str, dtype: str, steps: int, idx_dir: str = '',
               train_time_s=summary['train_time_s'], data=summary['data'])
 
 
+def interleaved_step_s(config_path: str, rounds: int = 6, steps: int = 5) -> dict:
+  """Median step seconds per dtype, timing the two dtypes in alternation.
+
+  On a shared machine the load drifts over minutes; alternating short bursts of each
+  dtype exposes both to the same drift, which two back-to-back training runs do not.
+  """
+  compiled = {}
+  for dtype in ('float32', 'bfloat16'):
+    config = load_config(config_path)
+    config.model.dtype = dtype
+    step, params, opt_state, images = bench_models.build_step(config)
+    fn = step.lower(params, opt_state, images).compile()
+    params, opt_state, loss = fn(params, opt_state, images)
+    jax.block_until_ready(loss)
+    compiled[dtype] = [fn, params, opt_state, images]
+  times = {dtype: [] for dtype in compiled}
+  for _ in range(rounds):
+    for dtype, state in compiled.items():
+      fn, params, opt_state, images = state
+      for _ in range(steps):
+        t0 = time.perf_counter()
+        params, opt_state, loss = fn(params, opt_state, images)
+        jax.block_until_ready(loss)
+        times[dtype].append(time.perf_counter() - t0)
+      state[1], state[2] = params, opt_state
+  return {dtype: float(np.median(t)) for dtype, t in times.items()}
+
+
 def run(config_path: str, steps: int, idx_dir: str = '') -> list[dict]:
-  return [train_once(config_path, dtype, steps, idx_dir) for dtype in ('float32', 'bfloat16')]
+  rows = [train_once(config_path, dtype, steps, idx_dir) for dtype in ('float32', 'bfloat16')]
+  interleaved = interleaved_step_s(config_path)
+  for row in rows:
+    row['step_s_interleaved'] = interleaved[row['dtype']]
+  return rows
 
 
 def main() -> None:
@@ -72,7 +111,8 @@ def main() -> None:
   rows = run(args.config, args.steps, args.idx_dir)
   for r in rows:
     print(f"{r['dtype']:9} validation {r['eval_loss']:.3f} {r['unit']}  "
-          f"step {1e3 * r['step_s']:.1f} ms  ({r['images_per_s']:.1f} images/s)", flush=True)
+          f"step {1e3 * r['step_s']:.1f} ms in training, "
+          f"{1e3 * r['step_s_interleaved']:.1f} ms interleaved", flush=True)
   if args.out:
     with open(args.out, 'w') as f:
       json.dump(rows, f, indent=1)
