@@ -23,21 +23,10 @@ from pixel_jax import configs
 
 
 def get_config():
-  # data.name: the TFDS catalog binarized_mnist (the standard fixed stochastic binarization).
-  # Offline, allow_fallback=True uses the bundled real digits (4,500 train / 500 validation)
-  # with a static Bernoulli(x/255) binarization and says so loudly; their 'test' split is the
-  # real MNIST test set read from data.idx_dir (--config.data.idx_dir=/path/to/mnist).
-  config = configs.base_config()
-  config.data.name = 'binarized_mnist'
-  config.data.allow_fallback = True
-  config.data.binarization = 'static'
-  config.model.name = 'multiscale'
+  config = configs.mnist_config('multiscale')
   # The conditional (full 28x28) network.
   config.model.num_layers = 7
   config.model.hidden_channels = 16
-  config.model.out_hidden_channels = 32  # The paper's MNIST output width.
-  # XLA:CPU runs the convolutions inside nn.scan's while loop 5-30x slower than unrolled.
-  config.model.scan_layers = False
   ms = config.model.multiscale
   ms.core = 'row_lstm'  # The fastest core on CPU; 'diagonal_bilstm' works the same way.
   ms.small_size = 14  # Stride 2: strokes (1-3 pixels wide) stay visible; 7 leaves dots.
@@ -47,16 +36,4 @@ def get_config():
   ms.small_num_layers = 4  # The 14x14 image holds a quarter of the pixels.
   ms.small_hidden_channels = 16
   ms.small_residual = True
-  config.optim.name = 'rmsprop'  # The paper's optimiser.
-  config.optim.learning_rate = 1e-3
-  config.optim.grad_clip_norm = 1.0
-  config.train.batch_size = 16
-  # A CPU demo; paper-level training needs ~100k+ steps: --config.train.num_steps=200000.
-  config.train.num_steps = 500
-  config.train.log_every = 25
-  config.train.eval_every = 250
-  config.train.checkpoint_every = 100
-  config.train.sample_every = 500
-  config.eval.batch_size = 100
-  config.sample.num_samples = 16
   return config

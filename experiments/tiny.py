@@ -10,26 +10,4 @@ from pixel_jax import configs
 
 
 def get_config():
-  config = configs.base_config()
-  config.data.name = 'mnist_bundled'
-  config.data.image_size = 8  # 28x28 digits box-downsampled to 8x8.
-  config.model.name = 'row_lstm'
-  config.model.num_layers = 2
-  config.model.hidden_channels = 8
-  config.model.out_hidden_channels = 16
-  config.model.first_kernel_size = 3
-  # XLA:CPU runs convolutions inside a while loop (nn.scan over layers) several times slower.
-  config.model.scan_layers = False
-  config.optim.name = 'adam'
-  config.optim.learning_rate = 3e-3
-  config.train.batch_size = 8
-  config.train.num_steps = 30
-  config.train.log_every = 5
-  config.train.eval_every = 15
-  config.train.checkpoint_every = 10
-  config.train.sample_every = 30
-  config.train.keep_checkpoints = 2
-  config.eval.batch_size = 64
-  config.eval.max_examples = 128
-  config.sample.num_samples = 4
-  return config
+  return configs.tiny_config('row_lstm')
