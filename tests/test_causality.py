@@ -152,6 +152,32 @@ class LayerCausalityTest(parameterized.TestCase):
     expected = block(f)[:, :, g_out]  # [H, W, hidden, H, W, features]
     np.testing.assert_array_equal(got, expected)
 
+  @parameterized.product(kernel=((2, 2), (4, 4), (3, 5), (1, 4)), mask_type=('A', 'B'),
+                         groups=(1, 3))
+  def test_masked_conv_any_kernel_size(self, kernel, mask_type, groups):
+    conv = layers.MaskedConv2D(3, kernel, mask_type, num_groups=groups)
+    x = jax.random.normal(jax.random.key(0), (1, H, W, 3))
+    a, b = (kernel[0] - 1) // 2, (kernel[1] - 1) // 2
+    if (a, b, mask_type, groups) == (0, 0, 'A', 1):  # Nothing before the centre to read.
+      with self.assertRaisesRegex(ValueError, 'reads nothing'):
+        conv.init(jax.random.key(1), x)
+      return
+    v = perturb(conv.init(jax.random.key(1), x), 1)
+    got = np.abs(np.asarray(jax.jacfwd(lambda x: conv.apply(v, x)[0])(x)[..., 0, :, :, :])) > 0
+    expected = np.zeros_like(got)  # [H, W, out, H, W, in]
+    g_out = layers.channel_groups(3, groups)
+    for r, c in itertools.product(range(H), range(W)):
+      for i, j in itertools.product(range(kernel[0]), range(kernel[1])):
+        rr, cc = r + i - a, c + j - b
+        if not (0 <= rr < H and 0 <= cc < W) or (i, j) > (a, b):
+          continue
+        if (i, j) < (a, b):
+          expected[r, c, :, rr, cc, :] = True
+        else:
+          expected[r, c, :, rr, cc, :] = (g_out[None, :] < g_out[:, None]) | (
+              (mask_type == 'B') & (g_out[None, :] == g_out[:, None]))
+    np.testing.assert_array_equal(got, expected)
+
   def test_fused_gate_mask_is_per_gate(self):
     """SPEC mistake 4: grouping over the fused 4h block would let R gates read G input."""
     mask = layers.conv_mask((1, 1), 3, 4 * 3, 'B', num_groups=3, out_blocks=4)[0, 0]

@@ -16,7 +16,7 @@ class MaskedConv2D(nn.Module):
 
   Attributes:
     features: output channels.
-    kernel_size: (kh, kw), odd; (1, 1) is computed as a matrix product.
+    kernel_size: (kh, kw), any sizes (centre tap at ((kh - 1) // 2, (kw - 1) // 2)).
     mask_type: 'A' (first layer) or 'B' (all later layers).
     num_groups: colour groups (number of image channels).
     in_blocks / out_blocks: stacked, equally grouped channel blocks (4 for fused gates).
@@ -50,9 +50,10 @@ class MaskedConv2D(nn.Module):
     kernel = (kernel * mask).astype(self.dtype)
     kernel_TFxO = jnp.concatenate([kernel[i, j] for i, j in taps], axis=0)
     x = x_BxHxWxF.astype(self.dtype)
-    if taps != [(kh // 2, kw // 2)]:
+    a, b = (kh - 1) // 2, (kw - 1) // 2
+    if taps != [(a, b)]:
       _, h, w, _ = x.shape
-      x = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+      x = jnp.pad(x, ((0, 0), (a, kh - 1 - a), (b, kw - 1 - b), (0, 0)))
       x = jnp.concatenate([x[:, i:i + h, j:j + w] for i, j in taps], axis=-1)
     y = jnp.einsum('...f,fo->...o', x, kernel_TFxO)
     if self.use_bias:

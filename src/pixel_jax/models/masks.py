@@ -44,7 +44,8 @@ def conv_mask(kernel_size: tuple[int, int], in_features: int, out_features: int,
   centre is ever read. With one group, mask A drops the centre tap and mask B keeps it.
 
   Args:
-    kernel_size: (kh, kw), both odd so the centre is a single tap.
+    kernel_size: (kh, kw), any sizes; the centre tap is ((kh - 1) // 2, (kw - 1) // 2), so
+      an even kernel reaches one tap further below/right, where the mask is zero anyway.
     in_features: input channels.
     out_features: output channels.
     mask_type: 'A' (first layer: excludes the current sub-pixel) or 'B'.
@@ -56,11 +57,11 @@ def conv_mask(kernel_size: tuple[int, int], in_features: int, out_features: int,
     float32 array [kh, kw, in_features, out_features] of zeros and ones.
   """
   kh, kw = kernel_size
-  if kh % 2 == 0 or kw % 2 == 0:
-    raise ValueError(f'Masked kernels need odd sizes so the centre is one tap, got {kernel_size}.')
+  if kh < 1 or kw < 1:
+    raise ValueError(f'Kernel sizes must be positive, got {kernel_size}.')
   if mask_type not in ('A', 'B'):
     raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}.")
-  a, b = kh // 2, kw // 2
+  a, b = (kh - 1) // 2, (kw - 1) // 2
   mask = np.zeros((kh, kw, in_features, out_features), np.float32)
   mask[:a] = 1.0  # Rows above the centre: all of the past.
   mask[a, :b] = 1.0  # Centre row, left of the centre.
