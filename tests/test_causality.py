@@ -109,14 +109,17 @@ class NetworkCausalityTest(parameterized.TestCase):
     # test_sees_exactly_its_receptive_field proves the model's pattern equals `visible`.
 
   def test_row_lstm_triangle_and_pixelcnn_blind_spot(self):
+    """What the two models cannot see, on the reference that the parameterized test above
+    proves each 2-layer model equals exactly: pixel (2, 0) misses the top-right corner, an
+    earlier pixel outside the Row LSTM's triangle and inside PixelCNN's blind spot, and
+    sees the pixel above it; the Diagonal BiLSTM sees the corner."""
+    corner = (2, 0, 0, 0, W - 1, 0)
+    self.assertTrue(receptive_field.earlier(H, W, 1)[corner])
     for name in ('row_lstm', 'pixelcnn'):
-      got = dependency_pattern(tiny_config(name, 1, 2, num_layers=1),
-                               num_images=1)[:, :, 0, :, :, 0]
-      # Pixel (2, 0) cannot see the top-right corner, an earlier pixel outside the Row
-      # LSTM's triangle and inside PixelCNN's blind spot; it does see the pixel above it.
-      self.assertTrue(receptive_field.earlier(H, W, 1)[2, 0, 0, 0, W - 1, 0])
-      self.assertFalse(got[2, 0, 0, W - 1], name)
-      self.assertTrue(got[2, 0, 1, 0], name)
+      visible = receptive_field.network(name, H, W, 1, 2)
+      self.assertFalse(visible[corner], name)
+      self.assertTrue(visible[2, 0, 0, 1, 0, 0], name)
+    self.assertTrue(receptive_field.network('diagonal_bilstm', H, W, 1, 2)[corner])
 
   def test_mask_b_on_first_layer_would_leak(self):
     """Sanity of the test itself: a model reading its own sub-pixel is caught."""
