@@ -60,7 +60,7 @@ def dependency_pattern(config, seed=0, num_images=4):
   def f(x):
     return model.apply(variables, x)[0] @ proj  # [H, W, C]
 
-  jac = jax.vmap(jax.jacrev(f))(images)[..., 0, :, :, :]  # [N, H, W, C, H, W, C]
+  jac = jax.vmap(jax.jacfwd(f))(images)[..., 0, :, :, :]  # [N, H, W, C, H, W, C]
   return (np.abs(np.asarray(jac)) > 0).any(axis=0)
 
 
@@ -142,7 +142,7 @@ class LayerCausalityTest(parameterized.TestCase):
         hidden=hidden, num_groups=groups)
     x = jax.random.normal(jax.random.key(1), (1, H, W, features))
     v = perturb(module.init(jax.random.key(2), x), 3)
-    jac = jax.jacrev(lambda x: module.apply(v, x)[0])(x)[..., 0, :, :, :]
+    jac = jax.jacfwd(lambda x: module.apply(v, x)[0])(x)[..., 0, :, :, :]
     got = np.abs(np.asarray(jac)) > 0  # [H, W, hidden, H, W, features]
     g_out = layers.channel_groups(hidden, groups)
     g_in = layers.channel_groups(features, groups)

@@ -100,37 +100,6 @@ class ScanMatchesLoopTest(parameterized.TestCase):
     np.testing.assert_allclose(np.asarray(got), want, atol=2e-5, rtol=1e-4)
 
 
-class CustomBackwardTest(parameterized.TestCase):
-  """recurrence.lstm_scan's hand-written backward pass against autodiff of the plain scan
-  (custom_backward=False): every parameter's and the input's gradient, and a jacfwd."""
-
-  @parameterized.product(layer=('row_lstm', 'diagonal_bilstm'), groups=(1, 3),
-                         dtype=('float32', 'bfloat16'))
-  def test_gradients_match_autodiff(self, layer, groups, dtype):
-    cls = {'row_lstm': layers.RowLSTM, 'diagonal_bilstm': layers.DiagonalBiLSTM}[layer]
-    kwargs = dict(hidden=6, num_groups=groups, dtype=jnp.dtype(dtype))
-    fast, plain = cls(**kwargs), cls(**kwargs, custom_backward=False)
-    x = jax.random.normal(jax.random.key(0), (2, 4, 5, 6))
-    v = fast.init(jax.random.key(1), x)
-    leaves, tree = jax.tree.flatten(v)
-    keys = jax.random.split(jax.random.key(2), len(leaves))
-    v = jax.tree.unflatten(tree, [l + 0.3 * jax.random.normal(k, l.shape)
-                                  for l, k in zip(leaves, keys)])
-    w = jax.random.normal(jax.random.key(3), (2, 4, 5, 6))  # A generic cotangent.
-
-    def loss(module):
-      return jax.jit(jax.grad(lambda v, x: jnp.sum(module.apply(v, x) * w), argnums=(0, 1)))
-
-    got, want = loss(fast)(v, x), loss(plain)(v, x)
-    tol = 1e-5 if dtype == 'float32' else 2e-2
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(
-        np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=tol, atol=tol), got, want)
-    if dtype == 'float32':  # Forward mode needs the plain scan; it gives the same Jacobian.
-      jac_fwd = jax.jacfwd(lambda x: plain.apply(v, x[None])[0])(x[0])
-      jac_rev = jax.jacrev(lambda x: fast.apply(v, x[None])[0])(x[0])
-      np.testing.assert_allclose(jac_fwd, jac_rev, rtol=1e-5, atol=1e-6)
-
-
 class SkewTest(parameterized.TestCase):
 
   @parameterized.parameters((4, 4), (3, 5), (5, 2))

@@ -90,7 +90,7 @@ class ModelTest(parameterized.TestCase):
     def f(x, small):
       return model.apply(variables, x, small, method='conditional_logits')[0] @ proj
 
-    jac_x, jac_s = jax.jit(jax.vmap(jax.jacrev(f, argnums=(0, 1))))(x, small)
+    jac_x, jac_s = jax.jit(jax.vmap(jax.jacfwd(f, argnums=(0, 1))))(x, small)
     seen_x = (np.abs(np.asarray(jac_x[..., 0, :, :, :])) > 0).any(axis=0)
     seen_s = (np.abs(np.asarray(jac_s[..., 0, :, :, :])) > 0).any(axis=0)
     self.assertFalse((seen_x & ~receptive_field.earlier(n, n, channels)).any(),

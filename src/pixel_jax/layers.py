@@ -12,9 +12,8 @@ from pixel_jax.models.masks import channel_groups, conv_mask
 from pixel_jax.models.network import AutoregressiveNetwork
 from pixel_jax.models.pixelcnn import ConvBlock
 from pixel_jax.models.pixelrnn import RecurrentBlock
-from pixel_jax.models.recurrence import lstm_scan
 from pixel_jax.models.row_lstm import RowLSTM
 
 __all__ = ['AutoregressiveNetwork', 'ConvBlock', 'DiagonalBiLSTM', 'MaskedConv2D',
            'OutputHead', 'RecurrentBlock', 'RowLSTM', 'channel_groups', 'conv_mask',
-           'lstm_cell', 'lstm_scan', 'scale_input', 'shift_down', 'skew', 'unskew']
+           'lstm_cell', 'scale_input', 'shift_down', 'skew', 'unskew']

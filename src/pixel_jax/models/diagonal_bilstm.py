@@ -10,11 +10,9 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from pixel_jax.models import causal
 from pixel_jax.models import layers
-from pixel_jax.models import recurrence
 
 
 def diagonal_state_to_state(kernel_Dx2hx4h: jnp.ndarray, h_prev_DxBxHxh: jnp.ndarray
@@ -65,7 +63,6 @@ class DiagonalBiLSTM(nn.Module):
   hidden: int
   num_groups: int = 1
   dtype: Any = jnp.float32
-  custom_backward: bool = True  # See recurrence.lstm_scan; False for jvp / jacfwd.
 
   def input_to_state(self, x_BxHxWxF, cond_BxHxWxD=None):
     """Pre-activations of both directions, the second mirrored: [2, B, H, W, 4h]."""
@@ -90,12 +87,17 @@ class DiagonalBiLSTM(nn.Module):
     skewed = causal.skew(gates_is)  # [2, B, H, L, 4h], L = W + H - 1.
     init = layers.initial_state(self, skewed[:, :, :, 0, :self.hidden], self.hidden,
                                 leading=(2,))
-    # Skewed cells left of the image (t < r) are padding: held at the learned initial
-    # state, so pixel (r, 0) starts from it exactly like a plain LSTM would.
-    length, height = skewed.shape[3], skewed.shape[2]
-    hold_L = (np.arange(length)[:, None] < np.arange(height)[None, :])[:, None, None, :, None]
-    h_Lx2xBxHxh = recurrence.lstm_scan(diagonal_state_to_state, kernel,
-                                       jnp.moveaxis(skewed, 3, 0), *init, hold_L,
-                                       custom_backward=self.custom_backward)
+    rows = jnp.arange(x_BxHxWxF.shape[1])[None, None, :, None]
+
+    def step(carry, column):
+      t, gates_col = column
+      carry, _ = diagonal_step(kernel, carry, gates_col)
+      # Skewed cells left of the image (t < r) are padding: hold them at the learned
+      # initial state, so pixel (r, 0) starts from it exactly like a plain LSTM would.
+      carry = tuple(jnp.where(rows > t, s0, s) for s, s0 in zip(carry, init))
+      return carry, carry[0]
+
+    columns = (jnp.arange(skewed.shape[3]), jnp.moveaxis(skewed, 3, 0))
+    _, h_Lx2xBxHxh = jax.lax.scan(step, init, columns)
     h = causal.unskew(jnp.moveaxis(h_Lx2xBxHxh, 0, 3), width)  # [2, B, H, W, h]
     return combine_directions(h[0], h[1])

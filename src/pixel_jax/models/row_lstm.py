@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 
 from pixel_jax.models import layers
-from pixel_jax.models import recurrence
 
 
 def row_state_to_state(kernel_3hx4h: jnp.ndarray, h_prev_BxWxh: jnp.ndarray) -> jnp.ndarray:
@@ -43,7 +42,6 @@ class RowLSTM(nn.Module):
   hidden: int
   num_groups: int = 1
   dtype: Any = jnp.float32
-  custom_backward: bool = True  # See recurrence.lstm_scan; False for jvp / jacfwd.
 
   def input_to_state(self, x_BxHxWxF, cond_BxHxWxD=None):
     gates = layers.MaskedConv2D(4 * self.hidden, (1, 3), 'B', self.num_groups,
@@ -60,7 +58,6 @@ class RowLSTM(nn.Module):
     kernel = self.param('state_to_state', nn.initializers.lecun_normal(),
                         (3 * self.hidden, 4 * self.hidden)).astype(self.dtype)
     carry = layers.initial_state(self, gates_is[:, 0, :, :self.hidden], self.hidden)
-    h_HxBxWxh = recurrence.lstm_scan(row_state_to_state, kernel,
-                                     jnp.swapaxes(gates_is, 0, 1), *carry,
-                                     custom_backward=self.custom_backward)
+    step = lambda carry, g: row_lstm_step(kernel, carry, g)
+    _, h_HxBxWxh = jax.lax.scan(step, carry, jnp.swapaxes(gates_is, 0, 1))
     return jnp.swapaxes(h_HxBxWxh, 0, 1)
