@@ -143,7 +143,16 @@ def jaxpr_dot_flops(jaxpr) -> float:
 
 
 def step_flops(config) -> dict:
-  """FLOPs of one training step, loops unrolled (see the module docstring)."""
+  """FLOPs of one training step, loops unrolled (see the module docstring).
+
+  Counted on the CPU backend whatever the device: the count is the emitted program's, not
+  the hardware's, and on GPU `Lowered.cost_analysis()` returns None.
+  """
+  with jax.default_device(jax.devices('cpu')[0]):
+    return _step_flops(config)
+
+
+def _step_flops(config) -> dict:
   config = config.copy_and_resolve_references()
   config.model.scan_layers = False
   step, params, opt_state, images = bench_models.build_step(config)

@@ -46,7 +46,7 @@ def conditions() -> dict:
       timespec='seconds'), load_average=list(os.getloadavg()), cpu=cpu,
               cpu_count=os.cpu_count(), jax=jax.__version__,
               devices=[str(d) for d in jax.devices()], python=platform.python_version(),
-              gpu_lent=False)
+              device_kind=jax.devices()[0].device_kind)
 
 
 def run_models(quick: bool, steps: int) -> list[dict]:
@@ -138,7 +138,15 @@ def conditions_line(section: dict) -> str:
   return (f"_Measured {c.get('time_utc', '?')} on {c.get('cpu_count', '?')} cores of "
           f"{c.get('cpu', '?')}, JAX {c.get('jax', '?')} on {', '.join(c.get('devices', []))}; "
           f"1-minute load average {load[0]:.1f} before, {after[0]:.1f} after; "
-          f"{c.get('wall_s', float('nan')) / 60:.1f} min; no GPU lent to this session._")
+          f"{c.get('wall_s', float('nan')) / 60:.1f} min; {_accelerator(c)}._")
+
+
+def _accelerator(c: dict) -> str:
+  """The section's accelerator in words ('CPU only' when the devices were CPUs)."""
+  devices = c.get('devices', [])
+  if devices and not all(d.startswith('cpu') or d.startswith('TFRT_CPU') for d in devices):
+    return f"accelerator: {c.get('device_kind', devices[0])}"
+  return 'CPU only, no accelerator'
 
 
 def _model_tables(section: dict) -> str:

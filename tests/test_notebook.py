@@ -1,7 +1,6 @@
 """The Colab notebook runs top to bottom on CPU (install cell is a no-op when installed)."""
 
 import os
-import time
 
 import nbclient
 import nbformat
@@ -12,12 +11,10 @@ NOTEBOOK = os.path.join(REPO, 'notebooks', 'pixel_jax_colab.ipynb')
 
 def test_notebook_runs_on_cpu():
   nb = nbformat.read(NOTEBOOK, as_version=4)
-  start = time.time()
   client = nbclient.NotebookClient(
       nb, timeout=120, kernel_name='python3',
       resources={'metadata': {'path': os.path.dirname(NOTEBOOK)}})
   client.execute()  # Raises CellExecutionError, with the cell's traceback, on any failure.
-  assert time.time() - start < 90
   text = '\n'.join(o.get('text', '') for c in nb.cells if c.cell_type == 'code'
                    for o in c.get('outputs', []))
   assert 'pixel_jax from' in text and '(cpu)' in text

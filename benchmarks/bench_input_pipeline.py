@@ -1,0 +1,75 @@
+"""Input pipeline throughput against what training consumes (issue 3: never the bottleneck).
+
+  python benchmarks/bench_input_pipeline.py [--steps=2000] [--data_dir=/tmp/tfds]
+
+For each offline dataset and binarization: images/s of input_pipeline.train_batches alone
+and with the batch placed on the ('data',) mesh as training does (sharding.
+shard_global_batch), batch 16. Beside it, the training step's own consumption: images/s of
+the jitted Row LSTM step at the MNIST size (bench_models.py's step), timed in the same run.
+The bundled TFDS builders are prepared into --data_dir on first use (seconds).
+"""
+
+import argparse
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+import bench_models
+from pixel_jax import configs
+from pixel_jax import input_pipeline
+from pixel_jax import sharding
+
+
+def pipeline_rate(config, images, steps, mesh=None):
+  stream = input_pipeline.train_batches(config, images, seed=0, batch_size=16)
+  batch = next(stream)  # Warm-up (first permutation).
+  start = time.perf_counter()
+  for _ in range(steps):
+    batch = next(stream)
+    if mesh is not None:
+      jax.block_until_ready(sharding.shard_global_batch(batch, mesh))
+  return steps * 16 / (time.perf_counter() - start)
+
+
+def training_rate(steps=10):
+  config = bench_models.make_config('row_lstm', 'mnist', 16, scan_layers=False)
+  step, params, opt_state, images = bench_models.build_step(config)
+  params, opt_state, loss = step(params, opt_state, images)
+  loss.block_until_ready()
+  start = time.perf_counter()
+  for _ in range(steps):
+    params, opt_state, loss = step(params, opt_state, images)
+  loss.block_until_ready()
+  return steps * 16 / (time.perf_counter() - start)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--steps', type=int, default=2000)
+  parser.add_argument('--data_dir', default='')
+  args = parser.parse_args()
+  data_dir = args.data_dir or tempfile.mkdtemp(prefix='tfds_')
+  mesh = sharding.make_mesh()
+  consumed = training_rate()
+  print(f'training consumes {consumed:.0f} images/s (Row LSTM, MNIST size, batch 16, '
+        f'{jax.device_count()} device(s))')
+  print(f'{"dataset":16s} {"binarization":12s} {"pipeline img/s":>15s} '
+        f'{"+ mesh placement":>17s} {"x training":>11s}')
+  cases = [('mnist_bundled', 'static', 2), ('mnist_bundled', 'dynamic', 2),
+           ('photos_bundled', 'none', 256)]
+  for name, binarization, levels in cases:
+    config = configs.base_config()
+    config.data.update(name=name, data_dir=data_dir, binarization=binarization,
+                       num_levels=levels, num_channels=3 if name == 'photos_bundled' else 1,
+                       image_size=32 if name == 'photos_bundled' else 28)
+    images = input_pipeline.load_split(config, 'train')
+    alone = pipeline_rate(config, images, args.steps)
+    placed = pipeline_rate(config, images, args.steps, mesh)
+    print(f'{name:16s} {binarization:12s} {alone:15.0f} {placed:17.0f} '
+          f'{placed / consumed:10.0f}x')
+
+
+if __name__ == '__main__':
+  main()
