@@ -3,7 +3,8 @@
 # and Orbax preinstalled but no network (this project's lent H100/H200 machines).
 #
 #   bash benchmarks/gpu_offline.sh bench OUT_DIR          # make bench's models + sampling
-#   bash benchmarks/gpu_offline.sh train OUT_DIR STEPS    # longer training runs, offline data
+#   bash benchmarks/gpu_offline.sh train OUT_DIR STEPS    # MNIST-size runs (MODELS="rowlstm diagbilstm")
+#   bash benchmarks/gpu_offline.sh train_cifar OUT_DIR STEPS   # CIFAR size (CIFAR_MODEL=rowlstm)
 #
 # Packages that machine lacks travel as wheels in .whl/ (downloaded here with
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -38,7 +39,7 @@ case $what in
     ;;
   train)
     # MNIST size on the bundled digits (static binarization, seed 0; test = real MNIST).
-    for m in rowlstm diagbilstm; do
+    for m in ${MODELS:-rowlstm diagbilstm}; do
       python3 -m pixel_jax.main --config="experiments/mnist_$m.py" --workdir="/tmp/w/mnist_$m" \
         --config.train.num_steps="$STEPS" --config.train.eval_every=$((STEPS / 4)) \
         --config.train.sample_every="$STEPS" --config.data.idx_dir=.gpudata/mnist \
@@ -48,12 +49,13 @@ case $what in
     ;;
   train_cifar)
     # CIFAR size (12 x 128, 32x32x3, 256 levels) on the bundled real photographs.
-    python3 -m pixel_jax.main --config=experiments/cifar10_rowlstm.py --workdir=/tmp/w/cifar_rowlstm \
+    m=${CIFAR_MODEL:-rowlstm}
+    python3 -m pixel_jax.main --config="experiments/cifar10_$m.py" --workdir="/tmp/w/cifar_$m" \
       --config.data.name=photos_bundled --config.data.train_split=train \
       --config.data.eval_split=validation --config.data.data_dir=/tmp/tfds \
       --config.train.num_steps="$STEPS" --config.train.eval_every=$((STEPS / 2)) \
-      --config.train.sample_every="$STEPS" 2>"$OUT/cifar_rowlstm.log" | tail -n 1 | tee -a "$OUT/summary.txt"
-    cp "/tmp/w/cifar_rowlstm/samples/step_$STEPS.png" "$OUT/photos_rowlstm_samples.png" || true
+      --config.train.sample_every="$STEPS" 2>"$OUT/cifar_$m.log" | tail -n 1 | tee -a "$OUT/summary.txt"
+    cp "/tmp/w/cifar_$m/samples/step_$STEPS.png" "$OUT/photos_${m}_samples.png" || true
     ;;
   *) echo "gpu_offline.sh: unknown step '$what' (bench, train, train_cifar)" >&2; exit 2 ;;
 esac
