@@ -5,7 +5,7 @@
 For each offline dataset and binarization: images/s of input_pipeline.train_batches alone
 and with the batch placed on the ('data',) mesh as training does (sharding.
 shard_global_batch), batch 16. Beside it, the training step's own consumption: images/s of
-the jitted Row LSTM step at the MNIST size (bench_models.py's step), timed in the same run.
+the jitted Row LSTM step at the MNIST size (bench_models.measure: median step), timed in the same run.
 The bundled TFDS builders are prepared into --data_dir on first use (seconds).
 """
 
@@ -14,7 +14,6 @@ import tempfile
 import time
 
 import jax
-import numpy as np
 
 import bench_models
 from pixel_jax import configs
@@ -35,14 +34,7 @@ def pipeline_rate(config, images, steps, mesh=None):
 
 def training_rate(steps=10):
   config = bench_models.make_config('row_lstm', 'mnist', 16, scan_layers=False)
-  step, params, opt_state, images = bench_models.build_step(config)
-  params, opt_state, loss = step(params, opt_state, images)
-  loss.block_until_ready()
-  start = time.perf_counter()
-  for _ in range(steps):
-    params, opt_state, loss = step(params, opt_state, images)
-  loss.block_until_ready()
-  return steps * 16 / (time.perf_counter() - start)
+  return 16 / bench_models.measure(config, steps)['step_s']
 
 
 def main():
