@@ -100,6 +100,25 @@ class ScanMatchesLoopTest(parameterized.TestCase):
     np.testing.assert_allclose(np.asarray(got), want, atol=2e-5, rtol=1e-4)
 
 
+class BandTest(parameterized.TestCase):
+  """The Diagonal BiLSTM scans each chunk of skewed columns over a band of rows only."""
+
+  @parameterized.parameters((28, 28), (5, 5), (3, 6), (6, 3), (32, 32), (64, 64), (7, 30))
+  def test_bands_cover_every_real_cell_and_its_neighbours(self, h, w):
+    from pixel_jax.models import diagonal_bilstm  # pylint: disable=g-import-not-at-top
+    chunks = diagonal_bilstm.band_chunks(w + h - 1, h, w)
+    self.assertEqual([t for t0, t1, _, _ in chunks for t in range(t0, t1)], list(range(w + h - 1)))
+    for t0, t1, lo, hi in chunks:
+      for t in range(t0, t1):
+        for r in range(h):
+          if 0 <= t - r < w:  # A real pixel: it and the pixel above it are in the band.
+            self.assertTrue(lo <= r < hi, (t, r))
+            if r > 0:
+              self.assertTrue(lo <= r - 1, (t, r))
+        # Rows below the band are still left of the image (held at the initial state).
+        self.assertTrue(all(t < r for r in range(hi, h)))
+
+
 class SkewTest(parameterized.TestCase):
 
   @parameterized.parameters((4, 4), (3, 5), (5, 2))

@@ -1,9 +1,11 @@
 """Diagonal BiLSTM layer (SPEC.md section 4): skew, a scan over diagonals, unskew.
 
-Both directions run in ONE scan: the right-to-left direction is the same layer applied to
-the mirrored image with its own weights, stacked on a leading direction axis, so a layer
-costs W + H - 1 sequential steps rather than twice that.
-"""
+Both directions run in the same scan: the right-to-left direction is the same layer applied
+to the mirrored image with its own weights, stacked on a leading direction axis, so a layer
+costs W + H - 1 sequential steps rather than twice that. The skewed columns are scanned in
+~4 chunks, each over the band of rows that can hold real pixels in it (band_chunks): about
+half the skewed map is padding, and skipping most of it made the MNIST-size training step
+~20% faster on CPU (docs/results.md)."""
 
 from typing import Any, Optional
 
@@ -40,6 +42,51 @@ def diagonal_step(kernel_Dx2hx4h: jnp.ndarray, carry: tuple[jnp.ndarray, jnp.nda
       kernel_Dx2hx4h, h_prev)
   h, c = layers.lstm_cell(gates, c_prev)
   return (h, c), h
+
+
+def band_chunks(length: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
+  """(t0, t1, lo, hi): the skewed columns [t0, t1) scanned over the rows [lo, hi) only.
+
+  Column t holds real pixels in rows max(0, t - W + 1)..min(t, H - 1); the rest of the
+  column is padding, about half of the skewed map. Rows >= t1 are left of the image for
+  the whole chunk (held at the initial state, nothing to compute); rows < t0 - W are right
+  of it (finished: no real pixel reads them again). Row t0 - W is kept as the "above"
+  neighbour of the chunk's first real row. Chunks of ~H/4 columns skip ~35% of the cells.
+  """
+  chunk = max(4, -(-height // 4))
+  return [(t0, min(t0 + chunk, length), max(0, t0 - width), min(height, t0 + chunk))
+          for t0 in range(0, length, chunk)]
+
+
+def banded_scan(kernel_Dx2hx4h: jnp.ndarray, columns_Lx2xBxHx4h: jnp.ndarray,
+                init: tuple[jnp.ndarray, jnp.ndarray], width: int) -> jnp.ndarray:
+  """The recurrence over every skewed column, each chunk of columns scanned over the band
+  of rows that can hold real pixels (band_chunks): [L, 2, B, H, h] hidden states, exact at
+  every real pixel (padding cells hold unused values)."""
+  length, height = columns_Lx2xBxHx4h.shape[0], columns_Lx2xBxHx4h.shape[3]
+  outputs, carry, carry_lo, carry_hi = [], init, 0, height  # The carry's rows.
+  for t0, t1, lo, hi in band_chunks(length, height, width):
+    # The band's state: its rows of the last carry, then rows entering from the left
+    # padding (still at the initial state).
+    band = tuple(jnp.concatenate([c[:, :, lo - carry_lo:min(hi, carry_hi) - carry_lo],
+                                  s0[:, :, max(carry_hi, lo):hi]], axis=2)
+                 for c, s0 in zip(carry, init))
+    band_init = tuple(s0[:, :, lo:hi] for s0 in init)
+    rows = jnp.arange(lo, hi)[None, None, :, None]
+
+    def step(carry, column, band_init=band_init, rows=rows):
+      t, gates_col = column
+      carry, _ = diagonal_step(kernel_Dx2hx4h, carry, gates_col)
+      # Skewed cells left of the image (t < r) are padding: hold them at the learned
+      # initial state, so pixel (r, 0) starts from it exactly like a plain LSTM would.
+      carry = tuple(jnp.where(rows > t, s0, s) for s, s0 in zip(carry, band_init))
+      return carry, carry[0]
+
+    carry, h = jax.lax.scan(step, band, (jnp.arange(t0, t1),
+                                         columns_Lx2xBxHx4h[t0:t1, :, :, lo:hi]))
+    carry_lo, carry_hi = lo, hi
+    outputs.append(jnp.pad(h, ((0, 0), (0, 0), (0, 0), (lo, height - hi), (0, 0))))
+  return jnp.concatenate(outputs)
 
 
 def combine_directions(h_fwd_BxHxWxh: jnp.ndarray, h_bwd_mirrored_BxHxWxh: jnp.ndarray
@@ -87,17 +134,7 @@ class DiagonalBiLSTM(nn.Module):
     skewed = causal.skew(gates_is)  # [2, B, H, L, 4h], L = W + H - 1.
     init = layers.initial_state(self, skewed[:, :, :, 0, :self.hidden], self.hidden,
                                 leading=(2,))
-    rows = jnp.arange(x_BxHxWxF.shape[1])[None, None, :, None]
-
-    def step(carry, column):
-      t, gates_col = column
-      carry, _ = diagonal_step(kernel, carry, gates_col)
-      # Skewed cells left of the image (t < r) are padding: hold them at the learned
-      # initial state, so pixel (r, 0) starts from it exactly like a plain LSTM would.
-      carry = tuple(jnp.where(rows > t, s0, s) for s, s0 in zip(carry, init))
-      return carry, carry[0]
-
-    columns = (jnp.arange(skewed.shape[3]), jnp.moveaxis(skewed, 3, 0))
-    _, h_Lx2xBxHxh = jax.lax.scan(step, init, columns)
+    columns = jnp.moveaxis(skewed, 3, 0)  # [L, 2, B, H, 4h]: one scan step per column.
+    h_Lx2xBxHxh = banded_scan(kernel, columns, init, width)
     h = causal.unskew(jnp.moveaxis(h_Lx2xBxHxh, 0, 3), width)  # [2, B, H, W, h]
     return combine_directions(h[0], h[1])
