@@ -5,7 +5,8 @@
 For each offline dataset and binarization: images/s of input_pipeline.train_batches alone
 and with the batch placed on the ('data',) mesh as training does (sharding.
 shard_global_batch), batch 16. Beside it, the training step's own consumption: images/s of
-the jitted Row LSTM step at the MNIST size (bench_models.measure: median step), timed in the same run.
+the jitted Row LSTM step at the MNIST size (bench_models.measure: median step), timed in
+the same run.
 The bundled TFDS builders are prepared into --data_dir on first use (seconds).
 """
 
@@ -49,13 +50,13 @@ def main():
         f'{jax.device_count()} device(s))')
   print(f'{"dataset":16s} {"binarization":12s} {"pipeline img/s":>15s} '
         f'{"+ mesh placement":>17s} {"x training":>11s}')
-  cases = [('mnist_bundled', 'static', 2), ('mnist_bundled', 'dynamic', 2),
-           ('photos_bundled', 'none', 256)]
-  for name, binarization, levels in cases:
+  cases = [  # (dataset, binarization, levels, channels, image size)
+      ('mnist_bundled', 'static', 2, 1, 28), ('mnist_bundled', 'dynamic', 2, 1, 28),
+      ('photos_bundled', 'none', 256, 3, 32)]
+  for name, binarization, levels, channels, size in cases:
     config = configs.base_config()
     config.data.update(name=name, data_dir=data_dir, binarization=binarization,
-                       num_levels=levels, num_channels=3 if name == 'photos_bundled' else 1,
-                       image_size=32 if name == 'photos_bundled' else 28)
+                       num_levels=levels, num_channels=channels, image_size=size)
     images = input_pipeline.load_split(config, 'train')
     alone = pipeline_rate(config, images, args.steps)
     placed = pipeline_rate(config, images, args.steps, mesh)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pixel_jax import layers
+from pixel_jax.models import diagonal_bilstm
 
 
 def sigmoid(x):
@@ -105,7 +106,6 @@ class BandTest(parameterized.TestCase):
 
   @parameterized.parameters((28, 28), (5, 5), (3, 6), (6, 3), (32, 32), (64, 64), (7, 30))
   def test_bands_cover_every_real_cell_and_its_neighbours(self, h, w):
-    from pixel_jax.models import diagonal_bilstm  # pylint: disable=g-import-not-at-top
     chunks = diagonal_bilstm.band_chunks(w + h - 1, h, w)
     self.assertEqual([t for t0, t1, _, _ in chunks for t in range(t0, t1)], list(range(w + h - 1)))
     for t0, t1, lo, hi in chunks:
