@@ -57,7 +57,7 @@ def main():
     config = configs.base_config()
     config.data.update(name=name, data_dir=data_dir, binarization=binarization,
                        num_levels=levels, num_channels=channels, image_size=size)
-    images = input_pipeline.load_split(config, 'train')
+    images = input_pipeline.open(config).load('train')
     alone = pipeline_rate(config, images, args.steps)
     placed = pipeline_rate(config, images, args.steps, mesh)
     print(f'{name:16s} {binarization:12s} {alone:15.0f} {placed:17.0f} '

@@ -8,7 +8,11 @@ import pytest
 import tensorflow_datasets as tfds
 
 from pixel_jax import datasets  # pylint: disable=unused-import  (registers the builders)
+from pixel_jax.datasets import base
+from pixel_jax.datasets import mnist_bundled
 from pixel_jax.datasets import mnist_idx
+from pixel_jax.datasets import photos_bundled
+from pixel_jax.datasets._package_data import package_file
 
 tfds.disable_progress_bar()
 
@@ -59,6 +63,25 @@ def test_photos_bundled_split_by_photo(data_dir):
     assert images.reshape(len(images), -1).std(axis=1).min() >= 4
   train_keys = {im.tobytes() for im in splits['train']}
   assert not any(im.tobytes() in train_keys for im in splits['test'])
+
+
+def test_bundled_splits_are_stored_shuffled(data_dir):
+  """A prefix of a split (eval.max_examples, `sample --complete`) is a fair sample of it."""
+  for split in ('train', 'validation'):
+    labels = _read_all('mnist_bundled', split, data_dir)['label']
+    # The source file is sorted by class; stored, the first 100 digits hold every class.
+    assert len(set(labels[:100].tolist())) == 10
+    assert (np.diff(labels) != 0).mean() > 0.8
+  # A fixed order, the same wherever it is prepared: the rows of base.shuffled_order.
+  images, _ = mnist_bundled.load_mnist_5k()
+  np.testing.assert_array_equal(_read_all('mnist_bundled', 'validation', data_dir)['image'],
+                                images[base.shuffled_order(5000)[4500:]])
+  # photos_bundled: the test split is chelsea then coffee in the files; stored, mixed.
+  test = _read_all('photos_bundled', 'test', data_dir)['image']
+  chelsea = photos_bundled.photo_patches(package_file('skimage', 'data/chelsea.png'))
+  from_chelsea = np.array([any((im == p).all() for p in chelsea) for im in test])
+  assert from_chelsea.sum() == len(chelsea)
+  assert 0.2 < from_chelsea[:60].mean() < 0.8
 
 
 def _write_idx(path: pathlib.Path, array: np.ndarray, magic: int, compress: bool) -> None:

@@ -1,8 +1,9 @@
-"""load_split / train_batches / eval_batches / dataset_info, all offline and without TF."""
+"""open / Dataset.load / train_batches / eval_batches, all offline and without TF."""
 
 import gzip
 import logging
 import pathlib
+import socket
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ import tensorflow_datasets as tfds
 from pixel_jax import configs
 from pixel_jax import input_pipeline
 from pixel_jax.datasets import mnist_idx
+from pixel_jax.datasets import sources
 
 tfds.disable_progress_bar()
 
@@ -24,11 +26,13 @@ def shared_data_dir(tmp_path_factory) -> str:
   return str(tmp_path_factory.mktemp('tfds'))
 
 
+_REAL_NETWORK_REACHABLE = sources.network_reachable
+
+
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
   """Never download in tests, even on a machine that has network access."""
-  monkeypatch.setattr(input_pipeline, '_network_reachable', lambda *a, **k: False)
-  input_pipeline._warned_fallbacks.clear()  # pylint: disable=protected-access
+  monkeypatch.setattr(sources, 'network_reachable', lambda *a, **k: False)
 
 
 def _config(data_dir: str, **data):
@@ -36,6 +40,14 @@ def _config(data_dir: str, **data):
   config.data.data_dir = data_dir
   config.data.update(data)
   return config
+
+
+def _load(config, split):
+  return input_pipeline.open(config).load(split)
+
+
+def _info(config):
+  return input_pipeline.open(config).info
 
 
 def _write_idx(path: pathlib.Path, array: np.ndarray, magic: int) -> None:
@@ -50,26 +62,26 @@ def _write_t10k(folder: pathlib.Path, num: int) -> np.ndarray:
   return images[..., None]
 
 
-# ---------------------------------------------------------------------------- load_split
+# -------------------------------------------------------------------------------- load
 
 
 def test_static_binarization_is_deterministic_and_named(shared_data_dir):
   config = _config(shared_data_dir, binarization='static', binarization_seed=3)
-  first = input_pipeline.load_split(config, 'train')
-  again = input_pipeline.load_split(config, 'train')
+  first = _load(config, 'train')
+  again = _load(config, 'train')
   np.testing.assert_array_equal(first, again)
   assert first.shape == (4500, 28, 28, 1) and first.dtype == np.uint8
   assert set(np.unique(first)) == {0, 1}
-  grey = input_pipeline.load_split(_config(shared_data_dir, num_levels=256), 'train')
+  grey = _load(_config(shared_data_dir, num_levels=256), 'train')
   # Bernoulli(x / 255): the mean matches the grey mean; black stays 0, white stays 1.
   assert abs(first.mean() - grey.mean() / 255) < 0.003
   assert not first[grey == 0].any() and first[grey == 255].all()
-  other_seed = input_pipeline.load_split(_config(shared_data_dir, binarization_seed=4), 'train')
+  other_seed = _load(_config(shared_data_dir, binarization_seed=4), 'train')
   assert (other_seed != first).mean() > 0.01
-  info = input_pipeline.dataset_info(config)
-  assert info['binarization'].startswith('static') and 'seed 3' in info['binarization']
-  assert info['num_examples'] == {'train': 4500, 'validation': 500}
-  assert not info['fallback']
+  info = _info(config)
+  assert info.binarization.startswith('static') and 'seed 3' in info.binarization
+  assert info.num_examples == {'train': 4500, 'validation': 500}
+  assert not info.fallback
 
 
 def test_bernoulli_binarize_is_exact():
@@ -80,24 +92,24 @@ def test_bernoulli_binarize_is_exact():
 
 
 def test_threshold_and_none(shared_data_dir):
-  grey = input_pipeline.load_split(_config(shared_data_dir, num_levels=256), 'validation')
+  grey = _load(_config(shared_data_dir, num_levels=256), 'validation')
   threshold = _config(shared_data_dir, binarization='threshold')
-  np.testing.assert_array_equal(input_pipeline.load_split(threshold, 'validation'),
+  np.testing.assert_array_equal(_load(threshold, 'validation'),
                                 (grey > 127).astype(np.uint8))
-  assert 'NOT comparable' in input_pipeline.dataset_info(threshold)['binarization']
+  assert 'NOT comparable' in _info(threshold).binarization
   with pytest.raises(ValueError, match='binarization'):
-    input_pipeline.load_split(_config(shared_data_dir, binarization='none'), 'validation')
+    _load(_config(shared_data_dir, binarization='none'), 'validation')
 
 
 def test_shape_checks_name_the_field(shared_data_dir):
   with pytest.raises(ValueError, match='config.data.num_channels'):
-    input_pipeline.load_split(_config(shared_data_dir, num_channels=3), 'validation')
+    _load(_config(shared_data_dir, num_channels=3), 'validation')
   with pytest.raises(ValueError, match='config.data.image_size'):
-    input_pipeline.load_split(_config(shared_data_dir, image_size=32), 'validation')
+    _load(_config(shared_data_dir, image_size=32), 'validation')
   with pytest.raises(ValueError, match="'test' split"):
-    input_pipeline.load_split(_config(shared_data_dir), 'test')
-  grey = input_pipeline.load_split(_config(shared_data_dir, num_levels=256), 'validation')
-  small = input_pipeline.load_split(_config(shared_data_dir, num_levels=256, image_size=14),
+    _load(_config(shared_data_dir), 'test')
+  grey = _load(_config(shared_data_dir, num_levels=256), 'validation')
+  small = _load(_config(shared_data_dir, num_levels=256, image_size=14),
                                     'validation')
   assert small.shape == (500, 14, 14, 1)
   np.testing.assert_allclose(small.mean(), grey.mean(), atol=0.5)
@@ -106,72 +118,123 @@ def test_shape_checks_name_the_field(shared_data_dir):
 def test_photos_256_levels(shared_data_dir):
   config = _config(shared_data_dir, name='photos_bundled', num_levels=256, image_size=32,
                    num_channels=3, binarization='none')
-  test = input_pipeline.load_split(config, 'test')
+  test = _load(config, 'test')
   assert test.shape == (442, 32, 32, 3) and test.dtype == np.uint8 and test.max() > 200
-  info = input_pipeline.dataset_info(config)
-  assert info['num_examples'] == {'train': 4244, 'validation': 670, 'test': 442}
-  assert info['binarization'] == 'none (256 levels)'
+  info = _info(config)
+  assert info.num_examples == {'train': 4244, 'validation': 670, 'test': 442}
+  assert info.binarization == 'none (256 levels)'
 
 
-def test_mnist_idx_through_load_split(tmp_path):
+def test_mnist_idx_through_open(tmp_path):
   _write_t10k(tmp_path, 13)
   config = _config(str(tmp_path / 'tfds'), name='mnist_idx', idx_dir=str(tmp_path),
                    num_levels=256)
-  images = input_pipeline.load_split(config, 'test')
+  images = _load(config, 'test')
   np.testing.assert_array_equal(images, _write_t10k(tmp_path, 13))
   config.data.idx_dir = ''
   with pytest.raises(ValueError, match='idx_dir'):
-    input_pipeline.load_split(config, 'test')
+    _load(config, 'test')
 
 
 # ---------------------------------------------------------------------- catalog datasets
 
 
-def test_catalog_mnist_falls_back_loudly(tmp_path, shared_data_dir, caplog):
-  empty = str(tmp_path / 'empty')
-  config = _config(empty, name='mnist', allow_fallback=True)
+def test_catalog_mnist_falls_back_loudly_and_resolves_once(tmp_path, shared_data_dir, caplog,
+                                                          monkeypatch):
+  probes = []
+  monkeypatch.setattr(sources, 'network_reachable', lambda *a, **k: probes.append(1) or False)
+  config = _config(str(tmp_path / 'empty'), name='mnist', allow_fallback=True)
   with caplog.at_level(logging.WARNING):
-    images = input_pipeline.load_split(config, 'train')
-  assert 'DATA FALLBACK' in caplog.text and 'mnist_bundled' in caplog.text
-  bundled = input_pipeline.load_split(_config(shared_data_dir), 'train')
-  np.testing.assert_array_equal(images, bundled)
-  info = input_pipeline.dataset_info(config)
-  assert info['fallback'] and info['source'] == 'mnist_bundled' and info['name'] == 'mnist'
+    data = input_pipeline.open(config)
+    images = data.load('train')
+    data.load('validation')
+    data.load('train')
+  # One resolution per run: one network probe, one warning, however many splits are read.
+  assert len(probes) == 1
+  assert caplog.text.count('DATA FALLBACK') == 1 and 'mnist_bundled' in caplog.text
+  np.testing.assert_array_equal(images, _load(_config(shared_data_dir), 'train'))
+  info = data.info
+  assert info.fallback and info.source == 'mnist_bundled' and info.name == 'mnist'
+  assert 'no network' in info.fallback_reason
+  assert data.describe('train') == 'mnist_bundled, standing in for mnist'
 
 
 def test_fallback_reads_real_test_set_from_idx_dir(tmp_path):
   expected = _write_t10k(tmp_path, 11)
   config = _config(str(tmp_path / 'tfds'), name='binarized_mnist', binarization='none',
                    num_levels=2, idx_dir=str(tmp_path))
-  test = input_pipeline.load_split(config, 'test')
+  data = input_pipeline.open(config)
+  test = data.load('test')
   assert test.shape == (11, 28, 28, 1) and set(np.unique(test)) <= {0, 1}
   # binarized_mnist is a fixed stochastic binarization: its stand-in is 'static'.
-  assert input_pipeline.dataset_info(config)['binarization'].startswith('static')
+  assert data.info.binarization.startswith('static')
+  assert data.info.num_examples['test'] == 11
   assert abs(test.mean() - expected.mean() / 255) < 0.02
+  # What each split really reads, named (pixel_jax.evaluate reports this).
+  assert data.describe('test') == (f'mnist_idx (idx_dir={tmp_path}), standing in for '
+                                   'binarized_mnist')
+  assert data.describe('validation') == 'mnist_bundled, standing in for binarized_mnist'
+
+
+def test_offline_never_probes_the_network(tmp_path, monkeypatch):
+  probes = []
+  monkeypatch.setattr(sources, 'network_reachable', lambda *a, **k: probes.append(1) or True)
+  config = _config(str(tmp_path), name='mnist', allow_fallback=False, offline=True)
+  with pytest.raises(input_pipeline.DatasetUnavailableError, match='offline=True'):
+    input_pipeline.open(config)
+  config.data.allow_fallback = True
+  data = input_pipeline.open(config)
+  assert data.info.source == 'mnist_bundled' and 'offline=True' in data.info.fallback_reason
+  assert not probes
+
+
+@pytest.fixture
+def no_proxy_variables(monkeypatch):
+  for name in ('https_proxy', 'all_proxy', 'no_proxy'):
+    monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(name.upper(), raising=False)
+  return monkeypatch
+
+
+def test_network_probe_goes_through_the_proxy(no_proxy_variables):
+  monkeypatch = no_proxy_variables
+  assert sources.probe_address() == sources.DOWNLOAD_HOST
+  with socket.create_server(('127.0.0.1', 0)) as proxy:
+    port = proxy.getsockname()[1]
+    monkeypatch.setenv('HTTPS_PROXY', f'http://127.0.0.1:{port}')
+    assert sources.probe_address() == ('127.0.0.1', port)
+    assert _REAL_NETWORK_REACHABLE(timeout_s=1.0)  # The local proxy answers.
+  assert not _REAL_NETWORK_REACHABLE(timeout_s=1.0)  # Closed: no network.
+  monkeypatch.setenv('NO_PROXY', 'localhost,.googleapis.com')
+  assert sources.probe_address() == sources.DOWNLOAD_HOST
+  monkeypatch.delenv('HTTPS_PROXY')
+  monkeypatch.delenv('NO_PROXY')
+  monkeypatch.setenv('ALL_PROXY', 'socks5://proxy.example')
+  assert sources.probe_address() == ('proxy.example', 1080)
 
 
 def test_catalog_without_fallback_raises_with_instructions(tmp_path):
   config = _config(str(tmp_path), name='mnist', allow_fallback=False)
   with pytest.raises(input_pipeline.DatasetUnavailableError, match='tfds build mnist'):
-    input_pipeline.load_split(config, 'train')
+    _load(config, 'train')
   # Fallback only ever applies to MNIST.
   config = _config(str(tmp_path), name='cifar10', allow_fallback=True, num_levels=256,
                    image_size=32, num_channels=3)
   with pytest.raises(input_pipeline.DatasetUnavailableError, match='array_record'):
-    input_pipeline.load_split(config, 'train')
+    _load(config, 'train')
 
 
 def test_unknown_name(tmp_path):
   with pytest.raises(ValueError, match='config.data.name'):
-    input_pipeline.load_split(_config(str(tmp_path), name='no_such_dataset_xyz'), 'train')
+    _load(_config(str(tmp_path), name='no_such_dataset_xyz'), 'train')
 
 
 def test_catalog_cifar10_with_mock_data(tmp_path):
   config = _config(str(tmp_path), name='cifar10', num_levels=256, image_size=32,
                    num_channels=3, binarization='none', allow_fallback=False)
   with tfds.testing.mock_data(num_examples=21):
-    images = input_pipeline.load_split(config, 'train')
-    small = input_pipeline.load_split(_config(str(tmp_path), name='cifar10', num_levels=256,
+    images = _load(config, 'train')
+    small = _load(_config(str(tmp_path), name='cifar10', num_levels=256,
                                               image_size=16, num_channels=3), 'test')
   assert images.shape == (21, 32, 32, 3) and images.dtype == np.uint8
   assert images.max() > 1
@@ -206,7 +269,7 @@ def test_train_batches_visit_every_image_once_per_epoch():
 
 def test_dynamic_binarization_per_step(shared_data_dir):
   config = _config(shared_data_dir, binarization='dynamic')
-  grey = input_pipeline.load_split(config, 'validation')
+  grey = _load(config, 'validation')
   assert grey.max() == 255  # Left grey for train_batches.
   a = input_pipeline.train_batches(config, grey, seed=1, batch_size=500)
   b = input_pipeline.train_batches(config, grey, seed=1, start_step=1, batch_size=500)
@@ -247,14 +310,14 @@ def test_offline_path_never_imports_tensorflow(tmp_path):
       import tensorflow_datasets as tfds
       from pixel_jax import configs, input_pipeline
       tfds.disable_progress_bar()
-      input_pipeline._network_reachable = lambda *a, **k: False
       config = configs.base_config()
       config.data.data_dir = {str(tmp_path)!r}
       config.data.name = 'mnist'  # Catalog name -> fallback to the bundled digits.
-      images = input_pipeline.load_split(config, 'train')
+      config.data.offline = True
+      data = input_pipeline.open(config)
+      images = data.load('train')
       batch = next(input_pipeline.train_batches(config, images, seed=0, batch_size=4))
-      info = input_pipeline.dataset_info(config)
-      assert images.shape == (4500, 28, 28, 1) and info['fallback'], info
+      assert images.shape == (4500, 28, 28, 1) and data.info.fallback, data.info
       assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'
       print('OK')
   """)

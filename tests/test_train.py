@@ -15,6 +15,7 @@ from pixel_jax import checkpointing
 from pixel_jax import evaluate
 from pixel_jax import metrics_writer
 from pixel_jax import train
+from pixel_jax.datasets import mnist_idx
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -58,6 +59,19 @@ def test_train_on_bundled_digits(tmp_path):
   assert result['checkpoint'] == 'best' and result['step'] == 30
   assert result['loss'] == pytest.approx(summary['eval_loss'], rel=1e-5)
   assert result['num_examples'] == config.eval.max_examples
+  assert result['data'] == 'mnist_bundled'
+  # The bundled digits have no test split: evaluate names the IDX files it really reads.
+  idx_dir = tmp_path / 'idx'
+  idx_dir.mkdir()
+  digits = np.random.default_rng(0).integers(0, 256, (6, 28, 28), dtype=np.uint8)
+  for name, array, magic in (('t10k-images-idx3-ubyte', digits, mnist_idx.IMAGE_MAGIC),
+                             ('t10k-labels-idx1-ubyte', np.arange(6), mnist_idx.LABEL_MAGIC)):
+    header = b''.join(d.to_bytes(4, 'big') for d in (magic,) + array.shape)
+    (idx_dir / name).write_bytes(header + array.astype(np.uint8).tobytes())
+  config = checkpointing.load_config(str(tmp_path))
+  config.data.update(idx_dir=str(idx_dir), data_dir=str(tmp_path / 'tfds'))
+  result = evaluate.evaluate(config, str(tmp_path), split='test')
+  assert result['data'] == f'mnist_idx (idx_dir={idx_dir})' and result['num_examples'] == 6
 
 
 class _FewLevels:

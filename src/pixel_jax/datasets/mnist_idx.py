@@ -11,7 +11,7 @@ Use it for data that is on disk but cannot be downloaded here, e.g. the real MNI
 The directory may hold train-images-idx3-ubyte + train-labels-idx1-ubyte (split 'train') and/or
 t10k-images-idx3-ubyte + t10k-labels-idx1-ubyte (split 'test'), each optionally gzipped ('.gz')
 and with '.' instead of '-' before 'idx' (a common re-packaging). Splits are whatever pairs
-are present.
+are present, each stored in file order (MNIST's own files are not sorted by class).
 
 `idx_dir` selects a builder config named after a fingerprint of the directory (absolute path,
 file names, sizes and mtimes), so the prepared copy lives in data_dir/mnist_idx/<fingerprint>/
@@ -27,9 +27,10 @@ import os
 import pathlib
 import zlib
 
-from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
+
+from pixel_jax.datasets import base
 
 IMAGE_MAGIC = 0x00000803  # uint8, 3 dimensions.
 LABEL_MAGIC = 0x00000801  # uint8, 1 dimension.
@@ -129,18 +130,14 @@ def idx_config(idx_dir: os.PathLike | str) -> IdxConfig:
                    description=f'MNIST IDX files from {folder}', idx_dir=str(folder))
 
 
-class MnistIdx(tfds.core.GeneratorBasedBuilder):
-  """MNIST from local IDX files: 'train' from train-*, 'test' from t10k-*."""
+class MnistIdx(base.OfflineBuilder):
+  """MNIST from local IDX files: 'train' from train-*, 'test' from t10k-*, in file order."""
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
-
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    # TFDS's own lookup breaks (needs the importlib_resources backport) when pixel_jax is a
-    # namespace package; this file is all it needs.
-    return epath.Path(__file__)
+  IMAGE_SHAPE = (28, 28, 1)
+  NUM_CLASSES = 10
+  HOMEPAGE = 'http://yann.lecun.com/exdb/mnist/'
   MANUAL_DOWNLOAD_INSTRUCTIONS = _HOW_TO + ' Or put those files in the TFDS manual_dir.'
 
   def __init__(self, *, idx_dir: os.PathLike | str | None = None, **kwargs):
@@ -148,26 +145,20 @@ class MnistIdx(tfds.core.GeneratorBasedBuilder):
       kwargs['config'] = idx_config(idx_dir)
     super().__init__(**kwargs)
 
+  @classmethod
+  def builder_kwargs(cls, data_config) -> dict[str, str]:
+    idx_dir = data_config.get('idx_dir', '')
+    if not idx_dir:
+      raise ValueError("config.data.name='mnist_idx' needs config.data.idx_dir: a folder with "
+                       'MNIST IDX files (train-/t10k-images-idx3-ubyte[.gz] and labels).')
+    return {'idx_dir': idx_dir}
+
   def _create_builder_config(self, builder_config, version):
     # A fingerprinted IdxConfig is never in BUILDER_CONFIGS by design; accept it without the
     # "custom data configuration" warning TFDS would log on every construction.
     if isinstance(builder_config, IdxConfig):
       return builder_config
     return super()._create_builder_config(builder_config, version)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        # Tensor, not Image: encoding an Image feature needs TensorFlow.
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
-            'label': tfds.features.ClassLabel(num_classes=10),
-        }),
-        supervised_keys=('image', 'label'),
-        disable_shuffling=True,  # Keep file order: examples stay traceable to their source.
-        homepage='http://yann.lecun.com/exdb/mnist/',
-    )
 
   def _split_generators(self, dl_manager):
     config = self.builder_config

@@ -14,18 +14,20 @@ is in two splits:
   validation:  rocket (skimage), flower (sklearn)
   test:        chelsea, coffee (skimage)
 
-About 4,250 / 670 / 440 patches. The synthetic skimage images (color, chessboard, ...) and
+About 4,250 / 670 / 440 patches. Each split is stored in a fixed-seed shuffled order, so any
+prefix of it (eval.max_examples, the images `sample --complete` takes) mixes all its photos
+and scales. The synthetic skimage images (color, chessboard, ...) and
 motorcycle_right (the stereo partner of motorcycle_left) are not used. If scikit-learn is not
 installed, china and flower are skipped (about 3,930 / 335 / 440).
 """
 
 import pathlib
 
-from etils import epath
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from pixel_jax.datasets import base
 from pixel_jax.datasets._package_data import package_file
 
 PATCH_SIZE = 32
@@ -46,13 +48,12 @@ PHOTOS = (
 )
 
 
-
-def photo_patches(photo_file: pathlib.Path) -> tuple[np.ndarray, list[str]]:
-  """Cuts one photo into patches: uint8 [N, 32, 32, 3] and a 's{scale}_r{row}_c{col}' key each."""
+def photo_patches(photo_file: pathlib.Path) -> np.ndarray:
+  """Cuts one photo into patches: uint8 [N, 32, 32, 3], scale by scale in raster order."""
   with photo_file.open('rb') as f:
     photo = Image.open(f).convert('RGB')
     photo.load()
-  patches, keys = [], []
+  patches = []
   for scale in SCALES:
     width, height = photo.size
     image = np.asarray(photo.resize((width // scale, height // scale), Image.Resampling.BOX))
@@ -63,34 +64,19 @@ def photo_patches(photo_file: pathlib.Path) -> tuple[np.ndarray, list[str]]:
       for c in range(cols):
         if tiles[r, c].std() >= MIN_PATCH_STD:
           patches.append(tiles[r, c])
-          keys.append(f's{scale}_r{r}_c{c}')
-  return np.stack(patches).astype(np.uint8), keys
+  return np.stack(patches).astype(np.uint8)
 
 
-class PhotosBundled(tfds.core.GeneratorBasedBuilder):
+class PhotosBundled(base.OfflineBuilder):
   """32x32x3 patches of real photos bundled with scikit-image / scikit-learn, split by photo."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
-
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    # TFDS's own lookup breaks (needs the importlib_resources backport) when pixel_jax is a
-    # namespace package; this file is all it needs.
-    return epath.Path(__file__)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        # Tensor, not Image: encoding an Image feature needs TensorFlow.
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Tensor(shape=(PATCH_SIZE, PATCH_SIZE, 3), dtype=np.uint8),
-        }),
-        disable_shuffling=True,  # Keep photo order: patches stay traceable to their source.
-        homepage='https://scikit-image.org/docs/stable/api/skimage.data.html',
-    )
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'Initial release.',
+      '1.1.0': 'Splits stored in shuffled order instead of photo by photo.',
+  }
+  IMAGE_SHAPE = (PATCH_SIZE, PATCH_SIZE, 3)
+  HOMEPAGE = 'https://scikit-image.org/docs/stable/api/skimage.data.html'
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Everything is local.
@@ -100,13 +86,15 @@ class PhotosBundled(tfds.core.GeneratorBasedBuilder):
     }
 
   def _generate_examples(self, split: str):
+    patches = []
     for photo_split, package, relative in PHOTOS:
       if photo_split != split:
         continue
       photo_file = package_file(package, relative)
       if photo_file is None or not photo_file.exists():
         continue  # Optional package (scikit-learn) not installed.
-      name = relative.rsplit('/', 1)[-1].split('.')[0]
-      patches, keys = photo_patches(photo_file)
-      for patch, key in zip(patches, keys):
-        yield f'{name}_{key}', {'image': patch}
+      patches.append(photo_patches(photo_file))
+    patches = np.concatenate(patches)
+    # The key is the storage rank: the split is stored in a fixed-seed shuffled order.
+    for rank, index in enumerate(base.shuffled_order(len(patches))):
+      yield rank, {'image': patches[index]}
