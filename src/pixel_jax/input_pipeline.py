@@ -10,7 +10,7 @@ pixel_jax.datasets.sources), prepares it if needed, and returns a `Dataset` that
 its splits. Whole splits are read into memory as uint8 [N, H, W, C] integer levels (MNIST is
 35 MB, CIFAR-10 150 MB, ImageNet 32x32 4 GB) and batched by plain numpy indexing. Batches are
 a pure function of (seed, step), so a run resumed from a checkpoint at step k sees exactly
-the batches it would have seen without the crash.
+the batches it would have seen without the crash. docs/design.md section 9 sums this up.
 
 Binarization (num_levels == 2) is named in every report, since MNIST likelihoods differ a lot
 between binarizations: 'static' (Bernoulli(x/255) sampled once, the usual stochastically
@@ -46,17 +46,21 @@ def _num_examples(source: sources.Source) -> dict[str, int]:
     return {}  # E.g. under tfds.testing.mock_data: let data_source decide.
 
 
-def _read_images(source: sources.Source, split: str) -> np.ndarray:
-  """All images of `split` as one uint8 array, read in chunks (batched ArrayRecord reads)."""
-  builder_kwargs = source.builder_kwargs or None
+def _data_source(source: sources.Source, split: str):
+  """The random-access reader of `split` (len, [i], batched __getitems__), checked to exist."""
   available = list(_num_examples(source))
   missing = [s for s in sources.split_names(split) if available and s not in available]
   if missing:
     raise ValueError(f'Split {missing[0]!r} does not exist in {source.name}; it has '
                      f'{sorted(available)}. Set config.data.*_split accordingly (TFDS slices '
                      "like 'train[-10%:]' work).")
-  ds = tfds.data_source(source.name, split=split, data_dir=source.data_dir, download=False,
-                        builder_kwargs=builder_kwargs)
+  return tfds.data_source(source.name, split=split, data_dir=source.data_dir, download=False,
+                          builder_kwargs=source.builder_kwargs or None)
+
+
+def _read_images(source: sources.Source, split: str) -> np.ndarray:
+  """All images of `split` as one uint8 array, read in chunks (batched ArrayRecord reads)."""
+  ds = _data_source(source, split)
   num = len(ds)
   if num == 0:
     raise ValueError(f'Split {split!r} of {source.name} is empty.')
@@ -207,10 +211,7 @@ class Dataset:
       if split in num_examples:
         continue
       try:
-        split_source = self.source_for(split)
-        num_examples[split] = len(tfds.data_source(
-            split_source.name, split=split, data_dir=split_source.data_dir, download=False,
-            builder_kwargs=split_source.builder_kwargs or None))
+        num_examples[split] = len(self.data_source(split))
       except Exception:  # pylint: disable=broad-except
         pass  # A split this dataset does not have; load explains when it is asked for.
     d = config.data
@@ -225,6 +226,13 @@ class Dataset:
     if split not in self._split_sources:
       self._split_sources[split] = sources.source_for_split(self.config, self.source, split)
     return self._split_sources[split]
+
+  def data_source(self, split: str):
+    """Random access to the raw examples of `split` (len, [i]), without reading it all.
+
+    Examples are as stored ({'image': uint8 [H, W, C], ...}): not resized or binarized.
+    """
+    return _data_source(self.source_for(split), split)
 
   def describe(self, split: str) -> str:
     """What `split` is really read from, in words, e.g. 'mnist_idx (idx_dir=/data/mnist)'."""
