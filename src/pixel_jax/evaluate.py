@@ -53,7 +53,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, split: str = 'test
   """Restores a checkpoint of `workdir` and returns its NLL on `split` of config.data.
 
   Returns {'loss', 'unit', 'nll_nats', 'bits_per_dim', 'num_examples', 'step', 'checkpoint',
-  'split', 'data'}.
+  'split', 'data' (what was really read, e.g. 'mnist_idx (idx_dir=/data/mnist)'),
+  'binarization' (as applied, e.g. 'static (Bernoulli(x/255) sampled once, seed 0)')}.
   """
   mesh = train.make_mesh(config)
   model = models.get_model(config)
