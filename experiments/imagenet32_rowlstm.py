@@ -1,9 +1,11 @@
-"""Row LSTM, 12 layers x h=384, batch 64, on ImageNet 32x32 (SPEC.md section 6: 3.86 bits/dim).
+"""Row LSTM, 12 layers x h=384, batch 64, on ImageNet 32x32 (the paper: 3.86 bits/dim).
 
   python -m pixel_jax.main --config=experiments/imagenet32_rowlstm.py --workdir=runs/in32
 
 Needs downsampled_imagenet/32x32 prepared as array_record (about 4 GB in memory) and
-several accelerators; the batch is split over all devices on the ('data',) mesh.
+several accelerators; the batch is split over all devices on the ('data',) mesh. The
+paper's network (configs.imagenet_config): residual and skip connections, output hidden
+width 1024; the paper reports 3.86 bits/dim on the ImageNet 32x32 validation set.
 """
 
 from pixel_jax import configs

@@ -1,9 +1,12 @@
-"""Row LSTM, 4 layers x h=512, no residual, batch 32, on ImageNet 64x64 (SPEC.md section 6:
-3.63 bits/dim).
+"""Row LSTM, 4 layers x h=512, no residual, batch 32, on ImageNet 64x64 (the paper: 3.63
+bits/dim).
 
   python -m pixel_jax.main --config=experiments/imagenet64_rowlstm.py --workdir=runs/in64
 
-Needs downsampled_imagenet/64x64 prepared as array_record and several accelerators.
+Needs downsampled_imagenet/64x64 prepared as array_record and several accelerators. The
+paper's network for this setting: skip connections but no residual connections (the one
+paper model without them), output hidden width 1024; the paper reports 3.63 bits/dim on the
+ImageNet 64x64 validation set.
 """
 
 from pixel_jax import configs

@@ -6,18 +6,19 @@
   python -m pixel_jax.sample --workdir=/tmp/ms1 --scale=3   # sampled/stages.png: small | full
 
 Row LSTM cores: a 4-layer unconditional network on the 14x14 image (every 2nd pixel of the
-binarized digit), a 7-layer conditional network on the full image (SPEC.md section 5;
-models/multiscale.py explains s, c, the upsampler and the exact joint NLL). No paper number
-for MNIST (the paper's single-scale Row LSTM: 80.54 nats, SPEC.md section 6). The reported
+binarized digit), a 7-layer conditional network on the full image, both with residual and
+skip connections (configs.mnist_config; docs/design.md section 5; models/multiscale.py
+explains s, c, the upsampler and the exact joint NLL). No paper number for MNIST (the
+paper's single-scale Row LSTM: 80.54 nats). The reported
 NLL is the exact joint NLL of the 28x28 image in nats; eval_nll_nats_small and
 eval_nll_nats_conditional are the stages' shares.
 
-Measured (the default 500 steps of batch 16, offline: the 4,500 bundled digits, static
+Measured with skip connections off (the default 500 steps of batch 16, offline: the 4,500 bundled digits, static
 Bernoulli(x/255) binarization, seed 0; a 2-core CPU shared with other jobs): 5.2 min wall,
 validation 98.35 nats, real MNIST test set (10,000 images, same binarization) 96.64 nats
 = 38.69 small stage + 57.95 conditional stage. For scale: the single-scale mnist_rowlstm
 (7 x 16) reaches 96.84 validation nats after the same 500 steps. The offline protocol
-(2,000 steps, `bash benchmarks/offline_protocol.sh multiscale`, docs/results.md): 6.7 min,
+(2,000 steps, `bash benchmarks/offline_protocol.sh multiscale`, docs/results.md; skip off): 6.7 min,
 validation 92.83 nats, real MNIST test set 91.39 nats = 34.79 small + 56.61 conditional
 (single-scale Row LSTM after 2,000 steps: 89.09).
 """

@@ -15,7 +15,7 @@ from pixel_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, 'experiments', '*.py')))
-PAPER = {  # SPEC.md section 6.
+PAPER = {  # The paper's test numbers (docs/design.md section 6).
     'mnist_diagbilstm': '79.20 nats', 'mnist_diagbilstm_1x32': '80.75 nats',
     'mnist_rowlstm': '80.54 nats', 'mnist_pixelcnn': '81.30 nats',
     'cifar10_rowlstm': '3.07 bits/dim', 'cifar10_diagbilstm': '3.00 bits/dim',
@@ -78,6 +78,20 @@ def test_paper_sizes():
   assert size(c) == ('row_lstm', 12, 384) and c.train.batch_size == 64
   c = cfg['imagenet64_rowlstm']
   assert size(c) == ('row_lstm', 4, 512) and c.train.batch_size == 32 and not c.model.residual
+
+
+def test_paper_network_layout():
+  """Every paper config has skip connections, residual ones as the paper has them, the head."""
+  cfg = {os.path.basename(p)[:-3]: _load(p) for p in EXPERIMENTS}
+  no_residual = {'imagenet64_rowlstm'}  # The paper's one model without residual connections.
+  for name in PAPER:
+    c = cfg[name]
+    assert c.model.skip, name
+    assert c.model.residual == (name not in no_residual), name
+    assert c.model.out_hidden_channels == (32 if name.startswith('mnist') else 1024), name
+  ms = cfg['imagenet64_multiscale'].model
+  assert ms.skip and not ms.residual and ms.multiscale.small_residual
+  assert cfg['mnist_multiscale'].model.skip
 
 
 def test_command_line_overrides_and_lock():

@@ -52,9 +52,9 @@ def ms_config(core='row_lstm', channels=1, levels=2, size=6, small=3, **model):
 
 
 @functools.lru_cache(maxsize=None)
-def build(core='row_lstm', channels=1, levels=2, size=6, small=3, scan=True):
+def build(core='row_lstm', channels=1, levels=2, size=6, small=3, scan=True, skip=False):
   """A model and N(0, 0.5^2) variables everywhere (biases and initial states included)."""
-  config = ms_config(core, channels, levels, size, small, scan_layers=scan)
+  config = ms_config(core, channels, levels, size, small, scan_layers=scan, skip=skip)
   model = models.get_model(config)
   shapes = jax.eval_shape(model.init, jax.random.key(0),
                           jnp.zeros((1, size, size, channels)))
@@ -158,9 +158,10 @@ class ModelTest(parameterized.TestCase):
 
 class SamplingTest(parameterized.TestCase):
 
-  @parameterized.parameters(('row_lstm', 1, 2, True), ('diagonal_bilstm', 3, 256, False))
-  def test_two_stage_cached_equals_naive(self, core, channels, levels, scan):
-    model, variables = build(core, channels, levels, scan=scan)
+  @parameterized.parameters(('row_lstm', 1, 2, True, True),
+                            ('diagonal_bilstm', 3, 256, False, False))
+  def test_two_stage_cached_equals_naive(self, core, channels, levels, scan, skip):
+    model, variables = build(core, channels, levels, scan=scan, skip=skip)
     key = jax.random.key(7)
     cached = np.asarray(sampling.sample(model, variables, key, 3, method='cached'))
     naive = np.asarray(sampling.sample(model, variables, key, 3, method='naive'))
