@@ -15,7 +15,9 @@ from pixel_jax import checkpointing
 from pixel_jax import metrics_writer
 from pixel_jax import models
 from pixel_jax import optim
+from pixel_jax import sharding
 from pixel_jax import train
+from pixel_jax import train_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -23,7 +25,7 @@ from experiments import tiny  # pylint: disable=g-import-not-at-top,wrong-import
 
 
 def _parts(config):
-  mesh = train.make_mesh(config)
+  mesh = sharding.make_mesh(config.mesh.num_devices)
   model = models.get_model(config)
   tx = optim.make_optimizer(config)
   return mesh, model, tx
@@ -47,13 +49,13 @@ def _assert_trees_equal(a, b):
 def test_round_trip(tmp_path):
   config = tiny.get_config()
   mesh, model, tx = _parts(config)
-  state = train.init_state(config, model, tx, mesh)
+  state = train_state.init_state(config, model, tx, mesh)
   state = state.replace(step=state.step + 7)
   ckpt = checkpointing.Checkpointer(str(tmp_path), keep=2)
   ckpt.save(7, state)
   ckpt.wait()
   assert ckpt.latest_step() == 7
-  restored, step = ckpt.restore(train.abstract_state(config, model, tx, mesh))
+  restored, step = ckpt.restore(train_state.abstract_state(config, model, tx, mesh))
   ckpt.close()
   assert step == 7 and int(restored.step) == 7
   _assert_trees_equal(state, restored)
@@ -105,7 +107,7 @@ def fixture_saved_run_template(tmp_path_factory):
   mesh, model, tx = _parts(config)
   workdir = tmp_path_factory.mktemp('template')
   ckpt = checkpointing.Checkpointer(str(workdir), keep=2)
-  ckpt.save(3, train.init_state(config, model, tx, mesh))
+  ckpt.save(3, train_state.init_state(config, model, tx, mesh))
   ckpt.close()
   checkpointing.save_config(str(workdir), config)
   return workdir

@@ -1,8 +1,10 @@
-"""Experiment configs: they load, keep base_config's fields, build, and reject bad values."""
+"""Experiment configs and the config contract: they load, keep base_config's fields, pass
+configs.validate and build; every bad value is one ConfigError line naming its field."""
 
 import glob
 import os
 import re
+import sys
 
 from absl import flags
 from ml_collections import config_flags
@@ -11,9 +13,14 @@ import pytest
 from pixel_jax import configs
 from pixel_jax import models
 from pixel_jax import optim
+from pixel_jax import sample as sample_cli
 from pixel_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from experiments import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import tiny_multiscale  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, 'experiments', '*.py')))
 PAPER = {  # The paper's test numbers (docs/design.md section 6).
     'mnist_diagbilstm': '79.20 nats', 'mnist_diagbilstm_1x32': '80.75 nats',
@@ -51,9 +58,9 @@ def test_config_loads_builds_and_documents_itself(path):
   name = os.path.basename(path)[:-3]
   config = _load(path)
   assert _keys(config.to_dict()) == _keys(configs.base_config().to_dict())
-  models.validate_config(config)
+  configs.validate(config, num_devices=8)  # tests/conftest.py gives 8 devices.
+  models.get_model(config)
   optim.make_optimizer(config)
-  train.validate_config(config)
   with open(path) as f:
     doc = f.read().split('"""')[1]
   assert f'python -m pixel_jax.main --config=experiments/{name}.py --workdir=' in doc
@@ -102,25 +109,137 @@ def test_command_line_overrides_and_lock():
     _load(path, ('--config.train.no_such_field=1',))
 
 
-@pytest.mark.parametrize('field, value, match', [
-    ('optim.name', 'sgd', "config.optim.name='sgd' is unknown"),
+BAD_VALUES = [  # (field, value, what the message says)
+    ('seed', 1.5, 'config.seed=1.5 must be an integer'),
+    ('data.name', '', "config.data.name='' must be a non-empty string"),
+    ('data.image_size', 0, 'config.data.image_size=0 must be an integer >= 1'),
+    ('data.num_channels', 2.0, 'config.data.num_channels=2.0 must be an integer >= 1'),
+    ('data.num_levels', 16, "config.data.num_levels=16 is not supported; use one of 2, 256"),
+    ('data.binarization', 'otsu', "config.data.binarization='otsu' is not supported"),
+    ('data.binarization_seed', -1, 'config.data.binarization_seed=-1'),
+    ('data.allow_fallback', 1, 'config.data.allow_fallback=1 must be True or False'),
+    ('data.idx_dir', None, 'config.data.idx_dir=None must be a path'),
+    ('data.train_split', '', "config.data.train_split=''"),
+    ('model.name', 'transformer', "config.model.name='transformer' is not supported"),
+    ('model.num_layers', 0, 'config.model.num_layers=0 must be an integer >= 1'),
+    ('model.num_layers', True, 'config.model.num_layers=True must be an integer >= 1'),
+    ('model.hidden_channels', 0, 'config.model.hidden_channels=0'),
+    ('model.out_hidden_channels', -3, 'config.model.out_hidden_channels=-3'),
+    ('model.first_kernel_size', 4, 'config.model.first_kernel_size=4 must be an odd'),
+    ('model.residual', 'yes', "config.model.residual='yes' must be True or False"),
+    ('model.scan_layers', None, 'config.model.scan_layers=None'),
+    ('model.dtype', 'float16', "config.model.dtype='float16' is not supported"),
+    ('optim.name', 'sgd', "config.optim.name='sgd' is not supported; use one of 'rmsprop'"),
     ('optim.schedule', 'linear', "config.optim.schedule='linear'"),
-    ('optim.learning_rate', -1.0, 'config.optim.learning_rate=-1.0'),
-    ('train.num_steps', 0, 'config.train.num_steps=0'),
-    ('model.name', 'transformer', "config.model.name='transformer'"),
-    ('sample.method', 'fast', "config.sample.method='fast'"),
-])
+    ('optim.learning_rate', -1.0, 'config.optim.learning_rate=-1.0 must be a number > 0'),
+    ('optim.learning_rate', float('nan'), 'config.optim.learning_rate=nan'),
+    ('optim.warmup_steps', -1, 'config.optim.warmup_steps=-1'),
+    ('optim.grad_clip_norm', -1.0, 'config.optim.grad_clip_norm=-1.0 must be a number >= 0'),
+    ('optim.weight_decay', -0.1, 'config.optim.weight_decay=-0.1'),
+    ('train.num_steps', 0, 'config.train.num_steps=0 must be an integer >= 1'),
+    ('train.batch_size', 0, 'config.train.batch_size=0'),
+    ('train.keep_checkpoints', 0, 'config.train.keep_checkpoints=0'),
+    ('train.eval_every', -1, 'config.train.eval_every=-1 must be an integer >= 0'),
+    ('train.sample_every', 2.5, 'config.train.sample_every=2.5'),
+    ('eval.batch_size', 0, 'config.eval.batch_size=0 must be an integer >= 1'),
+    ('eval.max_examples', -1, 'config.eval.max_examples=-1 must be an integer >= 0'),
+    ('sample.num_samples', 0, 'config.sample.num_samples=0 must be an integer >= 1'),
+    ('sample.method', 'fast', "config.sample.method='fast' is not supported"),
+    ('sample.temperature', -0.5, 'config.sample.temperature=-0.5 must be a number >= 0'),
+    ('mesh.num_devices', 0, 'config.mesh.num_devices=0 must be -1'),
+]
+
+
+def _set(config, field, value):
+  *path, key = field.split('.')
+  section = config
+  for name in path:
+    section = section[name]
+  with section.ignore_type():
+    section[key] = value
+
+
+@pytest.mark.parametrize('field, value, match', BAD_VALUES,
+                         ids=[f'{f}={v!r}' for f, v, _ in BAD_VALUES])
 def test_bad_values_name_the_field(field, value, match):
   config = configs.base_config()
-  section, key = field.split('.')
-  config[section][key] = value
-  with pytest.raises(train.ConfigError, match=re.escape(match)):
-    train.validate_config(config)
+  configs.validate(config)
+  _set(config, field, value)
+  with pytest.raises(configs.ConfigError, match=re.escape(match)) as info:
+    configs.validate(config)
+  assert '\n' not in str(info.value)  # One line.
+
+
+@pytest.mark.parametrize('field, value, match', [
+    ('small_size', 5, 'config.model.multiscale.small_size=5 must divide'),
+    ('small_size', 8, 'config.model.multiscale.small_size=8 must divide'),
+    ('core', 'pixelcnn', "config.model.multiscale.core='pixelcnn' is not supported"),
+    ('subsample', 'average', "config.model.multiscale.subsample='average'"),
+    ('cond_channels', 0, 'config.model.multiscale.cond_channels=0'),
+    ('upsampler_layers', 0, 'config.model.multiscale.upsampler_layers=0'),
+    ('small_num_layers', 0, 'config.model.multiscale.small_num_layers=0'),
+    ('small_residual', 0, 'config.model.multiscale.small_residual=0 must be True or False'),
+])
+def test_bad_multiscale_values_name_the_field(field, value, match):
+  config = tiny_multiscale.get_config()
+  configs.validate(config)
+  _set(config, f'model.multiscale.{field}', value)
+  with pytest.raises(configs.ConfigError, match=re.escape(match)):
+    configs.validate(config)
+
+
+def test_fields_that_must_agree():
+  config = configs.base_config()
+  config.data.num_channels, config.data.num_levels = 3, 256
+  config.model.hidden_channels = 2
+  with pytest.raises(configs.ConfigError, match=re.escape(
+      'config.model.hidden_channels=2 must be an integer >= 3 (config.data.num_channels')):
+    configs.validate(config)
+  config = configs.base_config()
+  config.data.name = 'mnist_idx'
+  with pytest.raises(configs.ConfigError, match='needs config.data.idx_dir'):
+    configs.validate(config)
+  config.data.idx_dir = '/path/to/mnist'
+  configs.validate(config)
+
+
+def test_devices_are_checked_only_when_given():
+  config = configs.base_config()
+  config.train.batch_size = 12
+  configs.validate(config)  # Restoring a run: its training batch does not matter.
+  with pytest.raises(configs.ConfigError, match=r'config.train.batch_size=12 .* 8 devices'):
+    configs.validate(config, num_devices=8)
+  config.mesh.num_devices = 4
+  configs.validate(config, num_devices=8)
+  config.mesh.num_devices = 9
+  with pytest.raises(configs.ConfigError, match='config.mesh.num_devices=9 must be -1 or '
+                     'between 1 and the 8 available devices'):
+    configs.validate(config, num_devices=8)
+
+
+def test_a_missing_field_is_named():
+  config = configs.base_config()
+  del config.sample['temperature']
+  with pytest.raises(configs.ConfigError, match=re.escape(
+      'config.sample.temperature is missing')):
+    configs.validate(config)
 
 
 def test_batch_not_divisible_by_devices(tmp_path):
   config = configs.base_config()
   config.train.batch_size = 12  # tests/conftest.py gives 8 devices.
-  with pytest.raises(train.ConfigError, match=r'config.train.batch_size=12 .* 8 devices'):
+  with pytest.raises(configs.ConfigError, match=r'config.train.batch_size=12 .* 8 devices'):
     train.train_and_evaluate(config, str(tmp_path))
   assert not os.listdir(tmp_path)  # Rejected before anything was written.
+
+
+def test_sampling_flags_are_validated_before_restoring(tmp_path):
+  """A bad --num_samples or --temperature is refused before the model is built."""
+  workdir = tmp_path / 'run'
+  (workdir / 'checkpoints' / '5').mkdir(parents=True)  # Never read: validation comes first.
+  (workdir / 'config.json').write_text(tiny.get_config().to_json())
+  with pytest.raises(configs.ConfigError, match='config.sample.num_samples=0'):
+    sample_cli.run_sampling(str(workdir), num_samples=0)
+  with pytest.raises(configs.ConfigError, match='config.sample.temperature=-1.0'):
+    sample_cli.run_sampling(str(workdir), temperature=-1.0)
+  assert sorted(os.listdir(workdir)) == ['checkpoints', 'config.json']

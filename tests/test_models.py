@@ -81,21 +81,6 @@ class LossTest(parameterized.TestCase):
 
 class ConfigErrorTest(parameterized.TestCase):
 
-  @parameterized.parameters(
-      ('model.name', 'transformer', 'config.model.name'),
-      ('model.num_layers', 0, 'config.model.num_layers'),
-      ('model.hidden_channels', 0, 'config.model.hidden_channels'),
-      ('data.num_levels', 1, 'config.data.num_levels'),
-      ('model.dtype', 'float16', 'config.model.dtype'),
-      ('model.first_kernel_size', 4, 'config.model.first_kernel_size'),
-  )
-  def test_bad_field_is_named(self, field, value, message):
-    config = tiny_config()
-    section, key = field.split('.')
-    config[section][key] = value
-    with self.assertRaisesRegex(ValueError, message):
-      models.get_model(config)
-
   @parameterized.parameters(('image_size', 6, 'config.data.image_size'),
                             ('num_channels', 3, 'config.data.num_channels'))
   def test_input_that_does_not_match_config(self, field, value, message):

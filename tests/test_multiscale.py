@@ -142,19 +142,6 @@ class ModelTest(parameterized.TestCase):
     self.assertEqual(mask.sum(), 4)
     self.assertTrue(mask[0, 0] and mask[2, 2] and not mask[0, 1])
 
-  @parameterized.parameters(
-      ('small_size', 5, 'config.model.multiscale.small_size=5 must divide'),
-      ('small_size', 6, 'config.model.multiscale.small_size=6 must divide'),
-      ('core', 'pixelcnn', "config.model.multiscale.core='pixelcnn'"),
-      ('subsample', 'average', "config.model.multiscale.subsample='average'"),
-      ('cond_channels', 0, 'config.model.multiscale.cond_channels=0'),
-  )
-  def test_bad_config_names_the_field(self, field, value, match):
-    config = ms_config()
-    config.model.multiscale[field] = value
-    with self.assertRaisesRegex(train.ConfigError, match):
-      train.validate_config(config)
-
 
 class SamplingTest(parameterized.TestCase):
 

@@ -5,6 +5,7 @@ initial states and biases included, so every cache path carries non-trivial valu
 """
 
 import functools
+import os
 import shutil
 import tempfile
 
@@ -14,7 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pixel_jax import checkpointing
 from pixel_jax import configs
+from pixel_jax import runs
 from pixel_jax import sample as sample_cli
 from pixel_jax import sampling
 from pixel_jax.models import get_model
@@ -203,14 +206,15 @@ class CommandLineTest(absltest.TestCase):
   def test_missing_or_empty_workdir_is_one_clear_error(self):
     root = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, root)
-    with self.assertRaisesRegex(sample_cli.SampleError, 'does not exist'):
-      sample_cli.restore(f'{root}/nowhere')
-    with self.assertRaisesRegex(sample_cli.SampleError, 'no config.json'):
-      sample_cli.restore(root)
+    with self.assertRaisesRegex(checkpointing.CheckpointError, 'does not exist'):
+      runs.restore_run(f'{root}/nowhere')
+    with self.assertRaisesRegex(checkpointing.CheckpointError, 'no config.json'):
+      runs.restore_run(root)
     with open(f'{root}/config.json', 'w') as f:
       f.write('{}')
-    with self.assertRaisesRegex(sample_cli.SampleError, 'no checkpoint'):
-      sample_cli.restore(root)
+    with self.assertRaisesRegex(checkpointing.CheckpointError, 'no checkpoint'):
+      runs.restore_run(root)
+    self.assertEqual(os.listdir(root), ['config.json'])  # Nothing created.
 
   def test_completion_grid_rows(self):
     originals = np.random.RandomState(0).randint(0, 2, (2, 4, 4, 1))

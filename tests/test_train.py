@@ -14,7 +14,11 @@ import tensorflow_datasets as tfds
 from pixel_jax import checkpointing
 from pixel_jax import evaluate
 from pixel_jax import metrics_writer
+from pixel_jax import models
+from pixel_jax import optim
+from pixel_jax import sharding
 from pixel_jax import train
+from pixel_jax import train_state
 from pixel_jax.datasets import mnist_idx
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,10 +127,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   steps = sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints'))
   assert steps and max(steps) == bad_step - 1  # The NaN state was never written.
   ckpt = checkpointing.Checkpointer(str(tmp_path), keep=2)
-  model = train.models.get_model(config)
-  tx = train.optim.make_optimizer(config)
-  mesh = train.make_mesh(config)
-  state, step = ckpt.restore(train.abstract_state(config, model, tx, mesh))
+  model = models.get_model(config)
+  tx = optim.make_optimizer(config)
+  mesh = sharding.make_mesh(config.mesh.num_devices)
+  state, step = ckpt.restore(train_state.abstract_state(config, model, tx, mesh))
   ckpt.close()
   assert step == bad_step - 1
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))

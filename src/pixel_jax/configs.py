@@ -5,9 +5,28 @@ train, eval, sample and mesh. Experiment files call `base_config()` or one of th
 dataset-family builders below (`tiny_config`, `mnist_config`, `cifar10_config`,
 `imagenet_config`) and override a few fields (depth, width, batch, steps); command-line flags
 override any field (--config.train.num_steps=100).
+
+`validate(config)` is the contract every field must meet; the entry points (training,
+`python -m pixel_jax.evaluate`, `python -m pixel_jax.sample`) run it once, before any data
+is loaded or anything is compiled, and it raises one ConfigError that names the field.
 """
 
+import math
+from typing import Any, Optional
+
+import jax
 import ml_collections
+
+from pixel_jax import input_pipeline
+from pixel_jax import models
+from pixel_jax import optim
+from pixel_jax import sampling
+from pixel_jax import sharding
+from pixel_jax.models import multiscale
+
+
+class ConfigError(ValueError):
+  """A config field that cannot work; the message names the field and what to set."""
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -216,3 +235,184 @@ def imagenet_config(model_name: str, image_size: int) -> ml_collections.ConfigDi
   config.data.eval_split = 'validation'
   config.data.test_split = 'validation'  # The paper reports on the validation set.
   return config
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _get(config: ml_collections.ConfigDict, field: str) -> Any:
+  value = config
+  for key in field.split('.'):
+    value = value[key]
+  return value
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+def _int_at_least(config: ml_collections.ConfigDict, field: str, least: int,
+                  why: str = '') -> None:
+  value = _get(config, field)
+  if not _is_int(value) or value < least:
+    raise ConfigError(f'config.{field}={value!r} must be an integer >= {least}{why}.')
+
+
+def _number_at_least(config: ml_collections.ConfigDict, field: str, least: float,
+                     why: str = '') -> None:
+  value = _get(config, field)
+  if not _is_number(value) or value < least:
+    raise ConfigError(f'config.{field}={value!r} must be a number >= {least:g}{why}.')
+
+
+def _one_of(config: ml_collections.ConfigDict, field: str, allowed: tuple[Any, ...]) -> None:
+  value = _get(config, field)
+  if value not in allowed:
+    raise ConfigError(f'config.{field}={value!r} is not supported; use one of '
+                      f'{", ".join(map(repr, allowed))}.')
+
+
+def _flag(config: ml_collections.ConfigDict, field: str) -> None:
+  value = _get(config, field)
+  if not isinstance(value, bool):
+    raise ConfigError(f'config.{field}={value!r} must be True or False.')
+
+
+def _validate_data(config: ml_collections.ConfigDict) -> None:
+  d = config.data
+  for field in ('name', 'train_split', 'eval_split', 'test_split'):
+    if not isinstance(d[field], str) or not d[field]:
+      raise ConfigError(f'config.data.{field}={d[field]!r} must be a non-empty string.')
+  for field in ('data_dir', 'idx_dir'):
+    if not isinstance(d[field], str):
+      raise ConfigError(f"config.data.{field}={d[field]!r} must be a path, or '' for none.")
+  if d.name == 'mnist_idx' and not d.idx_dir:
+    raise ConfigError("config.data.name='mnist_idx' needs config.data.idx_dir: set it to a "
+                      'folder with the MNIST IDX files (t10k-images-idx3-ubyte[.gz], ...).')
+  _int_at_least(config, 'data.image_size', 1)
+  _int_at_least(config, 'data.num_channels', 1)
+  _one_of(config, 'data.num_levels', (2, 256))
+  _one_of(config, 'data.binarization', input_pipeline.BINARIZATIONS)
+  _int_at_least(config, 'data.binarization_seed', 0)
+  _flag(config, 'data.allow_fallback')
+  _flag(config, 'data.offline')
+
+
+def _validate_model(config: ml_collections.ConfigDict) -> None:
+  m, d = config.model, config.data
+  _one_of(config, 'model.name', models.MODEL_NAMES + ('multiscale',))
+  for field in ('num_layers', 'hidden_channels', 'out_hidden_channels'):
+    _int_at_least(config, f'model.{field}', 1)
+  k = m.first_kernel_size
+  if not _is_int(k) or k < 1 or k % 2 == 0:
+    raise ConfigError(f'config.model.first_kernel_size={m.first_kernel_size!r} must be an odd '
+                      'integer >= 1 (e.g. 7).')
+  for field in ('residual', 'skip', 'scan_layers'):
+    _flag(config, f'model.{field}')
+  _one_of(config, 'model.dtype', tuple(models.DTYPES))
+  for field in ('hidden_channels', 'out_hidden_channels'):
+    _int_at_least(config, f'model.{field}', d.num_channels,
+                  ' (config.data.num_channels: every colour channel owns a feature)')
+  if m.name == 'multiscale':
+    _validate_multiscale(config)
+
+
+def _validate_multiscale(config: ml_collections.ConfigDict) -> None:
+  """The two networks of model.name='multiscale' (models/multiscale.py)."""
+  d = config.data
+  _one_of(config, 'model.multiscale.core', multiscale.CORES)
+  _one_of(config, 'model.multiscale.subsample', multiscale.SUBSAMPLE_METHODS)
+  for field in ('small_size', 'cond_channels', 'upsampler_layers', 'small_num_layers'):
+    _int_at_least(config, f'model.multiscale.{field}', 1)
+  _int_at_least(config, 'model.multiscale.small_hidden_channels', d.num_channels,
+                ' (config.data.num_channels: every colour channel owns a feature)')
+  _flag(config, 'model.multiscale.small_residual')
+  s, n = config.model.multiscale.small_size, d.image_size
+  if s >= n or n % s:
+    raise ConfigError(f'config.model.multiscale.small_size={s} must divide '
+                      f'config.data.image_size={n} and be smaller than it (e.g. {n // 2}).')
+
+
+def _validate_optim(config: ml_collections.ConfigDict) -> None:
+  o = config.optim
+  _one_of(config, 'optim.name', optim.OPTIMIZERS)
+  _one_of(config, 'optim.schedule', optim.SCHEDULES)
+  if not _is_number(o.learning_rate) or o.learning_rate <= 0:
+    raise ConfigError(f'config.optim.learning_rate={o.learning_rate!r} must be a number > 0.')
+  _int_at_least(config, 'optim.warmup_steps', 0)
+  _number_at_least(config, 'optim.grad_clip_norm', 0, ' (0 disables clipping)')
+  _number_at_least(config, 'optim.weight_decay', 0)
+
+
+def _validate_train(config: ml_collections.ConfigDict) -> None:
+  if not _is_int(config.seed):
+    raise ConfigError(f'config.seed={config.seed!r} must be an integer.')
+  for field in ('batch_size', 'num_steps', 'keep_checkpoints'):
+    _int_at_least(config, f'train.{field}', 1)
+  for field in ('log_every', 'eval_every', 'checkpoint_every', 'sample_every'):
+    _int_at_least(config, f'train.{field}', 0, ' (0 turns it off)')
+  _int_at_least(config, 'eval.batch_size', 1)
+  _int_at_least(config, 'eval.max_examples', 0, ' (0: the whole split)')
+
+
+def _validate_sample(config: ml_collections.ConfigDict) -> None:
+  _int_at_least(config, 'sample.num_samples', 1)
+  _one_of(config, 'sample.method', sampling.METHODS)
+  _number_at_least(config, 'sample.temperature', 0, ' (0 is greedy)')
+
+
+def _validate_mesh(config: ml_collections.ConfigDict, num_devices: Optional[int]) -> None:
+  n = config.mesh.num_devices
+  if not _is_int(n) or not (n == -1 or n >= 1):
+    raise ConfigError(f'config.mesh.num_devices={n!r} must be -1 (every device) or an '
+                      'integer >= 1.')
+  if num_devices is None:
+    return
+  if n > num_devices:
+    raise ConfigError(f'config.mesh.num_devices={n} must be -1 or between 1 and the '
+                      f'{num_devices} available devices.')
+  if n not in (-1, num_devices) and jax.process_count() > 1:
+    raise ConfigError(f'config.mesh.num_devices={n} must be -1 on a multi-host run.')
+  try:
+    sharding.check_batch_size(config.train.batch_size, num_devices if n == -1 else n)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = None) -> None:
+  """Raises one ConfigError naming the first field of `config` that cannot work.
+
+  Every field of base_config() is checked: its type, its range and how it must agree with
+  the others (e.g. model.multiscale.small_size divides data.image_size). Nothing is loaded,
+  built or compiled.
+
+  Args:
+    config: a config derived from base_config().
+    num_devices: for training, the devices of the run (jax.device_count()):
+      config.mesh.num_devices must fit in them and config.train.batch_size must split
+      evenly over the mesh. Restoring a run (evaluation, sampling) leaves it None: its
+      training batch does not matter there.
+  """
+  missing = sorted(set(_keys(base_config().to_dict())) - set(_keys(config.to_dict())))
+  if missing:
+    raise ConfigError(f'config.{missing[0]} is missing: derive the config from '
+                      'pixel_jax.configs.base_config().')
+  _validate_data(config)
+  _validate_model(config)
+  _validate_optim(config)
+  _validate_train(config)
+  _validate_sample(config)
+  _validate_mesh(config, num_devices)
+
+
+def _keys(d: dict, prefix: str = '') -> list[str]:
+  """The dotted names of the leaves of a nested dict."""
+  out = []
+  for k, v in d.items():
+    out += _keys(v, f'{prefix}{k}.') if isinstance(v, dict) else [prefix + k]
+  return out

@@ -22,9 +22,8 @@ import ml_collections
 from ml_collections import config_flags
 
 from pixel_jax import checkpointing
-from pixel_jax import models
-from pixel_jax import optim
-from pixel_jax import train
+from pixel_jax import evaluation
+from pixel_jax import runs
 
 FLAGS = flags.FLAGS
 
@@ -48,33 +47,23 @@ def define_flags() -> None:
   flags.mark_flags_as_required(['workdir'])
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, split: str = 'test',
+def evaluate(config: Optional[ml_collections.ConfigDict], workdir: str, split: str = 'test',
              checkpoint: str = 'best') -> dict:
   """Restores a checkpoint of `workdir` and returns its NLL on `split` of config.data.
 
-  Returns {'loss', 'unit', 'nll_nats', 'bits_per_dim', 'num_examples', 'step', 'checkpoint',
-  'split', 'data' (what was really read, e.g. 'mnist_idx (idx_dir=/data/mnist)'),
-  'binarization' (as applied, e.g. 'static (Bernoulli(x/255) sampled once, seed 0)')}.
+  `config` None uses the run's config.json. Returns {'loss', 'unit', 'nll_nats',
+  'bits_per_dim', 'num_examples', 'step', 'checkpoint', 'split', 'data' (what was really
+  read, e.g. 'mnist_idx (idx_dir=/data/mnist)'), 'binarization' (as applied, e.g. 'static
+  (Bernoulli(x/255) sampled once, seed 0)')}, plus each stage's 'nll_nats_<stage>' for the
+  multi-scale model.
   """
-  mesh = train.make_mesh(config)
-  model = models.get_model(config)
-  tx = optim.make_optimizer(config)
-  target = train.abstract_state(config, model, tx, mesh)
-  ckpt = checkpointing.Checkpointer(workdir, keep=max(1, config.train.keep_checkpoints))
-  try:
-    which, step = 'latest', None
-    if checkpoint == 'best' and ckpt.best_step() is not None:
-      which = 'best'
-    elif checkpoint not in ('best', 'latest'):
-      step = int(checkpoint)
-    state, step = ckpt.restore(target, step=step, which=which)
-  finally:
-    ckpt.close()
-  data = train.open_data(config)
-  images = train.load_split(data, split)
-  result = train.evaluate_images(config, model, state.params, images, mesh)
-  result.update(unit=train.loss_unit(config), step=int(step), checkpoint=which, split=split,
-                data=data.describe(split), binarization=data.info.binarization)
+  run = runs.restore_run(workdir, checkpoint, config)
+  config = run.config
+  data = runs.open_data(config)
+  images = runs.load_split(data, split)
+  result = evaluation.evaluate_images(config, run.model, run.state.params, images, run.mesh)
+  result.update(unit=evaluation.loss_unit(config), step=run.step, checkpoint=run.checkpoint,
+                split=split, data=data.describe(split), binarization=data.info.binarization)
   return result
 
 
@@ -101,11 +90,11 @@ def main(argv):
   try:
     config = _config_from_flags()
     result = evaluate(config, FLAGS.workdir, FLAGS.split, FLAGS.checkpoint)
-  except train.USER_ERRORS as e:
+  except runs.USER_ERRORS as e:
     logging.error('%s', e)
     sys.exit(f'pixel_jax.evaluate: error: {e}')
-  stages = ''.join(f', {k[len("nll_nats_"):]} stage {v:.3f}'
-                   for k, v in train.nll_parts(result).items())  # Multi-scale only.
+  stages = ''.join(f', {k[len(evaluation.PART_PREFIX):]} stage {v:.3f}'
+                   for k, v in evaluation.stage_nlls(result).items())  # Multi-scale only.
   line = (f'{result["split"]} NLL of {result["data"]} (binarization {result["binarization"]}, '
           f'{result["num_examples"]} images): {result["loss"]:.4f} {result["unit"]} '
           f'({result["nll_nats"]:.3f} nats/image{stages}, {result["bits_per_dim"]:.4f} '

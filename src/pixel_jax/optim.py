@@ -15,25 +15,6 @@ RMSPROP_DECAY = 0.95
 EPS = 1e-8
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises a ValueError naming the config.optim field that cannot work."""
-  o = config.optim
-  if o.name not in OPTIMIZERS:
-    raise ValueError(f'config.optim.name={o.name!r} is unknown; use one of {OPTIMIZERS}.')
-  if o.schedule not in SCHEDULES:
-    raise ValueError(f'config.optim.schedule={o.schedule!r} is unknown; use one of '
-                     f'{SCHEDULES}.')
-  if not o.learning_rate > 0:
-    raise ValueError(f'config.optim.learning_rate={o.learning_rate!r} must be > 0.')
-  if o.warmup_steps < 0:
-    raise ValueError(f'config.optim.warmup_steps={o.warmup_steps!r} must be >= 0.')
-  if o.grad_clip_norm < 0:
-    raise ValueError(f'config.optim.grad_clip_norm={o.grad_clip_norm!r} must be >= 0 '
-                     '(0 disables clipping).')
-  if o.weight_decay < 0:
-    raise ValueError(f'config.optim.weight_decay={o.weight_decay!r} must be >= 0.')
-
-
 def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   """Linear warmup from 0 to config.optim.learning_rate, then constant or cosine to 0."""
   o = config.optim
@@ -48,8 +29,10 @@ def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Global-norm clipping, then RMSProp or Adam with the schedule (+ decoupled decay)."""
-  validate(config)
+  """Global-norm clipping, then RMSProp or Adam with the schedule (+ decoupled decay).
+
+  The config is assumed valid (pixel_jax.configs.validate).
+  """
   o = config.optim
   schedule = make_schedule(config)
   parts = []

@@ -10,14 +10,14 @@ Writes into --output_dir (default: WORKDIR/sampled):
   completion.png / completion.npy    with --complete: rows occluded | completions | original;
                                      the .npy holds the completions, originals.npy the
                                      images they started from.
-The model is rebuilt from WORKDIR/config.json and the checkpoint restored with the
-training code's own checkpointing (the best by validation loss, else the latest).
+The model is rebuilt from WORKDIR/config.json and the checkpoint restored by
+runs.restore_run (the best by validation loss, else the latest).
 """
 
 import os
 import sys
 import time
-from typing import Any, Optional
+from typing import Optional
 
 from absl import app
 from absl import flags
@@ -28,7 +28,7 @@ import numpy as np
 
 from pixel_jax import checkpointing
 from pixel_jax import image_grid
-from pixel_jax import models
+from pixel_jax import runs
 from pixel_jax import sampling
 
 FLAGS = flags.FLAGS
@@ -59,48 +59,7 @@ OCCLUDED_RGB = (60, 60, 150)  # Unknown pixels in the occluded row (the padding 
 
 
 class SampleError(RuntimeError):
-  """A workdir, checkpoint or input that cannot be sampled from; reported as one line."""
-
-
-def restore(workdir: str, checkpoint: str = 'best'
-            ) -> tuple[ml_collections.ConfigDict, Any, Any, int]:
-  """(config, model, params, step) of a training run, params on one device.
-
-  Raises SampleError (one line) for a missing workdir, a missing config.json or a workdir
-  without checkpoints, before creating anything in it.
-  """
-  # Imported here: training pulls in the data pipeline, which the library API must not.
-  from pixel_jax import optim  # pylint: disable=g-import-not-at-top
-  from pixel_jax import train  # pylint: disable=g-import-not-at-top
-  if not os.path.isdir(workdir):
-    raise SampleError(f'--workdir={workdir} does not exist.')
-  if not os.path.exists(os.path.join(workdir, checkpointing.CONFIG_FILE)):
-    raise SampleError(f'{workdir} holds no {checkpointing.CONFIG_FILE}: not a pixel_jax '
-                      'training workdir (train first with python -m pixel_jax.main).')
-  steps = [os.path.join(workdir, d) for d in (checkpointing.LATEST_DIR, checkpointing.BEST_DIR)]
-  if not any(os.path.isdir(d) and any(n.isdigit() for n in os.listdir(d)) for d in steps):
-    raise SampleError(f'{workdir} holds no checkpoint yet (nothing in '
-                      f'{checkpointing.LATEST_DIR}/ or {checkpointing.BEST_DIR}/).')
-  try:
-    config = checkpointing.load_config(workdir)
-    model = models.get_model(config)
-    mesh = train.make_mesh(config)
-    target = train.abstract_state(config, model, optim.make_optimizer(config), mesh)
-    ckpt = checkpointing.Checkpointer(workdir, keep=max(1, config.train.keep_checkpoints))
-    try:
-      which, step = 'latest', None
-      if checkpoint == 'best' and ckpt.best_step() is not None:
-        which = 'best'
-      elif checkpoint not in ('best', 'latest'):
-        step = int(checkpoint)
-      state, step = ckpt.restore(target, step=step, which=which)
-    finally:
-      ckpt.close()
-  except (checkpointing.CheckpointError, ValueError) as e:
-    raise SampleError(str(e)) from e
-  # Sampling is sequential per image: one device, not a replicated copy on every device.
-  params = jax.device_put(jax.device_get(state.params), jax.devices()[0])
-  return config, model, params, int(step)
+  """An input to complete or a flag that cannot be used; reported as one line."""
 
 
 def load_images_to_complete(config: ml_collections.ConfigDict, source: str,
@@ -114,9 +73,8 @@ def load_images_to_complete(config: ml_collections.ConfigDict, source: str,
     if images.ndim == 3 and d.num_channels == 1:
       images = images[..., None]
   else:
-    from pixel_jax import train  # pylint: disable=g-import-not-at-top
     try:
-      images = train.load_split(train.open_data(config), source)
+      images = runs.load_split(runs.open_data(config), source)
     except Exception as e:  # pylint: disable=broad-except
       raise SampleError(f'Cannot load split {source!r} of {d.name}: {e}') from e
   expected = (d.image_size, d.image_size, d.num_channels)
@@ -150,12 +108,23 @@ def run_sampling(workdir: str, num_samples: Optional[int] = None,
                  complete: Optional[str] = None, keep_rows: Optional[int] = None,
                  checkpoint: str = 'best', seed: int = 0, output_dir: Optional[str] = None,
                  scale: int = 2) -> dict[str, str]:
-  """Restores `workdir`, samples (and completes), writes the files; returns their paths."""
-  config, model, params, step = restore(workdir, checkpoint)
-  s = config.sample
-  num_samples = num_samples or s.num_samples
-  method = method or s.method
-  temperature = s.temperature if temperature is None else temperature
+  """Restores `workdir`, samples (and completes), writes the files; returns their paths.
+
+  num_samples, method and temperature override the run's config.sample (None keeps it).
+  """
+  overrides = {field: value for field, value in (
+      ('num_samples', num_samples), ('method', method), ('temperature', temperature))
+               if value is not None}
+  config = None
+  if overrides:  # Validated with the rest of the config by restore_run.
+    config = checkpointing.load_config(workdir)
+    config.sample.update(overrides)
+  run = runs.restore_run(workdir, checkpoint, config)
+  config, model, step = run.config, run.model, run.step
+  # Sampling is sequential per image: one device, not a replicated copy on every device.
+  params = jax.device_put(jax.device_get(run.state.params), jax.devices()[0])
+  num_samples, method = config.sample.num_samples, config.sample.method
+  temperature = config.sample.temperature
   output_dir = output_dir or os.path.join(workdir, 'sampled')
   os.makedirs(output_dir, exist_ok=True)
   variables = {'params': params}
@@ -205,7 +174,8 @@ def main(argv):
     written = run_sampling(FLAGS.workdir, FLAGS.num_samples, FLAGS.method, FLAGS.temperature,
                            FLAGS.complete, FLAGS.keep_rows, FLAGS.checkpoint, FLAGS.seed,
                            FLAGS.output_dir, FLAGS.scale)
-  except (SampleError, ValueError) as e:
+  except (SampleError, *runs.USER_ERRORS) as e:
+    logging.error('%s', e)
     sys.exit(f'pixel_jax.sample: error: {e}')
   for path in written.values():
     print(path, flush=True)

@@ -1,4 +1,4 @@
-"""Training and evaluation: `train_and_evaluate(config, workdir) -> (state, summary)`.
+"""The training loop: `train_and_evaluate(config, workdir) -> (state, summary)`.
 
 Data parallel on a 1-D ('data',) mesh: the state is replicated, every batch is split over
 the devices, and one jitted step (state donated) does forward, backward and the optimiser
@@ -6,18 +6,17 @@ update. The step functions are module-level and pure; the loop around them only 
 batches in, metrics out (one step late, so the next step is already queued) and runs the
 periodic work (log, evaluate, checkpoint, sample) behind one predicate, `itstime`.
 
-Loss units: nats per image for binary data (num_levels == 2, the paper's MNIST numbers),
-bits per sub-pixel (bits/dim) for 256 levels.
+The NLL, its units and the evaluation step are evaluation.py's; the state and its layout
+train_state.py's; checkpoints checkpointing.py's.
 """
 
 import functools
 import os
 import sys
 import time
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from absl import logging
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -26,17 +25,17 @@ import optax
 import tqdm
 
 from pixel_jax import checkpointing
+from pixel_jax import configs
+from pixel_jax import evaluation
 from pixel_jax import image_grid
 from pixel_jax import input_pipeline
-from pixel_jax import losses
 from pixel_jax import metrics_writer
 from pixel_jax import models
 from pixel_jax import optim
+from pixel_jax import runs
+from pixel_jax import sampling
 from pixel_jax import sharding
-
-
-class ConfigError(ValueError):
-  """A config field that cannot work; the message names the field."""
+from pixel_jax import train_state
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -44,43 +43,19 @@ class TrainingDivergedError(FloatingPointError):
 
 
 # Errors that main.py reports as one line instead of a traceback.
-USER_ERRORS = (ConfigError, TrainingDivergedError, checkpointing.CheckpointError,
-               input_pipeline.DatasetUnavailableError)
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  opt_state: Any
-
-
-# ----------------------------------------------------------------------------------------
-# Pure functions (jitted by the loop).
-
-
-def create_train_state(rng: jax.Array, *, model: Any, tx: optax.GradientTransformation,
-                       image_shape: tuple[int, int, int]) -> TrainState:
-  """Fresh parameters and optimiser state; traced under jit with replicated out_shardings."""
-  params = model.init(rng, jnp.zeros((1,) + tuple(image_shape), jnp.float32))['params']
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
-
-
-def nll_fn(params: Any, images_BxHxWxC: jax.Array, *, model: Any) -> jax.Array:
-  """Exact NLL of each image in nats, [B], from integer levels (uint8)."""
-  logits = model.apply({'params': params}, images_BxHxWxC.astype(jnp.float32))
-  return losses.nll_per_image(logits, images_BxHxWxC)
+USER_ERRORS = runs.USER_ERRORS + (TrainingDivergedError,)
 
 
 def _all_finite(tree: Any) -> jax.Array:
   return jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]).all()
 
 
-def train_step(state: TrainState, images_BxHxWxC: jax.Array, *, model: Any,
-               tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
-  """One optimiser step on the mean NLL (nats/image) of a global batch."""
+def train_step(state: train_state.TrainState, images_BxHxWxC: jax.Array, *, model: Any,
+               tx: optax.GradientTransformation) -> tuple[train_state.TrainState, dict]:
+  """One optimiser step on the mean NLL (nats/image) of a global batch; pure (jitted by
+  the loop)."""
   def loss_fn(params):
-    return nll_fn(params, images_BxHxWxC, model=model).mean()
+    return evaluation.nll_fn(params, images_BxHxWxC, model=model).mean()
 
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -88,47 +63,8 @@ def train_step(state: TrainState, images_BxHxWxC: jax.Array, *, model: Any,
   grad_norm = optax.tree.norm(grads)
   # One flag for "this step is usable": the loss, the gradient and the new weights.
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _all_finite(params)
-  new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
+  new_state = train_state.TrainState(step=state.step + 1, params=params, opt_state=opt_state)
   return new_state, {'nll_nats': loss, 'grad_norm': grad_norm, 'finite': finite}
-
-
-def nll_parts_fn(params: Any, images_BxHxWxC: jax.Array, *, model: Any) -> dict:
-  """{'nll_nats': per-image NLL [B]}, plus 'nll_nats_<part>' for a model with `nll_parts`.
-
-  The multi-scale model reports each stage's NLL (its parts sum to the total) from the same
-  forward pass; every other model gives the total only.
-  """
-  if not hasattr(model, 'nll_parts'):
-    return {'nll_nats': nll_fn(params, images_BxHxWxC, model=model)}
-  parts = model.apply({'params': params}, images_BxHxWxC.astype(jnp.float32),
-                      method='nll_parts')
-  return {'nll_nats': sum(parts.values()),
-          **{f'nll_nats_{name}': nll for name, nll in parts.items()}}
-
-
-def eval_step(params: Any, images_BxHxWxC: jax.Array, mask_B: jax.Array, *,
-              model: Any) -> tuple[dict, jax.Array]:
-  """({name: sum of NLL nats over the valid images}, number of valid images) of a padded
-  batch; the names are those of nll_parts_fn."""
-  nlls = nll_parts_fn(params, images_BxHxWxC, model=model)
-  mask = mask_B.astype(jnp.float32)
-  return {name: jnp.sum(nll * mask) for name, nll in nlls.items()}, jnp.sum(mask)
-
-
-# ----------------------------------------------------------------------------------------
-# Helpers.
-
-
-def loss_unit(config: ml_collections.ConfigDict) -> str:
-  return 'nats' if config.data.num_levels == 2 else 'bits/dim'
-
-
-def report_loss(nll_nats: float, config: ml_collections.ConfigDict) -> float:
-  """nats/image -> the unit the paper reports for this data (nats or bits/dim)."""
-  if config.data.num_levels == 2:
-    return float(nll_nats)
-  d = config.data
-  return float(losses.bits_per_dim(nll_nats, d.image_size * d.image_size * d.num_channels))
 
 
 def itstime(step: int, every: int, last_step: int, first_step: int = 0,
@@ -139,114 +75,13 @@ def itstime(step: int, every: int, last_step: int, first_step: int = 0,
   return step % every == 0 or (at_end and step == last_step)
 
 
-def validate_config(config: ml_collections.ConfigDict, num_devices: Optional[int] = None
-                    ) -> None:
-  """Raises ConfigError naming the first unusable field (before any work is done)."""
-  try:
-    models.validate_config(config)
-    optim.validate(config)
-    t = config.train
-    for field in ('num_steps', 'batch_size', 'keep_checkpoints'):
-      value = t[field]
-      if not isinstance(value, int) or value < 1:
-        raise ValueError(f'config.train.{field}={value!r} must be an integer >= 1.')
-    for field in ('log_every', 'eval_every', 'checkpoint_every', 'sample_every'):
-      if not isinstance(t[field], int) or t[field] < 0:
-        raise ValueError(f'config.train.{field}={t[field]!r} must be an integer >= 0.')
-    if config.eval.batch_size < 1:
-      raise ValueError(f'config.eval.batch_size={config.eval.batch_size!r} must be >= 1.')
-    if config.sample.method not in ('cached', 'naive'):
-      raise ValueError(f'config.sample.method={config.sample.method!r} must be "cached" or '
-                       '"naive".')
-    if num_devices is not None:
-      sharding.check_batch_size(t.batch_size, num_devices)
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
-
-
-def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
-  try:
-    return sharding.make_mesh(config.mesh.num_devices)
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
-
-
-def abstract_state(config: ml_collections.ConfigDict, model: Any,
-                   tx: optax.GradientTransformation, mesh: jax.sharding.Mesh) -> Any:
-  """The state's shapes, dtypes and (replicated) shardings, without allocating it."""
-  d = config.data
-  init = functools.partial(create_train_state, model=model, tx=tx,
-                           image_shape=(d.image_size, d.image_size, d.num_channels))
-  shapes = jax.eval_shape(init, jax.random.key(0))
-  rep = sharding.replicated(mesh)
-  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), shapes)
-
-
-def init_state(config: ml_collections.ConfigDict, model: Any,
-               tx: optax.GradientTransformation, mesh: jax.sharding.Mesh) -> TrainState:
-  """Initialises the state directly in its replicated layout (no host round trip)."""
-  d = config.data
-  init = functools.partial(create_train_state, model=model, tx=tx,
-                           image_shape=(d.image_size, d.image_size, d.num_channels))
-  shardings = jax.tree.map(lambda s: s.sharding, abstract_state(config, model, tx, mesh))
-  return jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed))
-
-
-def evaluate_images(config: ml_collections.ConfigDict, model: Any, params: Any,
-                    images: np.ndarray, mesh: jax.sharding.Mesh,
-                    step_fn: Optional[Callable] = None) -> dict:
-  """Whole-split NLL of `images` (uint8 levels [N, H, W, C]); eval.max_examples caps N.
-
-  Returns {'nll_nats', 'loss' (nats or bits/dim), 'bits_per_dim', 'num_examples'}, plus
-  each stage's 'nll_nats_<part>' for the multi-scale model.
-  """
-  if config.eval.max_examples:
-    images = images[:config.eval.max_examples]
-  n_dev = mesh.devices.size
-  batch_size = -(-config.eval.batch_size // n_dev) * n_dev  # Round up to fill the mesh.
-  batch_size = min(batch_size, -(-len(images) // n_dev) * n_dev)
-  if step_fn is None:
-    step_fn = make_eval_step(model, mesh)
-  totals, count = {}, 0.0
-  for batch, mask in input_pipeline.eval_batches(images, batch_size):
-    sums, c = step_fn(params, sharding.shard_global_batch(batch, mesh),
-                      sharding.shard_global_batch(np.asarray(mask), mesh))
-    for name, s in sums.items():
-      totals[name] = totals.get(name, 0.0) + float(s)
-    count += float(c)
-  if count == 0:
-    raise ValueError('The evaluation split is empty.')
-  d = config.data
-  nll = totals.pop('nll_nats') / count
-  return {'nll_nats': nll, 'loss': report_loss(nll, config),
-          'bits_per_dim': float(losses.bits_per_dim(
-              nll, d.image_size * d.image_size * d.num_channels)),
-          'num_examples': int(count), **{name: t / count for name, t in totals.items()}}
-
-
-def nll_parts(result: dict, prefix: str = '') -> dict:
-  """The per-stage 'nll_nats_<part>' entries of an evaluate_images result, prefixed."""
-  return {prefix + k: v for k, v in result.items() if k.startswith('nll_nats_')}
-
-
-def make_eval_step(model: Any, mesh: jax.sharding.Mesh) -> Callable:
-  rep, data = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  return jax.jit(functools.partial(eval_step, model=model), in_shardings=(rep, data, data),
-                 out_shardings=(rep, rep))
-
-
 def write_samples(config: ml_collections.ConfigDict, model: Any, params: Any, step: int,
                   workdir: str, writer: Optional[metrics_writer.MetricsWriter] = None
-                  ) -> Optional[str]:
+                  ) -> str:
   """Draws config.sample.num_samples images and saves workdir/samples/step_N.png.
 
-  Returns the PNG path, or None when pixel_jax.sampling is not available.
+  Returns the PNG path.
   """
-  try:
-    from pixel_jax import sampling  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    logging.warning('No sample grid: pixel_jax.sampling is not importable (%s).', e)
-    return None
   rng = jax.random.fold_in(jax.random.key(config.seed + 1), step)
   images = sampling.sample(model, {'params': params}, rng, config.sample.num_samples,
                            method=config.sample.method,
@@ -258,29 +93,6 @@ def write_samples(config: ml_collections.ConfigDict, model: Any, params: Any, st
     if writer is not None:
       writer.write_image(step, 'samples', grid)
   return path
-
-
-def open_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
-  """input_pipeline.open, with its field-naming ValueErrors as ConfigError."""
-  try:
-    return input_pipeline.open(config)
-  except ValueError as e:
-    raise ConfigError(str(e)) from e
-
-
-def load_split(data: input_pipeline.Dataset, split: str) -> np.ndarray:
-  """data.load(split), with its field-naming ValueErrors as ConfigError."""
-  try:
-    images = data.load(split)
-  except ValueError as e:
-    raise ConfigError(str(e)) from e
-  d = data.config.data
-  expected = (d.image_size, d.image_size, d.num_channels)
-  if tuple(images.shape[1:]) != expected:
-    raise ConfigError(f'Split {split!r} of config.data.name={d.name!r} has images of shape '
-                      f'{tuple(images.shape[1:])}, but config.data.image_size/num_channels '
-                      f'say {expected}.')
-  return images
 
 
 # ----------------------------------------------------------------------------------------
@@ -310,7 +122,7 @@ class _Progress:
           f'are kept (none is later than step {self.last_good_step}); lower '
           'config.optim.learning_rate or enable config.optim.grad_clip_norm.')
     self.last_good_step = step
-    loss = report_loss(m['nll_nats'], self.config)
+    loss = evaluation.report_loss(m['nll_nats'], self.config)
     if self.initial_loss is None:
       self.initial_loss = loss
     self.window.append(loss)
@@ -326,22 +138,24 @@ class _Progress:
       self.writer.write(step, {'train_loss': float(np.mean(self.window)),
                                'train_loss_last': loss, 'grad_norm': self.last['grad_norm'],
                                'images_per_s': self.images_per_s,
-                               'loss_unit': loss_unit(self.config)})
+                               'loss_unit': evaluation.loss_unit(self.config)})
       self.window, self.window_start, self.window_first_step = [], time.perf_counter(), step
       self.excluded_s = 0.0
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
-                       ) -> tuple[TrainState, dict]:
+                       ) -> tuple[train_state.TrainState, dict]:
   """Trains config.train.num_steps steps (resuming from workdir), evaluates, samples.
 
   Returns the final state and a summary dict: steps, time_s, train_loss (last step),
   initial_train_loss, eval_loss, test_loss (in `unit`: nats or bits/dim), images_per_s,
   and for the multi-scale model each stage's last validation NLL, eval_nll_nats_<part>.
+  The config is checked first (configs.validate): a bad field raises ConfigError before
+  anything is read or written.
   """
   t0 = time.perf_counter()
-  mesh = make_mesh(config)
-  validate_config(config, num_devices=mesh.devices.size)
+  configs.validate(config, num_devices=jax.device_count())
+  mesh = sharding.make_mesh(config.mesh.num_devices)
   workdir = os.path.abspath(workdir)
   t = config.train
   is_chief = jax.process_index() == 0
@@ -350,8 +164,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
 
   checkpointing.check_config(workdir, config)
   # Data before the checkpoint directories and compilation: a data error costs nothing.
-  data = open_data(config)
-  train_images = load_split(data, config.data.train_split)
+  data = runs.open_data(config)
+  train_images = runs.load_split(data, config.data.train_split)
   data_text = data.describe(config.data.train_split)
   if config.data.num_levels == 2:
     data_text += f', binarization {data.info.binarization}'
@@ -359,13 +173,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   ckpt = checkpointing.Checkpointer(workdir, keep=t.keep_checkpoints)
   model = models.get_model(config)
   tx = optim.make_optimizer(config)
-  target = abstract_state(config, model, tx, mesh)
+  target = train_state.abstract_state(config, model, tx, mesh)
   start_step = ckpt.latest_step() or 0
   if start_step:
     state, start_step = ckpt.restore(target, start_step)
     logging.info('Resumed from %s at step %d.', ckpt.latest_dir, start_step)
   else:
-    state = init_state(config, model, tx, mesh)
+    state = train_state.init_state(config, model, tx, mesh)
   checkpointing.save_config(workdir, config)
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info('%s: %d parameters.', config.model.name, num_params)
@@ -374,16 +188,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
 
   def split_images(split):
     if split not in eval_cache:
-      eval_cache[split] = load_split(data, split)
+      eval_cache[split] = runs.load_split(data, split)
     return eval_cache[split]
 
   state_shardings = jax.tree.map(lambda s: s.sharding, target)
   rep = sharding.replicated(mesh)
-  p_train_step = jax.jit(
+  jit_train_step = jax.jit(
       functools.partial(train_step, model=model, tx=tx),
       in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
       out_shardings=(state_shardings, rep), donate_argnums=(0,))
-  p_eval_step = make_eval_step(model, mesh)
+  jit_eval_step = evaluation.make_eval_step(model, mesh)
 
   writer = metrics_writer.MetricsWriter(workdir, enabled=is_chief,
                                         resume_step=start_step)
@@ -394,8 +208,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   summary: dict = {'start_step': start_step}
 
   def evaluate(split):
-    return evaluate_images(config, model, state.params, split_images(split), mesh,
-                           p_eval_step)
+    return evaluation.evaluate_images(config, model, state.params, split_images(split), mesh,
+                                      jit_eval_step)
 
   batches: Iterator[np.ndarray] = input_pipeline.train_batches(
       config, train_images, seed=config.seed, start_step=start_step,
@@ -405,7 +219,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   try:
     for step in range(start_step + 1, t.num_steps + 1):
       batch = sharding.shard_global_batch(next(batches), mesh)
-      state, metrics = p_train_step(state, batch)
+      state, metrics = jit_train_step(state, batch)
       if pending is not None:
         progress.consume(*pending, ckpt.latest_dir)
       pending = (step, metrics)
@@ -424,8 +238,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
         result = evaluate(config.data.eval_split)
         summary['eval_loss'] = result['loss']
         writer.write(step, {'eval_loss': result['loss'], 'eval_nll_nats': result['nll_nats'],
-                            **nll_parts(result, 'eval_'), 'loss_unit': loss_unit(config)})
-        summary.update(nll_parts(result, 'eval_'))
+                            **evaluation.stage_nlls(result, 'eval_'),
+                            'loss_unit': evaluation.loss_unit(config)})
+        summary.update(evaluation.stage_nlls(result, 'eval_'))
         ckpt.save_best(step, state, result['loss'])
       if do_sample:
         write_samples(config, model, state.params, step, workdir, writer)
@@ -437,12 +252,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     if not itstime(t.num_steps, t.eval_every, t.num_steps, start_step):
       result = evaluate(config.data.eval_split)
       summary['eval_loss'] = result['loss']
-      summary.update(nll_parts(result, 'eval_'))
+      summary.update(evaluation.stage_nlls(result, 'eval_'))
       if t.num_steps > start_step:
         ckpt.save_best(t.num_steps, state, result['loss'])
     try:
       summary['test_loss'] = evaluate(config.data.test_split)['loss']
-    except ConfigError as e:
+    except configs.ConfigError as e:
       # E.g. the offline MNIST fallback has no test split unless config.data.idx_dir is set.
       summary['test_loss'] = None
       summary['test_error'] = str(e)
@@ -450,13 +265,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                       '--workdir=%s --idx_dir=...', e, workdir)
     writer.write(t.num_steps, {'final_eval_loss': summary['eval_loss'],
                                'test_loss': summary['test_loss'],
-                               'loss_unit': loss_unit(config)})
+                               'loss_unit': evaluation.loss_unit(config)})
   finally:
     ckpt.wait()  # In-flight saves are of verified-finite states only.
     bar.close()
     writer.close()
   summary.update({
-      'steps': t.num_steps, 'unit': loss_unit(config),
+      'steps': t.num_steps, 'unit': evaluation.loss_unit(config),
       'train_loss': progress.last.get('train_loss', float('nan')),
       'initial_train_loss': progress.initial_loss, 'images_per_s': progress.images_per_s,
       'train_time_s': train_time, 'time_s': time.perf_counter() - t0,

@@ -260,30 +260,9 @@ def stages_grid(images_NxNxNxC: Any, factor: int, num_levels: int, pairs_per_row
   return image_grid.make_grid(pairs, num_levels, ncols=2 * per_row)
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises one ValueError naming the offending config.model.multiscale field."""
-  ms, d = config.model.multiscale, config.data
-  if ms.core not in CORES:
-    raise ValueError(f'config.model.multiscale.core={ms.core!r} must be one of {CORES}.')
-  if ms.subsample not in SUBSAMPLE_METHODS:
-    raise ValueError(f'config.model.multiscale.subsample={ms.subsample!r} must be one of '
-                     f'{SUBSAMPLE_METHODS}.')
-  for field, least in (('small_size', 1), ('cond_channels', 1), ('upsampler_layers', 1),
-                       ('small_num_layers', 1), ('small_hidden_channels', d.num_channels)):
-    value = ms[field]
-    if not isinstance(value, int) or value < least:
-      raise ValueError(f'config.model.multiscale.{field}={value!r} must be an integer >= '
-                       f'{least}.')
-  s, n = ms.small_size, d.image_size
-  if s >= n or n % s:
-    raise ValueError(f'config.model.multiscale.small_size={s} must divide '
-                     f'config.data.image_size={n} and be smaller than it.')
-
-
 def get_multiscale_model(config: ml_collections.ConfigDict) -> MultiScalePixelRNN:
   """The MultiScalePixelRNN of config.model (name 'multiscale') and config.data."""
   from pixel_jax import models  # pylint: disable=g-import-not-at-top
-  validate_config(config)
   ms = config.model.multiscale
   full = pixelrnn.pixel_rnn(ms.core, residual=config.model.residual,
                             **models.network_kwargs(config))
@@ -300,4 +279,4 @@ def get_multiscale_model(config: ml_collections.ConfigDict) -> MultiScalePixelRN
 
 __all__ = ['CORES', 'MultiScalePixelRNN', 'SUBSAMPLE_METHODS', 'Upsampler',
            'get_multiscale_model', 'stages_grid', 'stride_mask', 'subsample',
-           'upsampling_strides', 'validate_config']
+           'upsampling_strides']

@@ -1,0 +1,118 @@
+"""Exact negative log-likelihood of images under a model, and the units it is reported in.
+
+The per-image NLL is in nats (summed over sub-pixels). Reports use the unit of the paper's
+tables for the data: nats per image for binary data (num_levels == 2, MNIST) and bits per
+sub-pixel (bits/dim) for 256 levels. The multi-scale model also reports each stage's share
+of the NLL, as 'nll_nats_<stage>' entries that sum to the total.
+
+Training (the periodic validation), `python -m pixel_jax.evaluate` and notebooks all use
+`evaluate_images`, so every reported number comes from the same code.
+"""
+
+import functools
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from pixel_jax import input_pipeline
+from pixel_jax import losses
+from pixel_jax import sharding
+
+PART_PREFIX = 'nll_nats_'  # Names of the per-stage NLL entries: nll_nats_<stage>.
+
+
+def nll_fn(params: Any, images_BxHxWxC: jax.Array, *, model: Any) -> jax.Array:
+  """Exact NLL of each image in nats, [B], from integer levels (uint8)."""
+  logits = model.apply({'params': params}, images_BxHxWxC.astype(jnp.float32))
+  return losses.nll_per_image(logits, images_BxHxWxC)
+
+
+def nll_parts_fn(params: Any, images_BxHxWxC: jax.Array, *, model: Any) -> dict:
+  """{'nll_nats': per-image NLL [B]}, plus 'nll_nats_<stage>' for a model with `nll_parts`.
+
+  The multi-scale model reports each stage's NLL (its parts sum to the total) from the same
+  forward pass; every other model gives the total only.
+  """
+  if not hasattr(model, 'nll_parts'):
+    return {'nll_nats': nll_fn(params, images_BxHxWxC, model=model)}
+  parts = model.apply({'params': params}, images_BxHxWxC.astype(jnp.float32),
+                      method='nll_parts')
+  return {'nll_nats': sum(parts.values()),
+          **{PART_PREFIX + name: nll for name, nll in parts.items()}}
+
+
+def eval_step(params: Any, images_BxHxWxC: jax.Array, mask_B: jax.Array, *,
+              model: Any) -> tuple[dict, jax.Array]:
+  """({name: sum of NLL nats over the valid images}, number of valid images) of a padded
+  batch; the names are those of nll_parts_fn."""
+  nlls = nll_parts_fn(params, images_BxHxWxC, model=model)
+  mask = mask_B.astype(jnp.float32)
+  return {name: jnp.sum(nll * mask) for name, nll in nlls.items()}, jnp.sum(mask)
+
+
+def make_eval_step(model: Any, mesh: jax.sharding.Mesh) -> Callable:
+  """eval_step jitted for replicated parameters and batches split over the mesh."""
+  rep, data = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  return jax.jit(functools.partial(eval_step, model=model), in_shardings=(rep, data, data),
+                 out_shardings=(rep, rep))
+
+
+def loss_unit(config: ml_collections.ConfigDict) -> str:
+  """'nats' (per image) for binary data, 'bits/dim' for 256 levels."""
+  return 'nats' if config.data.num_levels == 2 else 'bits/dim'
+
+
+def report_loss(nll_nats: float, config: ml_collections.ConfigDict) -> float:
+  """nats/image -> the unit the paper reports for this data (loss_unit)."""
+  if config.data.num_levels == 2:
+    return float(nll_nats)
+  d = config.data
+  return float(losses.bits_per_dim(nll_nats, d.image_size * d.image_size * d.num_channels))
+
+
+def evaluate_images(config: ml_collections.ConfigDict, model: Any, params: Any,
+                    images: np.ndarray, mesh: jax.sharding.Mesh,
+                    step_fn: Optional[Callable] = None) -> dict:
+  """Whole-split NLL of `images` (uint8 levels [N, H, W, C]); eval.max_examples caps N.
+
+  Args:
+    config: the run's config (data shape, eval.batch_size, eval.max_examples).
+    model: the network; params: its parameters, replicated on `mesh`.
+    images: the split to evaluate.
+    mesh: the ('data',) mesh the batches are split over.
+    step_fn: make_eval_step(model, mesh), when the caller keeps one compiled step.
+
+  Returns:
+    {'nll_nats', 'loss' (in loss_unit), 'bits_per_dim', 'num_examples'}, plus each
+    stage's 'nll_nats_<stage>' for the multi-scale model.
+  """
+  if config.eval.max_examples:
+    images = images[:config.eval.max_examples]
+  n_dev = mesh.devices.size
+  batch_size = -(-config.eval.batch_size // n_dev) * n_dev  # Round up to fill the mesh.
+  batch_size = min(batch_size, -(-len(images) // n_dev) * n_dev)
+  if step_fn is None:
+    step_fn = make_eval_step(model, mesh)
+  totals, count = {}, 0.0
+  for batch, mask in input_pipeline.eval_batches(images, batch_size):
+    sums, c = step_fn(params, sharding.shard_global_batch(batch, mesh),
+                      sharding.shard_global_batch(np.asarray(mask), mesh))
+    for name, s in sums.items():
+      totals[name] = totals.get(name, 0.0) + float(s)
+    count += float(c)
+  if count == 0:
+    raise ValueError('The evaluation split is empty.')
+  d = config.data
+  nll = totals.pop('nll_nats') / count
+  return {'nll_nats': nll, 'loss': report_loss(nll, config),
+          'bits_per_dim': float(losses.bits_per_dim(
+              nll, d.image_size * d.image_size * d.num_channels)),
+          'num_examples': int(count), **{name: t / count for name, t in totals.items()}}
+
+
+def stage_nlls(result: dict, prefix: str = '') -> dict:
+  """The per-stage 'nll_nats_<stage>' entries of an evaluate_images result, prefixed."""
+  return {prefix + k: v for k, v in result.items() if k.startswith(PART_PREFIX)}

@@ -1,0 +1,127 @@
+"""A training run as the tools see it: its data (`open_data`) and `restore_run(workdir)`.
+
+Training writes a workdir (config.json and checkpoints, see checkpointing.py); evaluation,
+sampling and notebooks rebuild the model from it with `restore_run`, the one place that
+turns a workdir into (config, model, state, step).
+"""
+
+import dataclasses
+import os
+from typing import Any, Optional
+
+import jax
+import ml_collections
+import numpy as np
+
+from pixel_jax import checkpointing
+from pixel_jax import configs
+from pixel_jax import input_pipeline
+from pixel_jax import models
+from pixel_jax import optim
+from pixel_jax import sharding
+from pixel_jax import train_state
+
+# Errors the command-line tools report as one line instead of a traceback.
+USER_ERRORS = (configs.ConfigError, checkpointing.CheckpointError,
+               input_pipeline.DatasetUnavailableError)
+CHECKPOINTS = ('best', 'latest')  # Or a step number.
+
+
+def open_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
+  """input_pipeline.open, with its field-naming ValueErrors as ConfigError."""
+  try:
+    return input_pipeline.open(config)
+  except ValueError as e:
+    raise configs.ConfigError(str(e)) from e
+
+
+def load_split(data: input_pipeline.Dataset, split: str) -> np.ndarray:
+  """data.load(split), with its field-naming ValueErrors as ConfigError."""
+  try:
+    images = data.load(split)
+  except ValueError as e:
+    raise configs.ConfigError(str(e)) from e
+  d = data.config.data
+  expected = (d.image_size, d.image_size, d.num_channels)
+  if tuple(images.shape[1:]) != expected:
+    raise configs.ConfigError(
+        f'Split {split!r} of config.data.name={d.name!r} has images of shape '
+        f'{tuple(images.shape[1:])}, but config.data.image_size/num_channels say {expected}.')
+  return images
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoredRun:
+  """A checkpoint of a training run, ready to evaluate or sample from."""
+  config: ml_collections.ConfigDict
+  model: Any
+  state: train_state.TrainState  # Replicated on `mesh`.
+  step: int
+  checkpoint: str  # 'best' or 'latest': the manager it came from.
+  mesh: jax.sharding.Mesh
+
+
+def _has_checkpoint(workdir: str) -> bool:
+  for name in (checkpointing.LATEST_DIR, checkpointing.BEST_DIR):
+    path = os.path.join(workdir, name)
+    if os.path.isdir(path) and any(n.isdigit() for n in os.listdir(path)):
+      return True
+  return False
+
+
+def restore_run(workdir: str, checkpoint: str = 'best',
+                config: Optional[ml_collections.ConfigDict] = None) -> RestoredRun:
+  """Rebuilds the model of a training run and restores one of its checkpoints.
+
+  Args:
+    workdir: the run's directory (python -m pixel_jax.main --workdir).
+    checkpoint: 'best' (lowest validation loss; the latest when no run was evaluated yet),
+      'latest', or a step number of the latest-N checkpoints.
+    config: the config to build the model from; None reads the run's config.json. A given
+      config may change data and evaluation fields, not the model.
+
+  Returns:
+    The RestoredRun; the config has passed configs.validate.
+
+  Raises:
+    CheckpointError: a checkpoint name that is not one, no such workdir, no config.json,
+      no checkpoint, or one that does not load; all but the last are found before anything
+      is created in the workdir.
+    ConfigError: the config breaks the config contract (configs.validate).
+  """
+  if checkpoint not in CHECKPOINTS and not str(checkpoint).isdigit():
+    raise checkpointing.CheckpointError(f'checkpoint={checkpoint!r} must be "best", "latest" '
+                                        'or a step number.')
+  if not os.path.isdir(workdir):
+    raise checkpointing.CheckpointError(f'{workdir} does not exist: give the --workdir of a '
+                                        'training run.')
+  if config is None and not os.path.exists(os.path.join(workdir, checkpointing.CONFIG_FILE)):
+    raise checkpointing.CheckpointError(
+        f'{workdir} holds no {checkpointing.CONFIG_FILE}: not a pixel_jax training workdir '
+        '(train first with python -m pixel_jax.main).')
+  if not _has_checkpoint(workdir):
+    raise checkpointing.CheckpointError(
+        f'{workdir} holds no checkpoint yet (nothing in {checkpointing.LATEST_DIR}/ or '
+        f'{checkpointing.BEST_DIR}/).')
+  if config is None:
+    config = checkpointing.load_config(workdir)
+  configs.validate(config)
+  try:
+    mesh = sharding.make_mesh(config.mesh.num_devices)
+  except ValueError as e:
+    raise configs.ConfigError(str(e)) from None
+  model = models.get_model(config)
+  tx = optim.make_optimizer(config)
+  target = train_state.abstract_state(config, model, tx, mesh)
+  ckpt = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints)
+  try:
+    which, step = 'latest', None
+    if checkpoint == 'best' and ckpt.best_step() is not None:
+      which = 'best'
+    elif checkpoint not in CHECKPOINTS:
+      step = int(checkpoint)
+    state, step = ckpt.restore(target, step=step, which=which)
+  finally:
+    ckpt.close()
+  return RestoredRun(config=config, model=model, state=state, step=int(step),
+                     checkpoint=which, mesh=mesh)
