@@ -127,8 +127,6 @@ def bernoulli_binarize(images: np.ndarray, rng: np.random.Generator) -> np.ndarr
 def _effective_binarization(config: ml_collections.ConfigDict, source: sources.Source) -> str:
   """The binarization that is really applied to grey data, for num_levels == 2."""
   mode = config.data.binarization
-  if mode not in BINARIZATIONS:
-    raise ValueError(f'config.data.binarization={mode!r}; expected one of {BINARIZATIONS}.')
   if mode == 'none' and source.fallback_from in sources.PREBINARIZED:
     # binarized_mnist is itself a fixed stochastic binarization; 'static' is its stand-in.
     return 'static'
@@ -156,8 +154,6 @@ def _to_levels(config: ml_collections.ConfigDict, images: np.ndarray, split: str
   num_levels = config.data.num_levels
   if num_levels == 256:
     return images
-  if num_levels != 2:
-    raise ValueError(f'config.data.num_levels={num_levels}; expected 2 or 256.')
   if _is_binary(images):
     return images
   mode = _effective_binarization(config, source)
@@ -264,6 +260,9 @@ class Dataset:
 
 def open(config: ml_collections.ConfigDict) -> Dataset:  # pylint: disable=redefined-builtin
   """Resolves config.data once (preparing the dataset if needed) and returns its Dataset.
+
+  The config is assumed valid (pixel_jax.configs.validate: e.g. data.num_levels 2 or 256,
+  a known data.binarization); what only the data can tell is checked here.
 
   Raises:
     DatasetUnavailableError: a catalog dataset cannot be prepared here (and no fallback).
