@@ -15,6 +15,7 @@ from pixel_jax import checkpointing
 from pixel_jax import metrics_writer
 from pixel_jax import models
 from pixel_jax import optim
+from pixel_jax import runs
 from pixel_jax import sharding
 from pixel_jax import train
 from pixel_jax import train_state
@@ -166,6 +167,21 @@ def test_resume_with_another_model_config_is_refused(saved_run):
   config.model.num_layers = 3
   config.train.num_steps = 99  # Training fields may change; the model may not.
   _expect_refusal(config, workdir, r'different model config \(model.num_layers: 2 -> 3\)')
+
+
+def test_restore_run(saved_run):
+  """runs.restore_run: 'best' falls back to the latest, a step number is that step, and a
+  step or a name that is not there is one CheckpointError line."""
+  config, workdir = saved_run
+  run = runs.restore_run(str(workdir))
+  assert (run.step, run.checkpoint, int(run.state.step)) == (3, 'latest', 0)
+  assert run.config.model.to_dict() == config.model.to_dict()
+  assert runs.restore_run(str(workdir), '3').step == 3
+  with pytest.raises(checkpointing.CheckpointError, match='holds no checkpoint of step 4; it '
+                     'holds steps 3'):
+    runs.restore_run(str(workdir), '4')
+  with pytest.raises(checkpointing.CheckpointError, match='must be "best", "latest" or a step'):
+    runs.restore_run(str(workdir), 'final')
 
 
 def test_cli_reports_corrupt_directory_in_one_line(saved_run):

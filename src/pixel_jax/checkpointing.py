@@ -142,6 +142,10 @@ class Checkpointer:
   def best_step(self) -> Optional[int]:
     return self._best.best_step()
 
+  def all_steps(self) -> list[int]:
+    """The steps of the latest-N checkpoints, ascending."""
+    return sorted(self._latest.all_steps())
+
   def save(self, step: int, state: Any, force: bool = False) -> bool:
     """Starts an (asynchronous) save of `state` as `step`; returns whether it saved."""
     return self._latest.save(step, args=ocp.args.StandardSave(state), force=force)

@@ -120,6 +120,10 @@ def restore_run(workdir: str, checkpoint: str = 'best',
       which = 'best'
     elif checkpoint not in CHECKPOINTS:
       step = int(checkpoint)
+      if step not in ckpt.all_steps():
+        raise checkpointing.CheckpointError(
+            f'{ckpt.latest_dir} holds no checkpoint of step {step}; it holds steps '
+            f'{", ".join(map(str, ckpt.all_steps())) or "none"}.')
     state, step = ckpt.restore(target, step=step, which=which)
   finally:
     ckpt.close()
