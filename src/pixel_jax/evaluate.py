@@ -22,6 +22,7 @@ import ml_collections
 from ml_collections import config_flags
 
 from pixel_jax import checkpointing
+from pixel_jax import config_files
 from pixel_jax import evaluation
 from pixel_jax import runs
 
@@ -107,7 +108,7 @@ def main(argv):
 
 
 def run(argv: Optional[list[str]] = None) -> None:
-  app.run(main, argv=argv)
+  app.run(main, argv=argv, flags_parser=config_files.parse_flags)
 
 
 if __name__ == '__main__':

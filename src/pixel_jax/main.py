@@ -1,6 +1,7 @@
 """Trains and evaluates a PixelRNN / PixelCNN from an experiment config.
 
   python -m pixel_jax.main --config=experiments/mnist_rowlstm.py --workdir=/tmp/run1
+  python -m pixel_jax.main --config=mnist_rowlstm --workdir=/tmp/run1   # from any directory
   python -m pixel_jax.main --config=experiments/tiny.py --workdir=/tmp/t \
       --config.train.num_steps=50
 
@@ -19,6 +20,7 @@ import jax
 from ml_collections import config_flags
 
 from pixel_jax import checkpointing
+from pixel_jax import config_files
 from pixel_jax import train
 
 FLAGS = flags.FLAGS
@@ -27,7 +29,8 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
   """Defines this tool's flags. Called only when run as a program, so the library
   modules main, evaluate and sample can be imported together (shared flag names)."""
-  config_flags.DEFINE_config_file('config', None, 'An experiments/*.py config file.',
+  config_flags.DEFINE_config_file('config', None, 'A shipped config name (mnist_rowlstm) '
+                                  'or a config file (experiments/mnist_rowlstm.py).',
                                   lock_config=True)
   flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and samples.')
   flags.DEFINE_enum('distributed', 'auto', ['auto', 'on', 'off'],
@@ -67,4 +70,4 @@ def main(argv):
 if __name__ == '__main__':
   define_flags()
   jax.config.config_with_absl()
-  app.run(main)
+  app.run(main, flags_parser=config_files.parse_flags)

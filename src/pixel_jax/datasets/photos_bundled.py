@@ -29,6 +29,7 @@ import tensorflow_datasets as tfds
 
 from pixel_jax.datasets import base
 from pixel_jax.datasets._package_data import package_file
+from pixel_jax.datasets._package_data import required_package_file
 
 PATCH_SIZE = 32
 SCALES = (1, 2, 4)
@@ -90,9 +91,12 @@ class PhotosBundled(base.OfflineBuilder):
     for photo_split, package, relative in PHOTOS:
       if photo_split != split:
         continue
-      photo_file = package_file(package, relative)
-      if photo_file is None or not photo_file.exists():
-        continue  # Optional package (scikit-learn) not installed.
+      if package == 'sklearn':  # Optional: scikit-learn's two photos are skipped without it.
+        photo_file = package_file(package, relative)
+        if photo_file is None or not photo_file.exists():
+          continue
+      else:
+        photo_file = required_package_file(package, relative, 'photos_bundled')
       patches.append(photo_patches(photo_file))
     patches = np.concatenate(patches)
     # The key is the storage rank: the split is stored in a fixed-seed shuffled order.

@@ -25,6 +25,7 @@ from absl import logging
 import ml_collections
 import tensorflow_datasets as tfds
 
+from pixel_jax.datasets import _package_data
 from pixel_jax.datasets import base
 
 # Catalog names that may fall back to the bundled digits (config.data.allow_fallback).
@@ -84,7 +85,10 @@ def _offline_source(config: ml_collections.ConfigDict, cls: type[base.OfflineBui
   builder = tfds.builder(name, data_dir=_data_dir(config), **kwargs)
   if not builder.is_prepared():
     logging.info('Preparing %s in %s (offline, one-off).', name, builder.data_dir)
-    builder.download_and_prepare(file_format='array_record')
+    try:
+      builder.download_and_prepare(file_format='array_record')
+    except _package_data.MissingPackageError as e:  # The `offline` extra is not installed.
+      raise DatasetUnavailableError(str(e)) from e
   return Source(name, _data_dir(config), kwargs)
 
 

@@ -1,0 +1,1 @@
+"""Experiment configs, installed as pixel_jax.experiments: `--config=NAME` or `--config=FILE`."""
