@@ -21,7 +21,7 @@ sys.path.insert(0, REPO)
 from experiments import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import tiny_multiscale  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, 'experiments', '*.py')))
+EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, 'experiments', '[!_]*.py')))
 PAPER = {  # The paper's test numbers (docs/design.md section 6).
     'mnist_diagbilstm': '79.20 nats', 'mnist_diagbilstm_1x32': '80.75 nats',
     'mnist_rowlstm': '80.54 nats', 'mnist_pixelcnn': '81.30 nats',
