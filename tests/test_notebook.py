@@ -1,14 +1,17 @@
-"""The Colab notebook runs top to bottom on CPU (install cell is a no-op when installed)."""
+"""The Colab notebook runs top to bottom on CPU (the install cell is skipped: pixel_jax is
+already importable), with TensorBoard offered inline."""
 
 import os
 
 import nbclient
 import nbformat
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO, 'notebooks', 'pixel_jax_colab.ipynb')
 
 
+@pytest.mark.slow
 def test_notebook_runs_on_cpu():
   nb = nbformat.read(NOTEBOOK, as_version=4)
   client = nbclient.NotebookClient(
@@ -22,3 +25,5 @@ def test_notebook_runs_on_cpu():
   images = [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', [])
             if 'image/png' in o.get('data', {})]
   assert len(images) == 2  # The training grid and the fresh samples.
+  tensorboard = next(c for c in nb.cells if c.get('id') == 'tensorboard')
+  assert tensorboard.outputs  # TensorBoard inline, or how to start it without the extension.

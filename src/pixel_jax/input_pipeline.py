@@ -265,7 +265,8 @@ def open(config: ml_collections.ConfigDict) -> Dataset:  # pylint: disable=redef
   a known data.binarization); what only the data can tell is checked here.
 
   Raises:
-    DatasetUnavailableError: a catalog dataset cannot be prepared here (and no fallback).
+    DatasetUnavailableError: a catalog dataset cannot be prepared here (and no fallback),
+      or an offline dataset lacks its package (the `offline` extra).
     ValueError: config.data names no dataset, or lacks a field it needs.
   """
   return Dataset(config, sources.resolve(config))
