@@ -221,8 +221,9 @@ def test_a_missing_field_is_named():
   config = configs.base_config()
   del config.sample['temperature']
   with pytest.raises(configs.ConfigError, match=re.escape(
-      'config.sample.temperature is missing')):
+      'config.sample.temperature is missing')) as info:
     configs.validate(config)
+  assert 'the default is 1.0' in str(info.value)
 
 
 def test_batch_not_divisible_by_devices(tmp_path):

@@ -400,8 +400,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   """
   missing = sorted(set(_keys(base_config().to_dict())) - set(_keys(config.to_dict())))
   if missing:
+    default = _get(base_config(), missing[0])
     raise ConfigError(f'config.{missing[0]} is missing: derive the config from '
-                      'pixel_jax.configs.base_config().')
+                      'pixel_jax.configs.base_config() (a config.json written before the '
+                      f'field existed needs it added; the default is {default!r}).')
   _validate_data(config)
   _validate_model(config)
   _validate_optim(config)
