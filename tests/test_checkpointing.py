@@ -182,6 +182,9 @@ def test_restore_run(saved_run):
     runs.restore_run(str(workdir), '4')
   with pytest.raises(checkpointing.CheckpointError, match='must be "best", "latest" or a step'):
     runs.restore_run(str(workdir), 'final')
+  config.model.hidden_channels += 2
+  with pytest.raises(checkpointing.CheckpointError, match='different model config'):
+    runs.restore_run(str(workdir), config=config)
 
 
 def test_cli_reports_corrupt_directory_in_one_line(saved_run):

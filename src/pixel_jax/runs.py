@@ -78,15 +78,16 @@ def restore_run(workdir: str, checkpoint: str = 'best',
     checkpoint: 'best' (lowest validation loss; the latest when no run was evaluated yet),
       'latest', or a step number of the latest-N checkpoints.
     config: the config to build the model from; None reads the run's config.json. A given
-      config may change data and evaluation fields, not the model.
+      config may change data, evaluation and sampling fields, not the model
+      (checkpointing.MODEL_FIELDS).
 
   Returns:
     The RestoredRun; the config has passed configs.validate.
 
   Raises:
     CheckpointError: a checkpoint name that is not one, no such workdir, no config.json,
-      no checkpoint, or one that does not load; all but the last are found before anything
-      is created in the workdir.
+      no checkpoint, a config whose model is not the run's, or a checkpoint that does not
+      load; all but the last are found before anything is created in the workdir.
     ConfigError: the config breaks the config contract (configs.validate).
   """
   if checkpoint not in CHECKPOINTS and not str(checkpoint).isdigit():
@@ -106,6 +107,7 @@ def restore_run(workdir: str, checkpoint: str = 'best',
   if config is None:
     config = checkpointing.load_config(workdir)
   configs.validate(config)
+  checkpointing.check_config(workdir, config)  # A given config must build the run's model.
   try:
     mesh = sharding.make_mesh(config.mesh.num_devices)
   except ValueError as e:
