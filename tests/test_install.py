@@ -1,6 +1,8 @@
 """Packaging: dependency bounds and locks, shipped configs, the offline extra, a wheel install."""
 
+import ast
 import configparser
+import importlib.metadata
 import os
 import pathlib
 import re
@@ -60,6 +62,33 @@ def test_lock_pins_every_requirement():
   for requirement in groups[''] + groups['offline'] + groups['dev']:
     assert _name(requirement) in lock, f'{requirement} is not in constraints/lock.txt'
   assert 'jaxlib' in lock and lock['jaxlib'] == lock['jax']
+
+
+def _unguarded_imports(tree: ast.AST) -> set[str]:
+  """Top-level module names imported outside `try:` blocks (those are optional imports)."""
+  names = set()
+
+  def visit(node, guarded):
+    if isinstance(node, ast.Import) and not guarded:
+      names.update(a.name.split('.')[0] for a in node.names)
+    elif isinstance(node, ast.ImportFrom) and not guarded and node.level == 0:
+      names.add(node.module.split('.')[0])
+    for child in ast.iter_child_nodes(node):
+      visit(child, guarded or isinstance(node, ast.Try))
+
+  visit(tree, False)
+  return names
+
+
+def test_every_third_party_import_is_declared():
+  declared = {_name(r) for r in _setup_cfg_requirements()['']}
+  distributions = importlib.metadata.packages_distributions()
+  for path in sorted((REPO / 'src' / 'pixel_jax').rglob('*.py')):
+    for module in _unguarded_imports(ast.parse(path.read_text())):
+      if module in sys.stdlib_module_names or module == 'pixel_jax':
+        continue
+      owners = {d.lower().replace('_', '-') for d in distributions.get(module, [])}
+      assert owners & declared, f'{path.name} imports {module} ({owners}), not in setup.cfg'
 
 
 def test_short_config_names_resolve_to_the_shipped_files():
