@@ -1,9 +1,13 @@
 """Row LSTM, 12 layers x h=384, batch 64, on ImageNet 32x32 (the paper: 3.86 bits/dim).
 
-  python -m pixel_jax.main --config=experiments/imagenet32_rowlstm.py --workdir=runs/in32
+  python -m pixel_jax.main --config=experiments/imagenet32_rowlstm.py --workdir=runs/in32 \
+      --config.data.manual_dir=DIR
 
-Needs downsampled_imagenet/32x32 prepared as array_record (about 4 GB in memory) and
-several accelerators; the batch is split over all devices on the ('data',) mesh. The
+DIR holds train_32x32.tar and valid_32x32.tar, the paper authors' downsampled ImageNet
+(or the npz batches Imagenet32_train_npz/, Imagenet32_val_npz/: a different resize, numbers
+NOT comparable with the paper's). Prepared once into data_dir (about 4 GB), then streamed
+from disk. Needs several accelerators; the batch is split over all devices on the ('data',)
+mesh. The
 paper's network (configs.imagenet_config): residual and skip connections, output hidden
 width 1024; the paper reports 3.86 bits/dim on the ImageNet 32x32 validation set.
 """

@@ -1,6 +1,7 @@
 """Multi-Scale PixelRNN on ImageNet 64x64: a 32x32 small image, then the 64x64 image.
 
-  python -m pixel_jax.main --config=experiments/imagenet64_multiscale.py --workdir=runs/in64ms
+  python -m pixel_jax.main --config=experiments/imagenet64_multiscale.py --workdir=runs/in64ms \
+      --config.data.manual_dir=DIR
 
 The paper's sizes (64x64x3, 256 levels, Row LSTM cores, s = 32): the conditional network
 is the paper's 64x64 Row LSTM (4 layers, h = 512, no residual), the small-image network
@@ -8,8 +9,8 @@ its ImageNet 32x32 Row LSTM (12 layers, h = 384, residual); both with skip conne
 output hidden width 1024. The paper's ImageNet 64x64 number to compare with: 3.63 bits/dim
 on the validation set (its 64x64 Row LSTM). The reported number here is the exact joint NLL
 of the 64x64 image in bits/dim (models/multiscale.py). Not run in this
-repository: needs downsampled_imagenet/64x64 prepared as array_record and several
-accelerators.
+repository: needs several accelerators, and in DIR the files that
+experiments/imagenet64_rowlstm.py names.
 """
 
 from pixel_jax import configs

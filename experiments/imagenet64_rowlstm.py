@@ -1,9 +1,13 @@
 """Row LSTM, 4 layers x h=512, no residual, batch 32, on ImageNet 64x64 (the paper: 3.63
 bits/dim).
 
-  python -m pixel_jax.main --config=experiments/imagenet64_rowlstm.py --workdir=runs/in64
+  python -m pixel_jax.main --config=experiments/imagenet64_rowlstm.py --workdir=runs/in64 \
+      --config.data.manual_dir=DIR
 
-Needs downsampled_imagenet/64x64 prepared as array_record and several accelerators. The
+DIR holds train_64x64.tar and valid_64x64.tar, the paper authors' downsampled ImageNet
+(or the npz batches Imagenet64_train_part1_npz/, ..._part2_npz/, Imagenet64_val_npz/: a
+different resize, numbers NOT comparable with the paper's). Prepared once into data_dir
+(about 15 GB), then streamed from disk. Needs several accelerators. The
 paper's network for this setting: skip connections but no residual connections (the one
 paper model without them), output hidden width 1024; the paper reports 3.63 bits/dim on the
 ImageNet 64x64 validation set.

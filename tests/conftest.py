@@ -10,3 +10,7 @@ import jax  # pylint: disable=g-import-not-at-top
 
 # Implicit rank promotion hides shape bugs (e.g. [B] + [B, 1] -> [B, B]); make it an error.
 jax.config.update('jax_numpy_rank_promotion', 'raise')
+
+
+def pytest_configure(config):
+  config.addinivalue_line('markers', 'slow: spawns a subprocess (left out by make test-fast)')

@@ -35,8 +35,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
-  # TFDS name: a catalog dataset (binarized_mnist, mnist, cifar10, downsampled_imagenet/32x32,
-  # ...) or a bundled offline builder (mnist_bundled, photos_bundled, mnist_idx).
+  # TFDS name: a catalog dataset (binarized_mnist, mnist, cifar10, imagenet_resized/32x32,
+  # ...) or an offline builder (mnist_bundled, photos_bundled, mnist_idx,
+  # imagenet_manual/32x32 or /64x64).
   config.data.name = 'mnist_bundled'
   config.data.image_size = 28
   config.data.num_channels = 1
@@ -55,6 +56,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.offline = False
   config.data.data_dir = ''  # TFDS data_dir; '' means TFDS's default (~/tensorflow_datasets).
   config.data.idx_dir = ''  # Directory with MNIST IDX files, for data.name = 'mnist_idx'.
+  # The TFDS manual_dir: the folder with the downsampled ImageNet files, for
+  # data.name = 'imagenet_manual/...' (datasets/imagenet_manual.py lists the file names).
+  config.data.manual_dir = ''
+  # False: whole splits are read into memory. True: batches are read from disk by random
+  # access, each process reading only its rows (for splits too large for memory).
+  config.data.streaming = False
   config.data.train_split = 'train'
   config.data.eval_split = 'validation'
   config.data.test_split = 'test'
@@ -197,7 +204,8 @@ def _colour_config(model_name: str, data_name: str,
   """Returns the shared 8-bit colour setup of the CIFAR-10 and ImageNet experiments."""
   config = base_config()
   # 8-bit colour: a 256-way softmax per sub-pixel, reported in bits/dim. A TFDS catalog
-  # dataset that must be prepared as array_record (the input pipeline says how); no fallback.
+  # dataset that must be prepared as array_record (the input pipeline says how), or files in
+  # data.manual_dir (ImageNet); no fallback.
   config.data.name = data_name
   config.data.image_size = image_size
   config.data.num_channels = 3
@@ -229,9 +237,16 @@ def cifar10_config(model_name: str) -> ml_collections.ConfigDict:
 
 
 def imagenet_config(model_name: str, image_size: int) -> ml_collections.ConfigDict:
-  """Returns downsampled ImageNet (image_size 32 or 64) at 256 levels, for accelerators."""
-  config = _colour_config(model_name, f'downsampled_imagenet/{image_size}x{image_size}',
+  """Returns downsampled ImageNet (image_size 32 or 64) at 256 levels, for accelerators.
+
+  Reads the files in config.data.manual_dir (--config.data.manual_dir=DIR): the paper
+  authors' release (train_32x32.tar, valid_32x32.tar) or the npz batches of Chrabaszcz et al.
+  (a different resize: numbers NOT comparable with the paper's; the run's log says so).
+  TFDS's imagenet_resized/32x32 also works by name (--config.data.name), with the same caveat.
+  """
+  config = _colour_config(model_name, f'imagenet_manual/{image_size}x{image_size}',
                           image_size)
+  config.data.streaming = True  # ImageNet 64x64 train is 15 GB decoded: never in memory.
   config.data.eval_split = 'validation'
   config.data.test_split = 'validation'  # The paper reports on the validation set.
   return config

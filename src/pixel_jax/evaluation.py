@@ -74,7 +74,8 @@ def report_loss(nll_nats: float, config: ml_collections.ConfigDict) -> float:
 
 
 def evaluate_images(config: ml_collections.ConfigDict, model: Any, params: Any,
-                    images: np.ndarray, mesh: jax.sharding.Mesh,
+                    images: np.ndarray | input_pipeline.StreamingSplit,
+                    mesh: jax.sharding.Mesh,
                     step_fn: Optional[Callable] = None) -> dict:
   """Whole-split NLL of `images` (uint8 levels [N, H, W, C]); eval.max_examples caps N.
 

@@ -7,10 +7,13 @@
 `open` decides once per run which dataset config.data.name really reads (an offline builder
 of pixel_jax.datasets, a TFDS catalog dataset, or the bundled-digits fallback; see
 pixel_jax.datasets.sources), prepares it if needed, and returns a `Dataset` that reads any of
-its splits. Whole splits are read into memory as uint8 [N, H, W, C] integer levels (MNIST is
-35 MB, CIFAR-10 150 MB, ImageNet 32x32 4 GB) and batched by plain numpy indexing. Batches are
-a pure function of (seed, step), so a run resumed from a checkpoint at step k sees exactly
-the batches it would have seen without the crash. docs/design.md section 9 sums this up.
+its splits. Small splits are read into memory as uint8 [N, H, W, C] integer levels (MNIST is
+35 MB, CIFAR-10 150 MB) and batched by plain numpy indexing. Large ones
+(config.data.streaming=True, the ImageNet configs: ImageNet 64x64 train is 15 GB decoded)
+stay on disk: `load` returns a StreamingSplit, which reads the images of each batch by random
+access, each process only its own rows. Either way batches are a pure function of
+(seed, step), so a run resumed from a checkpoint at step k sees exactly the batches it would
+have seen without the crash. docs/design.md section 9 sums this up.
 
 Binarization (num_levels == 2) is named in every report, since MNIST likelihoods differ a lot
 between binarizations: 'static' (Bernoulli(x/255) sampled once, the usual stochastically
@@ -27,10 +30,13 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from pixel_jax.datasets import imagenet_manual
 from pixel_jax.datasets import sources
 from pixel_jax.datasets.sources import DatasetUnavailableError  # Re-exported for callers.
 
 BINARIZATIONS = ('static', 'dynamic', 'threshold', 'none')
+# Catalog datasets that are a different resize of ImageNet than the paper's.
+NOT_PAPER_IMAGENET = frozenset({'imagenet_resized'})
 _READ_CHUNK = 8192
 
 
@@ -58,27 +64,30 @@ def _data_source(source: sources.Source, split: str):
                           builder_kwargs=source.builder_kwargs or None)
 
 
+def _read_keys(ds, keys: list[int], what: str) -> np.ndarray:
+  """The images of examples `keys` of a data source, uint8 [len(keys), H, W, C]."""
+  try:
+    examples = ds.__getitems__(keys)  # One batched ArrayRecord read: ~30% faster.
+  except TypeError:  # tfds.testing.mock_data's __getitems__ is broken in tfds 4.9.10.
+    examples = [ds[k] for k in keys]
+  images = np.stack([np.asarray(ex['image']) for ex in examples])
+  if images.ndim == 3:
+    images = images[..., None]
+  if images.ndim != 4 or images.dtype != np.uint8:
+    raise ValueError(f'{what}: expected uint8 images [N, H, W, C], got '
+                     f'{images.dtype} {images.shape}.')
+  return images
+
+
 def _read_images(source: sources.Source, split: str) -> np.ndarray:
   """All images of `split` as one uint8 array, read in chunks (batched ArrayRecord reads)."""
   ds = _data_source(source, split)
   num = len(ds)
   if num == 0:
     raise ValueError(f'Split {split!r} of {source.name} is empty.')
-  chunks = []
-  for start in range(0, num, _READ_CHUNK):
-    keys = list(range(start, min(start + _READ_CHUNK, num)))
-    try:
-      examples = ds.__getitems__(keys)  # One batched ArrayRecord read: ~30% faster.
-    except TypeError:  # tfds.testing.mock_data's __getitems__ is broken in tfds 4.9.10.
-      examples = [ds[k] for k in keys]
-    chunks.append(np.stack([np.asarray(ex['image']) for ex in examples]))
-  images = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-  if images.ndim == 3:
-    images = images[..., None]
-  if images.ndim != 4 or images.dtype != np.uint8:
-    raise ValueError(f'{source.name}/{split}: expected uint8 images [N, H, W, C], got '
-                     f'{images.dtype} {images.shape}.')
-  return images
+  chunks = [_read_keys(ds, list(range(start, min(start + _READ_CHUNK, num))),
+                       f'{source.name}/{split}') for start in range(0, num, _READ_CHUNK)]
+  return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
 
 # ------------------------------------------------------------------------- transforming
@@ -171,6 +180,75 @@ def _to_levels(config: ml_collections.ConfigDict, images: np.ndarray, split: str
                    'binarized MNIST.')
 
 
+def _caveat(source: sources.Source) -> Optional[str]:
+  """Why numbers on this data are not comparable with the paper's; None when they are."""
+  family = sources.family(source.name)
+  if family in NOT_PAPER_IMAGENET:
+    return f'{source.name} is {imagenet_manual.NOT_COMPARABLE}'
+  if family == 'imagenet_manual':
+    return imagenet_manual.caveat(source.builder_kwargs['manual_dir'], source.name)
+  return None
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+class StreamingSplit:
+  """A split that stays on disk: indexing reads just those images, as integer levels.
+
+  Stands in for the uint8 [N, H, W, C] array Dataset.load returns for small splits, as far
+  as train_batches, eval_batches and evaluation use one: len(), .shape, .dtype, .ndim, and
+  indexing by an int, a slice or an integer array (each a numpy array, read by one batched
+  random-access ArrayRecord read). Memory use does not grow with the split size.
+
+  Levels: 256 levels as stored; for num_levels == 2, binarization 'threshold', or 'none' on
+  data that is already binary. The seeded 'static' and 'dynamic' binarizations are defined
+  on whole in-memory splits and are refused (config.data.streaming=False instead).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, source: sources.Source, split: str):
+    d = config.data
+    if d.num_levels == 2 and _effective_binarization(config, source) in ('static', 'dynamic'):
+      raise ValueError(f'config.data.streaming=True cannot apply binarization '
+                       f'{d.binarization!r}; use streaming=False (MNIST-size data fits in '
+                       "memory) or binarization 'threshold'.")
+    self._config, self._source, self._split = config, source, split
+    self._ds = _data_source(source, split)
+    if len(self._ds) == 0:
+      raise ValueError(f'Split {split!r} of {source.name} is empty.')
+    self.shape = (len(self._ds), d.image_size, d.image_size, d.num_channels)
+    self.dtype = np.dtype(np.uint8)
+    self.ndim = 4
+    self[0:1]  # pylint: disable=pointless-statement  # Fail now if the data does not fit.
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def __getitem__(self, index) -> np.ndarray:
+    if isinstance(index, (int, np.integer)):
+      return self[np.array([index])][0]
+    keys = (np.arange(*index.indices(len(self))) if isinstance(index, slice)
+            else np.asarray(index, dtype=np.int64).ravel())
+    if keys.size == 0:
+      return np.zeros((0,) + self.shape[1:], np.uint8)
+    d, what = self._config.data, f'{self._source.name}/{self._split}'
+    images = _read_keys(self._ds, keys.tolist(), what)
+    if images.shape[-1] != d.num_channels:
+      raise ValueError(f'config.data.num_channels={d.num_channels} but {what} has '
+                       f'{images.shape[-1]} channels.')
+    images = _fit_size(images, d.image_size)
+    if d.num_levels == 256:
+      return images
+    if d.num_levels != 2:
+      raise ValueError(f'config.data.num_levels={d.num_levels}; expected 2 or 256.')
+    if _effective_binarization(self._config, self._source) == 'threshold':
+      return (images > 127).astype(np.uint8)
+    if not _is_binary(images):
+      raise ValueError(f"config.data.binarization='none' but {what} is not binary; use "
+                       "'threshold' with config.data.streaming=True.")
+    return images
+
+
 # ------------------------------------------------------------------------------ public API
 
 
@@ -185,6 +263,7 @@ class DataInfo:
   image_shape: tuple[int, int, int]  # (H, W, C) after resizing to config.data.image_size.
   num_examples: dict[str, int]  # Per split (also config.data's slices, e.g. 'train[:98%]').
   data_dir: str
+  caveat: Optional[str] = None  # Why numbers on this data are not comparable with the paper's.
 
   @property
   def fallback(self) -> bool:
@@ -215,7 +294,7 @@ class Dataset:
         name=d.name, source=source.name, fallback_reason=source.fallback_reason,
         binarization=_binarization_name(config, source), num_levels=d.num_levels,
         image_shape=(d.image_size, d.image_size, d.num_channels), num_examples=num_examples,
-        data_dir=source.data_dir or '~/tensorflow_datasets')
+        data_dir=source.data_dir or '~/tensorflow_datasets', caveat=_caveat(source))
 
   def source_for(self, split: str) -> sources.Source:
     """The prepared dataset `split` is read from (the fallback's 'test': MNIST IDX files)."""
@@ -234,8 +313,8 @@ class Dataset:
     """What `split` is really read from, in words, e.g. 'mnist_idx (idx_dir=/data/mnist)'."""
     return self.source_for(split).describe()
 
-  def load(self, split: str) -> np.ndarray:
-    """Loads a whole split as integer levels, ready for the model.
+  def load(self, split: str) -> np.ndarray | StreamingSplit:
+    """Loads a split as integer levels, ready for the model.
 
     Args:
       split: a TFDS split, e.g. config.data.train_split; slices like 'train[:90%]' work.
@@ -243,13 +322,16 @@ class Dataset:
     Returns:
       uint8 [N, image_size, image_size, num_channels]. For num_levels == 2: values {0, 1},
       except with binarization 'dynamic', where grey 0..255 is returned for train_batches
-      to binarize per batch. For num_levels == 256: values 0..255.
+      to binarize per batch. For num_levels == 256: values 0..255. With
+      config.data.streaming=True, a StreamingSplit that reads images only when indexed.
 
     Raises:
       ValueError: the data does not fit config.data (the message names the field).
     """
     config = self.config
     source = self.source_for(split)
+    if config.data.get('streaming', False):
+      return StreamingSplit(config, source, split)
     images = _read_images(source, split)
     if images.shape[-1] != config.data.num_channels:
       raise ValueError(f'config.data.num_channels={config.data.num_channels} but '
@@ -272,8 +354,9 @@ def open(config: ml_collections.ConfigDict) -> Dataset:  # pylint: disable=redef
   return Dataset(config, sources.resolve(config))
 
 
-def train_batches(config: ml_collections.ConfigDict, images: np.ndarray, *, seed: int,
-                  start_step: int = 0, batch_size: int) -> Iterator[np.ndarray]:
+def train_batches(config: ml_collections.ConfigDict, images: np.ndarray | StreamingSplit, *,
+                  seed: int, start_step: int = 0, batch_size: int,
+                  rows: slice = slice(None)) -> Iterator[np.ndarray]:
   """Yields training batches forever; batch k depends only on (seed, k).
 
   Example p = k * batch_size + j of the stream is images[perm_e[p % N]] with e = p // N and
@@ -284,20 +367,24 @@ def train_batches(config: ml_collections.ConfigDict, images: np.ndarray, *, seed
 
   Args:
     config: the experiment config; reads config.data.num_levels and binarization.
-    images: uint8 [N, H, W, C] from Dataset.load.
+    images: uint8 [N, H, W, C] or a StreamingSplit, from Dataset.load.
     seed: the data seed (e.g. config.seed).
     start_step: the first step to produce (the restored step when resuming).
     batch_size: the global batch size.
+    rows: the rows of each global batch to produce (sharding.local_slice: this process's
+      share); only those images are read. Any split of the rows gives the same images.
 
   Yields:
-    uint8 [batch_size, H, W, C] integer levels.
+    uint8 [rows of batch_size, H, W, C] integer levels.
   """
   num = len(images)
   if num == 0 or batch_size <= 0:
     raise ValueError(f'Need images and a positive batch size; got {num} and {batch_size}.')
-  dynamic = (config.data.num_levels == 2 and config.data.binarization == 'dynamic'
-             and not _is_binary(images))
-  if not dynamic and images.size and int(images.max()) >= config.data.num_levels:
+  in_memory = isinstance(images, np.ndarray)  # A StreamingSplit checks each batch it reads.
+  dynamic = (in_memory and config.data.num_levels == 2 and
+             config.data.binarization == 'dynamic' and not _is_binary(images))
+  if in_memory and not dynamic and images.size and (
+      int(images.max()) >= config.data.num_levels):
     raise ValueError(f'images hold values up to {int(images.max())} but '
                      f'config.data.num_levels={config.data.num_levels}; use Dataset.load.')
   permutations: dict[int, np.ndarray] = {}
@@ -322,14 +409,17 @@ def train_batches(config: ml_collections.ConfigDict, images: np.ndarray, *, seed
       for e in np.unique(epochs):
         here = epochs == e
         index[here] = permutation(int(e))[offsets[here]]
-    batch = images[index]
+    batch = images[index[rows]]
     if dynamic:
-      batch = bernoulli_binarize(batch, _stream_seed(seed, 1, step))
+      # Noise for the whole global batch, so any split of its rows sees the same bits.
+      u = _stream_seed(seed, 1, step).integers(0, 255, size=(batch_size,) + batch.shape[1:],
+                                               dtype=np.uint8)[rows]
+      batch = (u < batch).astype(np.uint8)
     yield batch
     step += 1
 
 
-def eval_batches(images: np.ndarray, batch_size: int
+def eval_batches(images: np.ndarray | StreamingSplit, batch_size: int
                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Yields (batch, mask) covering every image exactly once, in order.
 

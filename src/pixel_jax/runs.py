@@ -35,7 +35,8 @@ def open_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
     raise configs.ConfigError(str(e)) from e
 
 
-def load_split(data: input_pipeline.Dataset, split: str) -> np.ndarray:
+def load_split(data: input_pipeline.Dataset, split: str
+               ) -> np.ndarray | input_pipeline.StreamingSplit:
   """data.load(split), with its field-naming ValueErrors as ConfigError."""
   try:
     images = data.load(split)

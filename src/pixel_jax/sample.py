@@ -74,7 +74,8 @@ def load_images_to_complete(config: ml_collections.ConfigDict, source: str,
       images = images[..., None]
   else:
     try:
-      images = runs.load_split(runs.open_data(config), source)
+      # [:count] first: a streamed split (config.data.streaming) then reads only these.
+      images = runs.load_split(runs.open_data(config), source)[:count]
     except Exception as e:  # pylint: disable=broad-except
       raise SampleError(f'Cannot load split {source!r} of {d.name}: {e}') from e
   expected = (d.image_size, d.image_size, d.num_channels)

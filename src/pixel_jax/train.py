@@ -169,7 +169,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   data_text = data.describe(config.data.train_split)
   if config.data.num_levels == 2:
     data_text += f', binarization {data.info.binarization}'
-  logging.info('Data: %s; %d training images.', data_text, len(train_images))
+  if data.info.caveat:
+    data_text += f' (NOT comparable with the paper: {data.info.caveat})'
+    logging.warning('Data: %s.', data.info.caveat)
+  logging.info('Data: %s; %d training images%s.', data_text, len(train_images),
+               ' (streamed from disk)' if config.data.streaming else '')
   ckpt = checkpointing.Checkpointer(workdir, keep=t.keep_checkpoints)
   model = models.get_model(config)
   tx = optim.make_optimizer(config)
@@ -184,7 +188,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info('%s: %d parameters.', config.model.name, num_params)
 
-  eval_cache: dict[str, np.ndarray] = {}
+  eval_cache: dict[str, np.ndarray | input_pipeline.StreamingSplit] = {}
 
   def split_images(split):
     if split not in eval_cache:
@@ -213,12 +217,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
 
   batches: Iterator[np.ndarray] = input_pipeline.train_batches(
       config, train_images, seed=config.seed, start_step=start_step,
-      batch_size=t.batch_size)
+      batch_size=t.batch_size, rows=sharding.local_slice(t.batch_size, mesh))
   pending = None
   train_start = time.perf_counter()
   try:
     for step in range(start_step + 1, t.num_steps + 1):
-      batch = sharding.shard_global_batch(next(batches), mesh)
+      batch = sharding.to_global(next(batches), mesh, t.batch_size)
       state, metrics = jit_train_step(state, batch)
       if pending is not None:
         progress.consume(*pending, ckpt.latest_dir)
