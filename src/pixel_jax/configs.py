@@ -303,7 +303,7 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
   for field in ('name', 'train_split', 'eval_split', 'test_split'):
     if not isinstance(d[field], str) or not d[field]:
       raise ConfigError(f'config.data.{field}={d[field]!r} must be a non-empty string.')
-  for field in ('data_dir', 'idx_dir'):
+  for field in ('data_dir', 'idx_dir', 'manual_dir'):
     if not isinstance(d[field], str):
       raise ConfigError(f"config.data.{field}={d[field]!r} must be a path, or '' for none.")
   if d.name == 'mnist_idx' and not d.idx_dir:
@@ -316,6 +316,7 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
   _int_at_least(config, 'data.binarization_seed', 0)
   _flag(config, 'data.allow_fallback')
   _flag(config, 'data.offline')
+  _flag(config, 'data.streaming')
 
 
 def _validate_model(config: ml_collections.ConfigDict) -> None:
