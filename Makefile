@@ -16,7 +16,7 @@ $(PY):
 
 # The exact versions the suite is tested with (constraints/lock.txt).
 install: $(PY)
-	$(PY) -m pip install -q -c $(LOCK) -e '.[dev,offline]'
+	$(PY) -m pip install -q -c $(LOCK) -e '.[dev,offline,tf]'
 
 test:
 	$(PY) -m pytest -n 2 -q tests
@@ -42,7 +42,7 @@ smoke-lower:
 	cd $(LOWER_VENV) && bin/python -m pixel_jax.sample --workdir=smoke --num_samples=4
 	test -f $(LOWER_VENV)/smoke/sampled/samples.png
 
-# After changing dependencies in setup.cfg: rm -rf .venv, pip install -e '.[dev,offline]'
+# After changing dependencies in setup.cfg: rm -rf .venv, pip install -e '.[dev,offline,tf]'
 # into a fresh venv without constraints, run the suite, then `make lock`.
 lock:
 	{ sed -n '/^#/p' $(LOCK); $(PY) -m pip freeze --all --exclude-editable | grep -v '^pip=='; } \

@@ -6,7 +6,8 @@ needs preparing:
 - an offline builder of this package (a subclass of base.OfflineBuilder: mnist_bundled,
   photos_bundled, mnist_idx, ...) is prepared into config.data.data_dir on first use;
 - a TFDS catalog dataset (binarized_mnist, mnist, cifar10, ...) is read with
-  tfds.data_source once prepared as array_record. If it is not prepared, it is downloaded
+  tfds.data_source once prepared as array_record (one prepared as tfrecord, TFDS's default,
+  is converted in place once: convert_format.py). If it is not prepared, it is downloaded
   and prepared only when the download host (or the proxy named by HTTPS_PROXY / ALL_PROXY)
   answers and config.data.offline is False; otherwise the error says how to prepare it
   elsewhere;
@@ -27,6 +28,7 @@ import tensorflow_datasets as tfds
 
 from pixel_jax.datasets import _package_data
 from pixel_jax.datasets import base
+from pixel_jax.datasets import convert_format
 
 # Catalog names that may fall back to the bundled digits (config.data.allow_fallback).
 MNIST_FAMILY = frozenset({'mnist', 'binarized_mnist'})
@@ -153,6 +155,15 @@ def _catalog_source(config: ml_collections.ConfigDict) -> Source:
   except Exception as e:  # pylint: disable=broad-except
     reason = str(e).strip().split('\n')[0]
   builder = tfds.builder(name, data_dir=data_dir)
+  if builder.is_prepared() and convert_format.is_tfrecord_only(builder.data_dir):
+    # TFDS's default format: converted once, in place, then read without TensorFlow.
+    logging.warning('%s is prepared in %s as tfrecord; converting it once to array_record.',
+                    name, builder.data_dir)
+    try:
+      convert_format.convert_to_array_record(builder.data_dir)
+    except convert_format.ConversionUnavailableError as e:
+      raise DatasetUnavailableError(str(e)) from None
+    return Source(name, data_dir)
   if builder.is_prepared():
     raise DatasetUnavailableError(
         f'{name} is prepared in {builder.data_dir} but cannot be read without TensorFlow '
