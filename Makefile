@@ -7,7 +7,7 @@ LOWER_VENV ?= .venv-lower
 SMOKE_FLAGS := --config=tiny --config.train.num_steps=4 --config.train.eval_every=4 \
 	--config.train.checkpoint_every=4 --config.train.sample_every=4 --config.eval.max_examples=32
 
-.PHONY: install test test-fast smoke-lower lock bench train clean
+.PHONY: install lint test test-fast smoke-lower lock bench train clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ $(PY):
 # The exact versions the suite is tested with (constraints/lock.txt).
 install: $(PY)
 	$(PY) -m pip install -q -c $(LOCK) -e '.[dev,offline,tf]'
+
+# ruff (pyflakes, pycodestyle, import order, bugbear) and mypy on src/; pyproject.toml has both.
+lint:
+	$(PY) -m ruff check .
+	$(PY) -m mypy src
 
 test:
 	$(PY) -m pytest -n 2 -q tests

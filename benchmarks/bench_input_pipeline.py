@@ -1,4 +1,4 @@
-"""Input pipeline throughput against what training consumes (issue 3: never the bottleneck).
+"""Input pipeline throughput against what training consumes (it must never be the bottleneck).
 
   python benchmarks/bench_input_pipeline.py [--steps=2000] [--data_dir=/tmp/tfds]
 

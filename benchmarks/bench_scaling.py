@@ -19,8 +19,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_models  # pylint: disable=g-import-not-at-top,wrong-import-position
 import bench_utilisation  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import bench_models  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 IMAGE_SIZES = (16, 32, 64)
 DEPTHS = (1, 4, 12)

@@ -27,13 +27,12 @@ Why these methods (docs/results.md repeats them):
 
 import argparse
 import contextlib
-import functools
 import json
 import os
 import resource
 import sys
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import jax
 import jax.extend

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU runs of docs/results.md, on a machine that has Python, JAX with CUDA, Flax, Optax
-# and Orbax preinstalled but no network (this project's lent H100/H200 machines).
+# and Orbax preinstalled but no network (e.g. an H100 or H200 machine without internet access).
 #
 #   bash benchmarks/gpu_offline.sh bench OUT_DIR          # make bench's models + sampling
 #   bash benchmarks/gpu_offline.sh train OUT_DIR STEPS    # MNIST-size runs (MODELS="rowlstm diagbilstm")
@@ -12,7 +12,7 @@
 #     dm-tree immutabledict simple_parsing docstring-parser tensorflow-metadata \
 #     googleapis-common-protos termcolor toml mlxtend==0.25.0 ml-collections==1.1.0 \
 #     tensorboardX importlib_resources   (and `pip download --no-deps promise`, an sdist));
-# the real MNIST test set travels in .gpudata/mnist (the IDX files of ../shared/data/mnist).
+# the real MNIST test set travels in .gpudata/mnist (copy the IDX files there).
 # With network, `pip install -e '.[gpu]'` replaces all of this.
 set -euo pipefail
 cd "$(dirname "$0")/.."

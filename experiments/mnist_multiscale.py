@@ -1,7 +1,7 @@
 """Multi-Scale PixelRNN on binarized MNIST: a 14x14 small image, then the 28x28 digit.
 
   python -m pixel_jax.main --config=experiments/mnist_multiscale.py --workdir=/tmp/ms1 \
-      --config.data.idx_dir=/work/shared/data/mnist   # test split: the real MNIST test set
+      --config.data.idx_dir=/path/to/mnist   # test split: the real MNIST test set
   python -m pixel_jax.evaluate --workdir=/tmp/ms1      # test NLL with each stage's share
   python -m pixel_jax.sample --workdir=/tmp/ms1 --scale=3   # sampled/stages.png: small | full
 
@@ -11,16 +11,8 @@ skip connections (configs.mnist_config; docs/design.md section 5; models/multisc
 explains s, c, the upsampler and the exact joint NLL). No paper number for MNIST (the
 paper's single-scale Row LSTM: 80.54 nats). The reported
 NLL is the exact joint NLL of the 28x28 image in nats; eval_nll_nats_small and
-eval_nll_nats_conditional are the stages' shares.
-
-Measured with skip connections off (the default 500 steps of batch 16, offline: the 4,500 bundled digits, static
-Bernoulli(x/255) binarization, seed 0; a 2-core CPU shared with other jobs): 5.2 min wall,
-validation 98.35 nats, real MNIST test set (10,000 images, same binarization) 96.64 nats
-= 38.69 small stage + 57.95 conditional stage. For scale: the single-scale mnist_rowlstm
-(7 x 16) reaches 96.84 validation nats after the same 500 steps. The offline protocol
-(2,000 steps, `bash benchmarks/offline_protocol.sh multiscale`, docs/results.md; skip off): 6.7 min,
-validation 92.83 nats, real MNIST test set 91.39 nats = 34.79 small + 56.61 conditional
-(single-scale Row LSTM after 2,000 steps: 89.09).
+eval_nll_nats_conditional are the stages' shares. Default: 500 steps of batch 16, offline
+on the bundled digits; the measured runs are in docs/results.md, section 1.
 """
 
 from pixel_jax import configs

@@ -2,11 +2,11 @@
 
   python -m pixel_jax.main --config=experiments/mnist_pixelcnn.py --workdir=/tmp/mnist_cnn
 
-Default: 500 steps of batch 16, offline on the bundled digits; about 3 minutes on a 2-core
-CPU (~0.3 s/step). The paper does not give the MNIST PixelCNN's depth or width (15 x h=16
-here). The paper's network (configs.mnist_config): residual and skip connections, output
-hidden width 32. Paper-level (81.30 nats on the binarized MNIST test set):
---config.train.num_steps=200000 on a GPU with binarized_mnist prepared.
+Default: 500 steps of batch 16, offline on the bundled digits; minutes on a 2-core CPU. The
+paper does not give the MNIST PixelCNN's depth or width (15 x h=16 here). The paper's network
+(configs.mnist_config): residual and skip connections, output hidden width 32. Paper-level
+(81.30 nats on the binarized MNIST test set): --config.train.num_steps=200000 on a GPU with
+binarized_mnist prepared.
 """
 
 from pixel_jax import configs

@@ -2,11 +2,10 @@
 
   python -m pixel_jax.main --config=experiments/mnist_rowlstm.py --workdir=/tmp/run1
 
-Default: 500 steps of batch 16, offline on the bundled digits: 1-3 minutes on a 2-core CPU
-(59 s on an AMD EPYC, ~3 min on an Intel Xeon shared with other jobs), validation NLL
-falling from 543 nats (784 ln 2) to about 96 nats. The paper's network
-(configs.mnist_config): residual and skip connections, output hidden width 32.
-Paper-level (80.54 nats on the binarized MNIST test set, layers/width not given in the
+Default: 500 steps of batch 16, offline on the bundled digits: minutes on a 2-core CPU,
+validation NLL falling from 543 nats (784 ln 2) to about 96 nats (docs/results.md). The
+paper's network (configs.mnist_config): residual and skip connections, output hidden width
+32. Paper-level (80.54 nats on the binarized MNIST test set, layers/width not given in the
 paper; 7 x 16 here): --config.train.num_steps=200000 on a GPU with binarized_mnist prepared.
 """
 

@@ -1,16 +1,45 @@
-"""Shared test setup: 8 fake CPU devices and strict rank promotion, before JAX starts."""
+"""Shared test setup: 8 fake CPU devices, strict rank promotion, the repository's experiment
+configs importable as `experiments`, and the `tiny_config` fixture."""
 
 import os
+import pathlib
+import sys
 
 # Must be set before jax initialises its backends so multi-device tests see 8 CPU devices.
 os.environ['XLA_FLAGS'] = (
     os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8').strip()
 
-import jax  # pylint: disable=g-import-not-at-top
+import jax  # noqa: E402  (after XLA_FLAGS)
+import ml_collections  # noqa: E402
+import pytest  # noqa: E402
+
+from pixel_jax import configs  # noqa: E402
 
 # Implicit rank promotion hides shape bugs (e.g. [B] + [B, 1] -> [B, B]); make it an error.
 jax.config.update('jax_numpy_rank_promotion', 'raise')
 
+# `from experiments import tiny` in a test reads the clone's experiments/ folder, the files
+# that `--config=tiny` resolves to.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-def pytest_configure(config):
-  config.addinivalue_line('markers', 'slow: spawns a subprocess (left out by make test-fast)')
+
+def make_tiny_config(name: str = 'row_lstm', *, channels: int = 1, levels: int = 2,
+                     size: int = 8, **model) -> ml_collections.ConfigDict:
+  """A fresh tiny config: configs.tiny_config(name) (2 layers, h = 8, 8x8 bundled digits,
+  batch 8, Adam), with its image shape and any `config.model` fields replaced."""
+  config = configs.tiny_config(name)
+  config.data.image_size = size
+  config.data.num_channels = channels
+  config.data.num_levels = levels
+  config.model.update(model)
+  return config
+
+
+@pytest.fixture(scope='session')
+def tiny_config():
+  """The tiny-config factory: `tiny_config('pixelcnn', channels=3, levels=256, size=6)`.
+
+  Every call returns a new ConfigDict, so a test may change it freely. Session-scoped so
+  that module-level caches keyed on it (built models, compiled functions) are shared.
+  """
+  return make_tiny_config

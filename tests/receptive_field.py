@@ -1,8 +1,9 @@
 """An independent reference for which earlier sub-pixels each model can see.
 
-Boolean set propagation, written from SPEC.md's description of each layer and sharing no
-code with pixel_jax. A map f has f[r, c, g] = the set (a bool array [H, W, C]) of input
-sub-pixels that its colour-group-g features at position (r, c) depend on.
+Boolean set propagation, written from the description of each layer in docs/design.md
+sections 2-5 and sharing no code with pixel_jax. A map f has f[r, c, g] = the set (a bool
+array [H, W, C]) of input sub-pixels that its colour-group-g features at position (r, c)
+depend on.
 - A read of another position q (a non-centre tap, or an unmasked recurrent state) sees
   every group there: all_groups(f)[q].
 - A read of the same position through a mask-B centre tap gives group g the groups <= g:

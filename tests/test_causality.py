@@ -1,18 +1,18 @@
-"""Causality by Jacobian (SPEC.md section 7): the test that catches mistakes 1-8.
+"""Causality by Jacobian (docs/design.md section 7): the test that catches mistakes 1-8.
 
 For random weights and input, d logits(r, c, ch) / d image is exactly zero at (r, c, ch'
 >= ch) and at every later pixel, and non-zero exactly where the reference receptive field
-(tests/receptive_field.py, written independently from the spec) says the model sees.
+(tests/receptive_field.py, written independently from docs/design.md) says the model sees.
 """
 
 import itertools
 
+from absl.testing import absltest
 from absl.testing import parameterized
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from absl.testing import absltest
 from pixel_jax import configs
 from pixel_jax import layers
 from pixel_jax import models

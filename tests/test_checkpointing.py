@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from experiments import tiny
 from pixel_jax import checkpointing
 from pixel_jax import metrics_writer
 from pixel_jax import models
@@ -21,8 +22,6 @@ from pixel_jax import train
 from pixel_jax import train_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from experiments import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _parts(config):

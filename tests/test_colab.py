@@ -19,7 +19,7 @@ def _metadata_requires() -> list[str]:
   """setup.cfg's requirements as the package metadata lists them (importlib.metadata.requires)."""
   cfg = configparser.ConfigParser()
   cfg.read(REPO / 'setup.cfg')
-  lines = lambda text: [l.strip() for l in text.splitlines() if l.strip()]
+  lines = lambda text: [line.strip() for line in text.splitlines() if line.strip()]
   requires = lines(cfg['options']['install_requires'])
   for extra, text in cfg['options.extras_require'].items():
     requires += [f'{r}; extra == "{extra}"' for r in lines(text)]

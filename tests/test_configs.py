@@ -4,12 +4,13 @@ configs.validate and build; every bad value is one ConfigError line naming its f
 import glob
 import os
 import re
-import sys
 
 from absl import flags
 from ml_collections import config_flags
 import pytest
 
+from experiments import tiny
+from experiments import tiny_multiscale
 from pixel_jax import configs
 from pixel_jax import models
 from pixel_jax import optim
@@ -17,9 +18,6 @@ from pixel_jax import sample as sample_cli
 from pixel_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from experiments import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
-from experiments import tiny_multiscale  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, 'experiments', '[!_]*.py')))
 PAPER = {  # The paper's test numbers (docs/design.md section 6).

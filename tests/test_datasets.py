@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from pixel_jax import datasets  # pylint: disable=unused-import  (registers the builders)
 from pixel_jax.datasets import base
 from pixel_jax.datasets import mnist_bundled
 from pixel_jax.datasets import mnist_idx

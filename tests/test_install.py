@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from pixel_jax import config_files
-from pixel_jax import input_pipeline
 from pixel_jax import configs
+from pixel_jax import input_pipeline
 from pixel_jax.datasets import _package_data
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ def _setup_cfg_requirements() -> dict[str, list[str]]:
   """install_requires ('') and each extra's requirement lines, from setup.cfg."""
   cfg = configparser.ConfigParser()
   cfg.read(REPO / 'setup.cfg')
-  lines = lambda text: [l.strip() for l in text.splitlines() if l.strip()]
+  lines = lambda text: [line.strip() for line in text.splitlines() if line.strip()]
   groups = {'': lines(cfg['options']['install_requires'])}
   groups.update({k: lines(v) for k, v in cfg['options.extras_require'].items()})
   return groups
@@ -51,7 +51,8 @@ def test_requirements_are_lower_bounds_pinned_by_the_lower_lock():
     bound = re.search(r'>=([0-9.]+)', requirement)
     assert bound, f'{requirement}: no lower bound'
     # The lower-bound venv runs exactly the declared bound.
-    assert lower[_name(requirement)].startswith(bound.group(1)), (requirement, lower[_name(requirement)])
+    pinned = lower[_name(requirement)]
+    assert pinned.startswith(bound.group(1)), (requirement, pinned)
   for extra in ('tpu', 'gpu'):
     assert all(r.startswith('jax[') and '>=' in r for r in groups[extra]), groups[extra]
 

@@ -1,4 +1,4 @@
-"""The scanned layers against plain per-pixel loops written from SPEC.md sections 3-4."""
+"""The scanned layers against plain per-pixel loops written from docs/design.md sections 3-4."""
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -93,8 +93,8 @@ class ScanMatchesLoopTest(parameterized.TestCase):
     v = module.init(jax.random.key(1), x)
     leaves, tree = jax.tree.flatten(v)
     keys = jax.random.split(jax.random.key(2), len(leaves))
-    v = jax.tree.unflatten(tree, [l + 0.2 * jax.random.normal(k, l.shape)
-                                  for l, k in zip(leaves, keys)])
+    v = jax.tree.unflatten(tree, [leaf + 0.2 * jax.random.normal(k, leaf.shape)
+                                  for leaf, k in zip(leaves, keys)])
     got = jax.jit(module.apply)(v, x)
     want = loop(jax.tree.map(np.asarray, v['params']), np.asarray(x, np.float64), hidden,
                 groups)

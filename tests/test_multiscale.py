@@ -8,7 +8,6 @@ path is silenced by a zero initialisation.
 import functools
 import itertools
 import os
-import sys
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -16,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import tiny_multiscale
 from pixel_jax import configs
 from pixel_jax import losses
 from pixel_jax import metrics_writer
@@ -25,10 +25,6 @@ from pixel_jax import sampling
 from pixel_jax import train
 from pixel_jax.models import multiscale
 import receptive_field
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from experiments import tiny_multiscale  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def ms_config(core='row_lstm', channels=1, levels=2, size=6, small=3, **model):

@@ -1,18 +1,13 @@
 """Data parallelism: the ('data',) mesh, batch placement, and 8 devices == 1 device."""
 
-import os
-import sys
 
 import jax
 import numpy as np
 import pytest
 
+from experiments import tiny
 from pixel_jax import sharding
 from pixel_jax import train
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from experiments import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def test_mesh_and_batch_placement():

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from experiments import tiny
 from pixel_jax import checkpointing
 from pixel_jax import evaluate
 from pixel_jax import metrics_writer
@@ -22,8 +23,6 @@ from pixel_jax import train_state
 from pixel_jax.datasets import mnist_idx
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from experiments import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def tiny_config(**train_overrides):

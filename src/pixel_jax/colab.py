@@ -19,7 +19,7 @@ import os
 import re
 import subprocess
 import sys
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 PACKAGE = 'pixel_jax'
 NOTEBOOK_EXTRAS = ('offline',)  # The notebook trains on the bundled MNIST digits.
@@ -55,9 +55,12 @@ class Requirement:
 def parse_requirement(line: str) -> Requirement:
   text, _, marker = line.partition(';')
   extra = re.search(r'extra\s*==\s*["\']([^"\']+)["\']', marker)
-  name = re.match(r'\s*([A-Za-z0-9_.\-]+)', text).group(1)
+  name = re.match(r'\s*([A-Za-z0-9_.\-]+)', text)
+  if name is None:
+    raise ValueError(f'{line!r} is not a requirement line (name>=version[; marker])')
   minimum = re.search(r'>=\s*([0-9][^,\s]*)', text)
-  return Requirement(name=name.lower().replace('_', '-'), text=text.strip().replace(' ', ''),
+  return Requirement(name=name.group(1).lower().replace('_', '-'),
+                     text=text.strip().replace(' ', ''),
                      min_version=minimum.group(1) if minimum else None,
                      extra=extra.group(1) if extra else None)
 
@@ -128,7 +131,7 @@ class Backend:
     return f'{self.device_count} x {self.device_kind} ({self.platform})'
 
 
-def describe_backend(devices: Sequence[object]) -> Backend:
+def describe_backend(devices: Sequence[Any]) -> Backend:
   """Summarises jax.devices(): the platform of the first device, its kind and the count.
 
   CUDA and ROCm devices both count as 'gpu'. TPU device kinds are 'TPU v2', 'TPU v3',

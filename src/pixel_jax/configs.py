@@ -430,7 +430,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
 
 def _keys(d: dict, prefix: str = '') -> list[str]:
   """The dotted names of the leaves of a nested dict."""
-  out = []
+  out: list[str] = []
   for k, v in d.items():
     out += _keys(v, f'{prefix}{k}.') if isinstance(v, dict) else [prefix + k]
   return out

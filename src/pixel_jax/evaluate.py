@@ -3,7 +3,7 @@
   python -m pixel_jax.evaluate --workdir=/tmp/run1                      # best, test split
   python -m pixel_jax.evaluate --workdir=/tmp/run1 --checkpoint=latest --split=validation
   python -m pixel_jax.evaluate --workdir=/tmp/run1 \
-      --data_name=mnist_idx --idx_dir=/work/shared/data/mnist            # real MNIST test
+      --data_name=mnist_idx --idx_dir=/path/to/mnist                      # real MNIST test
 
 The model is rebuilt from the workdir's config.json (or --config, with --config.* overrides);
 the --data_* flags then point the same model at other data of the same shape.

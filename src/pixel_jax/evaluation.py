@@ -97,7 +97,8 @@ def evaluate_images(config: ml_collections.ConfigDict, model: Any, params: Any,
   batch_size = min(batch_size, -(-len(images) // n_dev) * n_dev)
   if step_fn is None:
     step_fn = make_eval_step(model, mesh)
-  totals, count = {}, 0.0
+  totals: dict[str, float] = {}
+  count = 0.0
   for batch, mask in input_pipeline.eval_batches(images, batch_size):
     sums, c = step_fn(params, sharding.shard_global_batch(batch, mesh),
                       sharding.shard_global_batch(np.asarray(mask), mesh))

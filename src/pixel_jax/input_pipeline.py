@@ -32,7 +32,7 @@ import tensorflow_datasets as tfds
 
 from pixel_jax.datasets import imagenet_manual
 from pixel_jax.datasets import sources
-from pixel_jax.datasets.sources import DatasetUnavailableError  # Re-exported for callers.
+from pixel_jax.datasets.sources import DatasetUnavailableError  # noqa: F401  (re-exported)
 
 BINARIZATIONS = ('static', 'dynamic', 'threshold', 'none')
 # Catalog datasets that are a different resize of ImageNet than the paper's.

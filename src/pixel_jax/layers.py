@@ -5,10 +5,16 @@
   h = layers.DiagonalBiLSTM(hidden=32, num_groups=3)(x)
 """
 
-from pixel_jax.models.causal import shift_down, skew, unskew
+from pixel_jax.models.causal import shift_down
+from pixel_jax.models.causal import skew
+from pixel_jax.models.causal import unskew
 from pixel_jax.models.diagonal_bilstm import DiagonalBiLSTM
-from pixel_jax.models.layers import MaskedConv2D, OutputHead, lstm_cell, scale_input
-from pixel_jax.models.masks import channel_groups, conv_mask
+from pixel_jax.models.layers import lstm_cell
+from pixel_jax.models.layers import MaskedConv2D
+from pixel_jax.models.layers import OutputHead
+from pixel_jax.models.layers import scale_input
+from pixel_jax.models.masks import channel_groups
+from pixel_jax.models.masks import conv_mask
 from pixel_jax.models.network import AutoregressiveNetwork
 from pixel_jax.models.pixelcnn import ConvBlock
 from pixel_jax.models.pixelrnn import RecurrentBlock

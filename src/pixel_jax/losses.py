@@ -1,6 +1,7 @@
-"""Exact discrete likelihood (SPEC.md section 1)."""
+"""Exact discrete likelihood (docs/design.md section 1)."""
 
 import math
+from typing import Union
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,7 @@ def nll_per_image(logits_BxHxWxCxK: jnp.ndarray, images_BxHxWxC: jnp.ndarray) ->
   return -log_prob_per_subpixel(logits_BxHxWxCxK, images_BxHxWxC).sum(axis=(1, 2, 3))
 
 
-def bits_per_dim(nll_nats: jnp.ndarray, num_dims: int) -> jnp.ndarray:
+def bits_per_dim(nll_nats: Union[float, jnp.ndarray],
+                 num_dims: int) -> Union[float, jnp.ndarray]:
   """NLL in nats per image -> bits per sub-pixel: nats / (H * W * C * ln 2)."""
   return nll_nats / (num_dims * math.log(2.0))

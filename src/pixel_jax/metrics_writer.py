@@ -23,7 +23,7 @@ def _plain(value: Any) -> Any:
 
 def read_jsonl(path: str) -> list[dict]:
   """All records of a metrics.jsonl; an unfinished last line (killed writer) is skipped."""
-  records = []
+  records: list[dict] = []
   if not os.path.exists(path):
     return records
   with open(path) as f:

@@ -1,6 +1,6 @@
 """The optimiser and learning-rate schedule of an experiment config (config.optim).
 
-RMSProp is the paper's optimiser (SPEC.md section 6; its hyper-parameters are not given).
+RMSProp is the paper's optimiser (docs/design.md section 6; the paper gives no hyper-parameters).
 Our RMSProp uses decay 0.95 and a bias-corrected second moment: without the correction the
 zero-initialised accumulator makes the first updates ~4x the learning rate, which is what
 usually blows up early LSTM training. Adam is the choice of most public code.

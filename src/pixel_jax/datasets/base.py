@@ -47,7 +47,8 @@ def shuffled_order(num: int, seed: int = SHUFFLE_SEED) -> np.ndarray:
   return np.random.default_rng(seed).permutation(num)
 
 
-class OfflineBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class OfflineBuilder(tfds.core.GeneratorBasedBuilder,  # type: ignore[call-arg]
+                     skip_registration=True):
   """A TFDS builder for local files, prepared to ArrayRecord without TensorFlow."""
 
   IMAGE_SHAPE: tuple[int, int, int] = (0, 0, 0)

@@ -87,7 +87,7 @@ class PhotosBundled(base.OfflineBuilder):
     }
 
   def _generate_examples(self, split: str):
-    patches = []
+    patches_per_photo = []
     for photo_split, package, relative in PHOTOS:
       if photo_split != split:
         continue
@@ -97,8 +97,8 @@ class PhotosBundled(base.OfflineBuilder):
           continue
       else:
         photo_file = required_package_file(package, relative, 'photos_bundled')
-      patches.append(photo_patches(photo_file))
-    patches = np.concatenate(patches)
+      patches_per_photo.append(photo_patches(photo_file))
+    patches = np.concatenate(patches_per_photo)
     # The key is the storage rank: the split is stored in a fixed-seed shuffled order.
     for rank, index in enumerate(base.shuffled_order(len(patches))):
       yield rank, {'image': patches[index]}

@@ -80,9 +80,10 @@ def _data_dir(config: ml_collections.ConfigDict) -> Optional[str]:
   return config.data.data_dir or None
 
 
-def _offline_source(config: ml_collections.ConfigDict, cls: type[base.OfflineBuilder],
-                    name: str) -> Source:
+def _offline_source(config: ml_collections.ConfigDict,
+                    cls: Optional[type[base.OfflineBuilder]], name: str) -> Source:
   """Prepares an offline builder (once per data_dir, seconds) and returns its source."""
+  assert cls is not None, f'{name} is not an offline builder of pixel_jax.datasets'
   kwargs = {**cls.builder_kwargs(config.data), 'file_format': 'array_record'}
   builder = tfds.builder(name, data_dir=_data_dir(config), **kwargs)
   if not builder.is_prepared():
