@@ -119,7 +119,7 @@ def test_catalog_builders_prepare_offline_and_train_without_tensorflow(tmp_path)
 
   trained = run_python(TRAIN.format(root=str(tmp_path), repo=str(REPO)), tmp_path)
   assert trained.returncode == 0, trained.stderr[-3000:]
-  line = next(l for l in trained.stdout.splitlines() if l.startswith('RESULTS '))
+  line = next(out for out in trained.stdout.splitlines() if out.startswith('RESULTS '))
   results = json.loads(line[len('RESULTS '):])
   assert results.pop('tf_modules') == [], 'reading or training imported TensorFlow'
   assert results.pop('tfrecord_same')

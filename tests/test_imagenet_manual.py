@@ -15,20 +15,16 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from experiments import imagenet32_rowlstm
+from experiments import imagenet64_multiscale
+from experiments import imagenet64_rowlstm
 from pixel_jax import configs
 from pixel_jax import input_pipeline
 from pixel_jax import train
-from pixel_jax.datasets import imagenet_manual
 
 tfds.disable_progress_bar()
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from experiments import imagenet32_rowlstm
-from experiments import imagenet64_multiscale
-from experiments import imagenet64_rowlstm
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
 EXPERIMENTS = {'imagenet32_rowlstm': imagenet32_rowlstm, 'imagenet64_rowlstm': imagenet64_rowlstm,
                'imagenet64_multiscale': imagenet64_multiscale}
@@ -287,7 +283,8 @@ def test_cli_trains_on_the_original_release_without_tensorflow(tmp_path):
           "  runpy.run_module('pixel_jax.main', run_name='__main__')\n"
           "except SystemExit as e:\n"
           "  assert not e.code, e.code\n"
-          "print('TF_MODULES', sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow'))\n")
+          "print('TF_MODULES', sorted(m for m in sys.modules\n"
+          "                           if m.split('.')[0] == 'tensorflow'))\n")
   env = dict(os.environ, PYTHONPATH=str(REPO / 'src'))
   result = subprocess.run([sys.executable, '-c', code], cwd=str(tmp_path), env=env,
                           capture_output=True, text=True, timeout=300, check=False)

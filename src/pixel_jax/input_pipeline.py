@@ -380,13 +380,13 @@ def train_batches(config: ml_collections.ConfigDict, images: np.ndarray | Stream
   num = len(images)
   if num == 0 or batch_size <= 0:
     raise ValueError(f'Need images and a positive batch size; got {num} and {batch_size}.')
-  in_memory = isinstance(images, np.ndarray)  # A StreamingSplit checks each batch it reads.
-  dynamic = (in_memory and config.data.num_levels == 2 and
-             config.data.binarization == 'dynamic' and not _is_binary(images))
-  if in_memory and not dynamic and images.size and (
-      int(images.max()) >= config.data.num_levels):
-    raise ValueError(f'images hold values up to {int(images.max())} but '
-                     f'config.data.num_levels={config.data.num_levels}; use Dataset.load.')
+  dynamic = False
+  if isinstance(images, np.ndarray):  # A StreamingSplit checks each batch it reads.
+    dynamic = (config.data.num_levels == 2 and config.data.binarization == 'dynamic' and
+               not _is_binary(images))
+    if not dynamic and images.size and int(images.max()) >= config.data.num_levels:
+      raise ValueError(f'images hold values up to {int(images.max())} but '
+                       f'config.data.num_levels={config.data.num_levels}; use Dataset.load.')
   permutations: dict[int, np.ndarray] = {}
 
   def permutation(epoch: int) -> np.ndarray:

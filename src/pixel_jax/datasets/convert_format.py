@@ -53,7 +53,7 @@ def convert_to_array_record(dataset_version_dir: os.PathLike | str) -> int:
   """
   version_dir = epath.Path(dataset_version_dir)
   try:
-    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import,import-outside-toplevel
+    import tensorflow  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import,import-outside-toplevel
   except ImportError:
     raise ConversionUnavailableError(
         f'The dataset in {version_dir} is stored as {TFRECORD}, which only TensorFlow reads; '

@@ -159,7 +159,9 @@ def iter_original(path: pathlib.Path, size: int) -> Iterator[tuple[str, np.ndarr
     with tarfile.open(path, 'r|*') as tar:  # Streaming: members in archive order.
       for member in tar:
         if member.isfile() and member.name.lower().endswith('.png'):
-          yield member.name, decode_png(tar.extractfile(member).read(), size, member.name)
+          data = tar.extractfile(member)  # Not None: a regular file.
+          if data is not None:
+            yield member.name, decode_png(data.read(), size, member.name)
   except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error) as e:
     raise _corrupt(path, e, size) from None
 
@@ -274,8 +276,8 @@ class ImagenetManual(base.OfflineBuilder):
       f'Put {expected_files(32)} (or the 64x64 equivalents) in the manual_dir.')
   HOMEPAGE = 'https://image-net.org/download-images.php'
 
-  @property
-  def IMAGE_SHAPE(self) -> tuple[int, int, int]:  # pylint: disable=invalid-name
+  @property  # Per builder config (32x32 or 64x64), where OfflineBuilder has a class constant.
+  def IMAGE_SHAPE(self) -> tuple[int, int, int]:  # type: ignore[override]  # pylint: disable=invalid-name
     size = self.builder_config.image_size
     return (size, size, 3)
 
