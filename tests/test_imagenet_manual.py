@@ -139,6 +139,29 @@ def test_every_layout_gives_the_same_pixels(tmp_path):
                                   err_msg=layout)
 
 
+def test_tfds_manual_dir_convention(tmp_path):
+  """`tfds build imagenet_manual/64x64 --manual_dir=DIR` works too (no fingerprinted config)."""
+  splits = {'train': make_images(6, 64, seed=10), 'valid': make_images(3, 64, seed=11)}
+  write_npz(tmp_path / 'files', splits)
+  builder = tfds.builder('imagenet_manual/64x64', data_dir=str(tmp_path / 'tfds'))
+  builder.download_and_prepare(
+      file_format='array_record',
+      download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / 'files')))
+  valid = tfds.data_source('imagenet_manual/64x64', split='validation',
+                           data_dir=str(tmp_path / 'tfds'))
+  images = np.stack([valid[i]['image'] for i in range(len(valid))])
+  np.testing.assert_array_equal(by_content(images), by_content(splits['valid']))
+
+
+def test_imagenet_resized_by_name_carries_the_caveat(tmp_path):
+  config = configs.imagenet_config('row_lstm', 32)
+  config.data.update(name='imagenet_resized/32x32', data_dir=str(tmp_path), offline=True)
+  with tfds.testing.mock_data(num_examples=8):
+    data = input_pipeline.open(config)
+    assert data.load('train').shape == (8, 32, 32, 3)
+  assert 'NOT comparable' in data.info.caveat and 'imagenet_resized' in data.info.caveat
+
+
 def test_missing_and_corrupt_files_fail_with_one_line(tmp_path):
   (tmp_path / 'empty').mkdir()
   message = one_line_error(data_config(32, tmp_path / 'empty', tmp_path / 'tfds'))
@@ -212,6 +235,12 @@ def test_streamed_batches_equal_in_memory_batches_and_resume_exactly(tmp_path):
 
   eval_images = np.concatenate([b[m] for b, m in input_pipeline.eval_batches(streamed, 16)])
   np.testing.assert_array_equal(eval_images, in_memory)
+  for (b1, m1), (b2, m2), (b, m) in zip(  # Two processes' halves of each evaluation batch.
+      input_pipeline.eval_batches(streamed, 16, rows=slice(0, 8)),
+      input_pipeline.eval_batches(streamed, 16, rows=slice(8, 16)),
+      input_pipeline.eval_batches(in_memory, 16)):
+    np.testing.assert_array_equal(np.concatenate([b1, b2]), b)
+    np.testing.assert_array_equal(np.concatenate([m1, m2]), m)
 
 
 def test_streaming_refuses_seeded_binarization(tmp_path):

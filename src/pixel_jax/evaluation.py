@@ -99,9 +99,11 @@ def evaluate_images(config: ml_collections.ConfigDict, model: Any, params: Any,
     step_fn = make_eval_step(model, mesh)
   totals: dict[str, float] = {}
   count = 0.0
-  for batch, mask in input_pipeline.eval_batches(images, batch_size):
-    sums, c = step_fn(params, sharding.shard_global_batch(batch, mesh),
-                      sharding.shard_global_batch(np.asarray(mask), mesh))
+  # Each process reads (and feeds) only its own rows of every batch.
+  rows = sharding.local_slice(batch_size, mesh)
+  for batch, mask in input_pipeline.eval_batches(images, batch_size, rows=rows):
+    sums, c = step_fn(params, sharding.to_global(batch, mesh, batch_size),
+                      sharding.to_global(mask, mesh, batch_size))
     for name, s in sums.items():
       totals[name] = totals.get(name, 0.0) + float(s)
     count += float(c)

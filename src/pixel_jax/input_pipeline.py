@@ -419,25 +419,29 @@ def train_batches(config: ml_collections.ConfigDict, images: np.ndarray | Stream
     step += 1
 
 
-def eval_batches(images: np.ndarray | StreamingSplit, batch_size: int
-                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def eval_batches(images: np.ndarray | StreamingSplit, batch_size: int,
+                 rows: slice = slice(None)) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Yields (batch, mask) covering every image exactly once, in order.
 
   All batches have the full batch_size, so one compiled eval step serves them all; the last
   batch is padded with zero images whose mask entry is False (exclude them from averages).
+  `rows` (sharding.local_slice: this process's share) restricts every batch to those rows
+  of it; only they are read.
 
   Yields:
-    (uint8 [batch_size, H, W, C], bool [batch_size]).
+    (uint8 [rows of batch_size, H, W, C], bool [rows of batch_size]).
   """
   if batch_size <= 0:
     raise ValueError(f'batch_size must be positive, got {batch_size}.')
   num = len(images)
+  first, last, _ = rows.indices(batch_size)
+  size = last - first
   for start in range(0, num, batch_size):
-    batch = images[start:start + batch_size]
+    batch = images[min(start + first, num):min(start + last, num)]
     valid = len(batch)
-    mask = np.zeros(batch_size, dtype=bool)
+    mask = np.zeros(size, dtype=bool)
     mask[:valid] = True
-    if valid < batch_size:
-      pad = np.zeros((batch_size - valid,) + images.shape[1:], dtype=images.dtype)
+    if valid < size:
+      pad = np.zeros((size - valid,) + images.shape[1:], dtype=images.dtype)
       batch = np.concatenate([batch, pad])
     yield batch, mask
