@@ -194,6 +194,11 @@ def test_missing_and_corrupt_files_fail_with_one_line(tmp_path):
   message = one_line_error(data_config(32, tmp_path / 'npz', tmp_path / 'tfds'))
   assert f'{npz_file} is truncated or corrupt' in message
 
+  write_npz(tmp_path / 'twice', splits)
+  (tmp_path / 'twice' / 'val_data.npz').write_bytes(
+      (tmp_path / 'twice' / 'Imagenet32_val_npz' / 'val_data.npz').read_bytes())
+  assert 'keep one copy' in one_line_error(data_config(32, tmp_path / 'twice', tmp_path / 'tfds'))
+
   write_npz(tmp_path / 'npz32', splits)  # 32x32 rows where 64x64 ones are expected.
   message = one_line_error(data_config(64, tmp_path / 'npz32', tmp_path / 'tfds'))
   assert 'no 64x64 ImageNet files' in message

@@ -109,6 +109,13 @@ def find_files(manual_dir: os.PathLike | str, size: int) -> ManualFiles:
                     for p in folder.glob(pattern)}, key=lambda p: (_batch_number(p), str(p)))
   vals = sorted({p for pattern in ('val_data.npz', f'Imagenet{size}_val*/val_data.npz')
                  for p in folder.glob(pattern)})
+  for found in (batches, vals):
+    names = [p.name for p in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+      copies = ' and '.join(str(p.parent) for p in found if p.name == twice[0])
+      raise ImagenetManualError(f'imagenet_manual: {twice[0]} is in both {copies}; keep one '
+                                'copy (each image must be read once).')
   if batches and vals:
     return ManualFiles(NPZ, size, tuple(batches), (vals[0],))
   if train or valid:
