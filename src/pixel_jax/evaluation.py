@@ -19,6 +19,7 @@ import numpy as np
 
 from pixel_jax import input_pipeline
 from pixel_jax import losses
+from pixel_jax import models
 from pixel_jax import sharding
 
 PART_PREFIX = 'nll_nats_'  # Names of the per-stage NLL entries: nll_nats_<stage>.
@@ -31,12 +32,12 @@ def nll_fn(params: Any, images_BxHxWxC: jax.Array, *, model: Any) -> jax.Array:
 
 
 def nll_parts_fn(params: Any, images_BxHxWxC: jax.Array, *, model: Any) -> dict:
-  """{'nll_nats': per-image NLL [B]}, plus 'nll_nats_<stage>' for a model with `nll_parts`.
+  """{'nll_nats': per-image NLL [B]}, plus 'nll_nats_<stage>' for a model with stages.
 
   The multi-scale model reports each stage's NLL (its parts sum to the total) from the same
   forward pass; every other model gives the total only.
   """
-  if not hasattr(model, 'nll_parts'):
+  if not models.has_stages(model):
     return {'nll_nats': nll_fn(params, images_BxHxWxC, model=model)}
   parts = model.apply({'params': params}, images_BxHxWxC.astype(jnp.float32),
                       method='nll_parts')

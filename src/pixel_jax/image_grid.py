@@ -55,3 +55,18 @@ def save_png(path: str, array: np.ndarray, scale: int = 1) -> str:
   image.save(tmp, format='PNG')
   os.replace(tmp, path)
   return path
+
+
+def stages_grid(small_NxSxSxC: np.ndarray, images_NxHxWxC: np.ndarray, num_levels: int,
+                pairs_per_row: int = 0) -> np.ndarray:
+  """A uint8 RGB grid of (small | full) pairs, e.g. the two stages of multi-scale samples.
+
+  Each small image is shown at the full size by pixel repetition, left of its full image;
+  `pairs_per_row` 0 picks a near-square grid.
+  """
+  images, small = np.asarray(images_NxHxWxC), np.asarray(small_NxSxSxC)
+  factor = images.shape[1] // small.shape[1]
+  small = small.repeat(factor, axis=1).repeat(factor, axis=2)
+  pairs = np.stack([small, images], axis=1).reshape(-1, *images.shape[1:])
+  per_row = pairs_per_row or max(1, math.ceil(math.sqrt(len(images))))
+  return make_grid(pairs, num_levels, ncols=2 * per_row)

@@ -28,8 +28,10 @@ import numpy as np
 
 from pixel_jax import checkpointing
 from pixel_jax import image_grid
+from pixel_jax import models
 from pixel_jax import runs
 from pixel_jax import sampling
+from pixel_jax.models import multiscale
 
 FLAGS = flags.FLAGS
 
@@ -142,11 +144,11 @@ def run_sampling(workdir: str, num_samples: Optional[int] = None,
   written['samples.png'] = image_grid.save_png(
       os.path.join(output_dir, 'samples.png'), image_grid.make_grid(images, levels),
       scale=scale)
-  if hasattr(model, 'sample_stages'):  # Multi-scale: the small image beside its full one.
-    from pixel_jax.models import multiscale  # pylint: disable=g-import-not-at-top
+  if models.has_stages(model):  # The small image beside its full one.
     written['stages.png'] = image_grid.save_png(
         os.path.join(output_dir, 'stages.png'),
-        multiscale.stages_grid(images, model.factor, levels), scale=scale)
+        image_grid.stages_grid(multiscale.subsample(images, model.factor), images, levels),
+        scale=scale)
   if complete:
     originals = load_images_to_complete(config, complete, num_samples)
     size = config.data.image_size

@@ -18,8 +18,9 @@ sub-pixels are copied into the output and conditioned on; only the others are sa
 
 Conditioning (the full-image stage of the Multi-Scale PixelRNN): `cond`, a map [N, H, W, D]
 fully known before sampling, is passed to every layer (model.apply(variables, images, cond));
-the caches add its per-layer 1x1 projection at each position. A model with a `sample_stages`
-method (models/multiscale.py) draws its stages itself, through this function.
+the caches add its per-layer 1x1 projection at each position. A model with stages
+(models.has_stages: the Multi-Scale PixelRNN) is drawn stage by stage, each through the
+single-network samplers (`_sample_stages`).
 
 Usage:
   images = sampling.sample(model, variables, jax.random.key(0), num_samples=16)
@@ -32,7 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pixel_jax import models
 from pixel_jax import sampling_cache
+from pixel_jax.models import multiscale
 
 METHODS = ('cached', 'naive')
 
@@ -94,10 +97,9 @@ def _run_cached(model, variables, rng, images, known, temperature, keep_logits=F
   With keep_logits, also returns the logits [N, H, W, C, K] each visit used (with every
   sub-pixel known this is teacher forcing through the caches, for tests).
   """
-  spec = sampling_cache.spec_from_model(model)
-  net = sampling_cache.CachedNetwork(spec, variables['params'], cond)
+  net = sampling_cache.CachedNetwork(model, variables, cond)
   n, height, width, channels = images.shape
-  num_classes = spec.num_levels
+  num_classes = net.cfg.num_levels
   all_logits = jnp.zeros((n, height, width, channels, num_classes) if keep_logits else (),
                          jnp.float32)
 
@@ -214,12 +216,11 @@ def sample(model: Any, variables: Any, rng: jax.Array, num_samples: int,
     raise ValueError(f'temperature={temperature!r} must be >= 0.')
   if model.num_levels > 256:
     raise ValueError(f'num_levels={model.num_levels} does not fit the uint8 output.')
-  if hasattr(model, 'sample_stages'):  # Multi-scale: each stage comes back through here.
+  if models.has_stages(model):
     if cond is not None:
       raise ValueError('cond is for a single conditional network, not a multi-stage model.')
-    return model.sample_stages(variables, rng, int(num_samples), method=method,
-                               temperature=temperature, prefix=prefix,
-                               prefix_mask=prefix_mask)
+    return _sample_stages(model, variables, rng, int(num_samples), method=method,
+                          temperature=temperature, prefix=prefix, prefix_mask=prefix_mask)
   if cond is not None:
     size = model.image_size
     if cond.ndim != 4 or tuple(cond.shape[:3]) != (num_samples, size, size):
@@ -227,10 +228,50 @@ def sample(model: Any, variables: Any, rng: jax.Array, num_samples: int,
                        f' = [{num_samples}, {size}, {size}, D].')
     cond = jnp.asarray(cond, jnp.float32)
   if method == 'cached':
-    sampling_cache.spec_from_model(model)  # Fails early, with one line, on other models.
+    sampling_cache.network_config(model)  # Fails early, with one line, on other models.
   images, known = starting_images(model, int(num_samples), prefix, prefix_mask)
   return _sample_jit(model, method, variables, rng, images, known,
                      jnp.asarray(temperature, jnp.float32), cond)
+
+
+def _sample_stages(model: Any, variables: Any, rng: jax.Array, num_samples: int,
+                   method: str, temperature: float, prefix: Optional[Any],
+                   prefix_mask: Optional[Any]) -> jnp.ndarray:
+  """Two-stage ancestral sampling of a Multi-Scale PixelRNN (models/multiscale.py).
+
+  The small image is drawn first (its key: fold_in(rng, 0)), then the full image given
+  it (fold_in(rng, 1)) with the stride sub-pixels fixed to the small image, each stage
+  with this module's samplers ('cached' or 'naive'). Completion: the small stage keeps the
+  known sub-pixels at stride positions, the full stage all known sub-pixels.
+
+  Returns:
+    uint8 full images [N, n, n, C]; their small images are multiscale.subsample(images, k).
+  """
+  small_vars, full_vars = multiscale.stage_variables(variables)
+  k = model.factor
+  n, c = model.image_size, model.num_channels
+  shape = (num_samples, n, n, c)
+  stride = np.broadcast_to(multiscale.stride_mask(n, k)[None, :, :, None], shape)
+  if prefix is None:
+    small_prefix = small_known = None
+    if prefix_mask is not None:
+      raise ValueError('prefix_mask was given without prefix.')
+    values, known = np.zeros(shape, np.int32), np.zeros(shape, bool)
+  else:
+    values, known = (np.asarray(a) for a in starting_images(model, num_samples, prefix,
+                                                            prefix_mask))
+    small_prefix, small_known = values[:, ::k, ::k], known[:, ::k, ::k]
+    small_known = small_known if small_known.any() else None
+    small_prefix = small_prefix if small_known is not None else None
+  small = sample(model.small_network, small_vars,
+                 jax.random.fold_in(rng, 0), num_samples, method=method,
+                 temperature=temperature, prefix=small_prefix, prefix_mask=small_known)
+  cond = model.apply(variables, small, method=multiscale.MultiScalePixelRNN.condition)
+  values = jnp.asarray(values).at[:, ::k, ::k].set(small.astype(jnp.int32))
+  return sample(model.full_network, full_vars,
+                jax.random.fold_in(rng, 1), num_samples, method=method,
+                temperature=temperature, prefix=values, prefix_mask=known | stride,
+                cond=cond)
 
 
 __all__ = ['METHODS', 'cached_logits', 'sample', 'starting_images']

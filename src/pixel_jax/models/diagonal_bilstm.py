@@ -1,11 +1,19 @@
-"""Diagonal BiLSTM layer (SPEC.md section 4): skew, a scan over diagonals, unskew.
+"""Diagonal BiLSTM layer: skew, a scan over diagonals, unskew; and the same layer one
+position at a time for the cached sampler.
 
-Both directions run in the same scan: the right-to-left direction is the same layer applied
-to the mirrored image with its own weights, stacked on a leading direction axis, so a layer
-costs W + H - 1 sequential steps rather than twice that. The skewed columns are scanned in
-~4 chunks, each over the band of rows that can hold real pixels in it (band_chunks): about
-half the skewed map is padding, and skipping part of it made the MNIST-size training step
-~15% faster on CPU (docs/results.md)."""
+Full image (`DiagonalBiLSTM.__call__`): both directions run in the same scan: the
+right-to-left direction is the same layer applied to the mirrored image with its own
+weights, stacked on a leading direction axis, so a layer costs W + H - 1 sequential steps
+rather than twice that. The skewed columns are scanned in ~4 chunks, each over the band of
+rows that can hold real pixels in it (band_chunks): about half the skewed map is padding.
+
+One position (the cached sampler's interface, see models/cores.py): in the left-to-right
+direction the state at (r, c) reads h above (r-1, c) and (h, c) to the left (r, c-1); left
+of column 0 it is the learned initial state (the full form holds the skewed padding
+there). The right-to-left output at (r, c) only enters row r + 1 (combine_directions), so
+once row r is finished that direction is run over the row (`end_row`), W sequential steps.
+Both forms run `diagonal_step` on the states a position reads.
+"""
 
 from typing import Any, Optional
 
@@ -16,32 +24,31 @@ import jax.numpy as jnp
 from pixel_jax.models import causal
 from pixel_jax.models import layers
 
+Cache = dict[str, jnp.ndarray]
+DIRECTIONS = ('fwd', 'bwd')
 
-def diagonal_state_to_state(kernel_Dx2hx4h: jnp.ndarray, h_prev_DxBxHxh: jnp.ndarray
-                            ) -> jnp.ndarray:
-  """Unmasked 2-tap convolution along the height of the previous skewed column.
+
+def diagonal_step(kernel_2hx4h: jnp.ndarray, h_above_Nxh: jnp.ndarray,
+                  h_left_Nxh: jnp.ndarray, c_left_Nxh: jnp.ndarray,
+                  gates_is_Nx4h: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """(h, c) at a position (or a whole skewed column) from the h above it and the (h, c)
+  to its left; the kernel's first h rows read "above", the last h "left"."""
+  neighbours = jnp.concatenate([h_above_Nxh, h_left_Nxh], axis=-1)
+  return layers.lstm_step(kernel_2hx4h, neighbours, gates_is_Nx4h, c_left_Nxh)
+
+
+def column_step(kernel_Dx2hx4h: jnp.ndarray, carry: tuple[jnp.ndarray, jnp.ndarray],
+                gates_is_DxBxHx4h: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """One skewed column (one diagonal per direction) of the recurrence.
 
   Skewed (r, t) reads h at (r-1, t-1) and (r, t-1): the pixel above and the pixel to the
-  left of (r, t - r). ONE ZERO ROW IS PADDED ON TOP (shift_down); 'SAME' padding of an
-  even kernel would pad at the bottom and read the pixel below, a future pixel.
+  left of (r, t - r). ONE ZERO ROW IS PADDED ON TOP (shift_down) for "above"; 'SAME'
+  padding of an even kernel would pad at the bottom and read the pixel below, a future
+  pixel.
   """
-  # shift_down commutes with the per-position matrix product: one product to 8h, then
-  # the "above" half moves down one row.
-  hidden = h_prev_DxBxHxh.shape[-1]
-  kernel = jnp.concatenate([kernel_Dx2hx4h[:, :hidden], kernel_Dx2hx4h[:, hidden:]], axis=-1)
-  both = jnp.einsum('dbhk,dkf->dbhf', h_prev_DxBxHxh.astype(kernel.dtype), kernel)
-  from_above, from_left = jnp.split(both, 2, axis=-1)
-  return causal.shift_down(from_above, axis=2) + from_left
-
-
-def diagonal_step(kernel_Dx2hx4h: jnp.ndarray, carry: tuple[jnp.ndarray, jnp.ndarray],
-                  gates_is_DxBxHx4h: jnp.ndarray):
-  """One skewed column (one diagonal per direction) of the recurrence."""
   h_prev, c_prev = carry
-  gates = gates_is_DxBxHx4h.astype(jnp.float32) + diagonal_state_to_state(
-      kernel_Dx2hx4h, h_prev)
-  h, c = layers.lstm_cell(gates, c_prev)
-  return (h, c), h
+  return diagonal_step(kernel_Dx2hx4h[:, None], causal.shift_down(h_prev, axis=2), h_prev,
+                       c_prev, gates_is_DxBxHx4h)
 
 
 def band_chunks(length: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
@@ -78,7 +85,7 @@ def banded_scan(kernel_Dx2hx4h: jnp.ndarray, columns_Lx2xBxHx4h: jnp.ndarray,
 
     def step(carry, column, band_init=band_init, rows=rows):
       t, gates_col = column
-      carry, _ = diagonal_step(kernel_Dx2hx4h, carry, gates_col)
+      carry = column_step(kernel_Dx2hx4h, carry, gates_col)
       # Skewed cells left of the image (t < r) are padding: hold them at the learned
       # initial state, so pixel (r, 0) starts from it exactly like a plain LSTM would.
       carry = tuple(jnp.where(rows > t, s0, s) for s, s0 in zip(carry, band_init))
@@ -102,6 +109,18 @@ def combine_directions(h_fwd_BxHxWxh: jnp.ndarray, h_bwd_mirrored_BxHxWxh: jnp.n
   return h_fwd_BxHxWxh + causal.shift_down(h_bwd, axis=1)
 
 
+def _read(buffer_NxWxF: jnp.ndarray, c: jnp.ndarray) -> jnp.ndarray:
+  """buffer[:, c] for a traced column c: [N, F]."""
+  return jax.lax.dynamic_index_in_dim(buffer_NxWxF, c, axis=1, keepdims=False)
+
+
+def _write(buffer_NxWxF: jnp.ndarray, c: jnp.ndarray, value_NxF: jnp.ndarray) -> jnp.ndarray:
+  """buffer[:, c] = value, in place inside the sampling loop."""
+  zero = jnp.zeros((), jnp.int32)
+  update = value_NxF.astype(buffer_NxWxF.dtype)[:, None, :]
+  return jax.lax.dynamic_update_slice(buffer_NxWxF, update, (zero, c, zero))
+
+
 class DiagonalBiLSTM(nn.Module):
   """Diagonal BiLSTM: [B, H, W, F] -> [B, H, W, hidden].
 
@@ -113,30 +132,89 @@ class DiagonalBiLSTM(nn.Module):
   num_groups: int = 1
   dtype: Any = jnp.float32
 
-  def input_to_state(self, x_BxHxWxF, cond_BxHxWxD=None):
-    """Pre-activations of both directions, the second mirrored: [2, B, H, W, 4h]."""
-    per_direction = []
-    for name in ('fwd', 'bwd'):
-      gates = layers.MaskedConv2D(4 * self.hidden, (1, 1), 'B', self.num_groups,
-                                  out_blocks=4, dtype=self.dtype,
-                                  name=f'input_to_state_{name}')(x_BxHxWxF)
-      if cond_BxHxWxD is not None:
-        gates = gates + nn.Dense(4 * self.hidden, dtype=self.dtype,
-                                 name=f'cond_to_state_{name}')(cond_BxHxWxD)
-      per_direction.append(gates)
-    return jnp.stack([per_direction[0], jnp.flip(per_direction[1], axis=2)])
+  def setup(self):
+    h = self.hidden
+    # Per direction, 'fwd' (left to right) and 'bwd' (right to left, on the mirrored image).
+    self.input_to_state = {
+        name: layers.MaskedConv2D(4 * h, (1, 1), 'B', self.num_groups, out_blocks=4,
+                                  dtype=self.dtype) for name in DIRECTIONS}
+    self.cond_to_state = {name: nn.Dense(4 * h, dtype=self.dtype) for name in DIRECTIONS}
+    self.state_to_state = self.param('state_to_state',
+                                     nn.initializers.lecun_normal(batch_axis=(0,)),
+                                     (2, 2 * h, 4 * h))
+    self.initial_h = self.param('initial_h', nn.initializers.zeros, (2, h))
+    self.initial_c = self.param('initial_c', nn.initializers.zeros, (2, h))
 
-  @nn.compact
+  def gates(self, direction: str, x_NxF: jnp.ndarray,
+            cond_NxD: Optional[jnp.ndarray]) -> jnp.ndarray:
+    """One direction's input-to-state pre-activations (1x1: any [..., F])."""
+    gates = self.input_to_state[direction](x_NxF)
+    return gates if cond_NxD is None else gates + self.cond_to_state[direction](cond_NxD)
+
   def __call__(self, x_BxHxWxF: jnp.ndarray,
                cond_BxHxWxD: Optional[jnp.ndarray] = None) -> jnp.ndarray:
     width = x_BxHxWxF.shape[2]
-    gates_is = self.input_to_state(x_BxHxWxF, cond_BxHxWxD)
-    kernel = self.param('state_to_state', nn.initializers.lecun_normal(batch_axis=(0,)),
-                        (2, 2 * self.hidden, 4 * self.hidden)).astype(self.dtype)
+    # Both directions, the second mirrored: [2, B, H, W, 4h].
+    gates_is = jnp.stack([self.gates('fwd', x_BxHxWxF, cond_BxHxWxD),
+                          jnp.flip(self.gates('bwd', x_BxHxWxF, cond_BxHxWxD), axis=2)])
+    kernel = self.state_to_state.astype(self.dtype)
     skewed = causal.skew(gates_is)  # [2, B, H, L, 4h], L = W + H - 1.
-    init = layers.initial_state(self, skewed[:, :, :, 0, :self.hidden], self.hidden,
-                                leading=(2,))
+    init = layers.initial_state(self.initial_h, self.initial_c,
+                                skewed[:, :, :, 0, :self.hidden])
     columns = jnp.moveaxis(skewed, 3, 0)  # [L, 2, B, H, 4h]: one scan step per column.
     h_Lx2xBxHxh = banded_scan(kernel, columns, init, width)
     h = causal.unskew(jnp.moveaxis(h_Lx2xBxHxh, 0, 3), width)  # [2, B, H, W, h]
     return combine_directions(h[0], h[1])
+
+  # One position at a time (the cached sampler).
+
+  def _initial(self, like_Nxh: jnp.ndarray, direction: int):
+    return layers.initial_state(self.initial_h[direction], self.initial_c[direction],
+                                like_Nxh)
+
+  def init_cache(self, n: int, width: int, in_features: int) -> Cache:
+    """Forward states of the row above (zero above row 0) and of the current row, the
+    left neighbour's (h, c) (the learned initial state at column 0), the right-to-left
+    output of the row above, and the current row's layer inputs."""
+    f32, h = jnp.float32, self.hidden
+    h_left, c_left = self._initial(jnp.zeros((n, h), f32), 0)
+    return {'hf_above': jnp.zeros((n, width, h), f32), 'hf_row': jnp.zeros((n, width, h), f32),
+            'h_left': h_left, 'c_left': c_left, 'hb_above': jnp.zeros((n, width, h), f32),
+            'x_row': jnp.zeros((n, width, in_features), self.dtype)}
+
+  def position(self, cache: Cache, x_NxF: jnp.ndarray, cond_NxD: Optional[jnp.ndarray],
+               c: jnp.ndarray) -> tuple[jnp.ndarray, Cache, Cache]:
+    """(output [N, hidden] at (r, c), updated caches, the left-neighbour (h, c) to keep
+    once the pixel is final): the forward step plus the row above's right-to-left output."""
+    h_new, c_new = diagonal_step(self.state_to_state[0].astype(self.dtype),
+                                 _read(cache['hf_above'], c), cache['h_left'],
+                                 cache['c_left'], self.gates('fwd', x_NxF, cond_NxD))
+    h_bwd = _read(cache['hb_above'], c)
+    cache = {**cache, 'hf_row': _write(cache['hf_row'], c, h_new),
+             'x_row': _write(cache['x_row'], c, x_NxF)}
+    return h_new + h_bwd, cache, {'h_left': h_new, 'c_left': c_new}
+
+  def end_row(self, cache: Cache, cond_NxWxD: Optional[jnp.ndarray]) -> Cache:
+    """After row r is complete: the right-to-left direction runs over it.
+
+    Row r's layer inputs are final, and combine_directions adds this output to row r + 1
+    only, so it runs exactly once per row. In mirrored coordinates it is the forward
+    recurrence: above = the backward state of row r - 1, left = the column to the right.
+    """
+    gates = jnp.flip(self.gates('bwd', cache['x_row'], cond_NxWxD), axis=1)
+    above = jnp.flip(cache['hb_above'], axis=1)
+    kernel = self.state_to_state[1].astype(self.dtype)
+
+    def step(carry, inputs):
+      gates_Nx4h, above_Nxh = inputs
+      h, c = diagonal_step(kernel, above_Nxh, carry[0], carry[1], gates_Nx4h)
+      return (h, c), h
+
+    carry = self._initial(cache['h_left'], 1)
+    _, h_WxNxh = jax.lax.scan(step, carry, (jnp.swapaxes(gates, 0, 1),
+                                            jnp.swapaxes(above, 0, 1)))
+    # The next row's forward direction starts from the initial state again.
+    h_left, c_left = self._initial(cache['h_left'], 0)
+    return {**cache, 'hb_above': jnp.flip(jnp.swapaxes(h_WxNxh, 0, 1), axis=1),
+            'hf_above': cache['hf_row'], 'hf_row': cache['hf_above'],
+            'h_left': h_left, 'c_left': c_left}

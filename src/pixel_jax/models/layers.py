@@ -1,10 +1,11 @@
 """Building blocks shared by every network: masked convolution, LSTM cell, output head."""
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pixel_jax.models import masks
 
@@ -33,12 +34,31 @@ class MaskedConv2D(nn.Module):
   kernel_init: Callable = nn.initializers.lecun_normal()
 
   @nn.compact
+  def masked_kernel(self, in_features: int) -> tuple[jnp.ndarray, Optional[jnp.ndarray]]:
+    """(kernel * mask [kh, kw, in, out], bias [out] or None), both in the compute dtype.
+
+    The one place the parameters are read: the full-map form (`__call__`) and the
+    one-position form (`at_window`) both start from it.
+    """
+    kh, kw = self.kernel_size
+    mask = self.mask(in_features)
+    kernel = self.param('kernel', self.kernel_init, (kh, kw, in_features, self.features))
+    bias = None
+    if self.use_bias:
+      bias = self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+    return (kernel * mask).astype(self.dtype), bias
+
+  def mask(self, in_features: int) -> np.ndarray:
+    """The 0/1 causal mask [kh, kw, in, out] (masks.conv_mask)."""
+    return masks.conv_mask(self.kernel_size, in_features, self.features, self.mask_type,
+                           self.num_groups, self.in_blocks, self.out_blocks)
+
   def __call__(self, x_BxHxWxF: jnp.ndarray) -> jnp.ndarray:
+    """The convolution over a whole map [B, H, W, F]; a 1x1 kernel takes any [..., F]."""
     in_features = x_BxHxWxF.shape[-1]
     kh, kw = self.kernel_size
-    mask = masks.conv_mask(self.kernel_size, in_features, self.features, self.mask_type,
-                           self.num_groups, self.in_blocks, self.out_blocks)
-    kernel = self.param('kernel', self.kernel_init, (kh, kw, in_features, self.features))
+    mask = self.mask(in_features)
+    kernel, bias = self.masked_kernel(in_features)
     # Only the taps the mask allows are computed: each is a shifted view of the input,
     # concatenated along channels (im2col) and contracted in one matrix product. This skips
     # the masked half of every kernel and, unlike a convolution op, stays fast inside
@@ -47,7 +67,6 @@ class MaskedConv2D(nn.Module):
     if not taps:
       raise ValueError(f'A {kh}x{kw} mask-{self.mask_type} kernel with {self.num_groups} '
                        'colour group(s) reads nothing; use a larger kernel or mask B.')
-    kernel = (kernel * mask).astype(self.dtype)
     kernel_TFxO = jnp.concatenate([kernel[i, j] for i, j in taps], axis=0)
     x = x_BxHxWxF.astype(self.dtype)
     a, b = (kh - 1) // 2, (kw - 1) // 2
@@ -56,15 +75,28 @@ class MaskedConv2D(nn.Module):
       x = jnp.pad(x, ((0, 0), (a, kh - 1 - a), (b, kw - 1 - b), (0, 0)))
       x = jnp.concatenate([x[:, i:i + h, j:j + w] for i, j in taps], axis=-1)
     y = jnp.einsum('...f,fo->...o', x, kernel_TFxO)
-    if self.use_bias:
-      bias = self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
-      y = y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
-    return y
+    return y if bias is None else y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
+
+  def at_window(self, window_NxIxJxF: jnp.ndarray) -> jnp.ndarray:
+    """The convolution's output [N, out] at ONE position from the top-left part of its
+    receptive window: window[:, i, j] is the input at (r - a + i, c - b + j), a, b the
+    centre tap. The taps left out (rows below i = I - 1, and right of j = J - 1 in the last
+    row) must be masked; the sampler never holds those (future) inputs.
+    """
+    _, rows, cols, in_features = window_NxIxJxF.shape
+    mask = self.mask(in_features)
+    if mask[rows:].any() or mask[rows - 1, cols:].any():
+      raise ValueError(f'A {rows}x{cols} window leaves out taps of the {self.kernel_size} '
+                       f'mask-{self.mask_type} kernel that are not masked.')
+    kernel, bias = self.masked_kernel(in_features)
+    y = jnp.einsum('nijf,ijfo->no', window_NxIxJxF.astype(self.dtype),
+                   kernel[:rows, :cols])
+    return y if bias is None else y + bias[None, :]
 
 
 def lstm_cell(gates_Nx4h: jnp.ndarray, c_prev_Nxh: jnp.ndarray
               ) -> tuple[jnp.ndarray, jnp.ndarray]:
-  """The LSTM update of SPEC.md section 3 from summed pre-activations [o, f, i, g].
+  """The LSTM update from summed pre-activations [o, f, i, g].
 
   o, f, i use a sigmoid and the content g a tanh; computed in float32 for stability.
   Returns (h, c).
@@ -75,19 +107,31 @@ def lstm_cell(gates_Nx4h: jnp.ndarray, c_prev_Nxh: jnp.ndarray
   return h, c
 
 
-def initial_state(module: nn.Module, like_Nxh: jnp.ndarray, hidden: int,
-                  leading: tuple[int, ...] = ()) -> tuple[jnp.ndarray, jnp.ndarray]:
-  """Learned initial (h, c): one vector per hidden unit, broadcast to `like_Nxh`'s shape.
+def lstm_step(kernel_Kx4h: jnp.ndarray, neighbours_NxK: jnp.ndarray,
+              gates_is_Nx4h: jnp.ndarray, c_prev_Nxh: jnp.ndarray
+              ) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """One LSTM update from the states it reads: (h, c) = cell(input-to-state gates +
+  neighbours @ state-to-state kernel).
+
+  The single arithmetic of both recurrent cores, over a whole row or column or at one
+  position (N is any leading shape; the kernel broadcasts as in jnp.matmul).
+  """
+  s2s = jnp.matmul(neighbours_NxK.astype(kernel_Kx4h.dtype), kernel_Kx4h)
+  return lstm_cell(gates_is_Nx4h.astype(jnp.float32) + s2s, c_prev_Nxh)
+
+
+def initial_state(h0_Dxh: jnp.ndarray, c0_Dxh: jnp.ndarray, like_Nxh: jnp.ndarray
+                  ) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """The learned initial (h, c), one vector per hidden unit (and per leading parameter
+  axis, e.g. the Diagonal BiLSTM's two directions), broadcast to `like_Nxh`'s shape.
 
   The carry is built from the input (zeros_like), not from a constant shape, so the scan
-  works under explicit meshes and shard_map (STYLE.md). `leading` adds parameter axes
-  (one initial state per direction for the Diagonal BiLSTM).
+  works under explicit meshes and shard_map.
   """
-  h0 = module.param('initial_h', nn.initializers.zeros, leading + (hidden,))
-  c0 = module.param('initial_c', nn.initializers.zeros, leading + (hidden,))
   zeros = jnp.zeros_like(like_Nxh, dtype=jnp.float32)
-  expand = (slice(None),) * len(leading) + (None,) * (like_Nxh.ndim - len(leading) - 1)
-  return zeros + h0[expand], zeros + c0[expand]
+  lead = h0_Dxh.ndim - 1
+  expand = (slice(None),) * lead + (None,) * (like_Nxh.ndim - lead - 1)
+  return zeros + h0_Dxh[expand], zeros + c0_Dxh[expand]
 
 
 class OutputHead(nn.Module):

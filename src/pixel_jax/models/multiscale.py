@@ -23,7 +23,7 @@ The choices SPEC.md leaves OPEN, and why:
   the conditional network's elsewhere, so losses.nll_per_image of them IS this joint NLL
   and training/evaluation need no special case. They are a scoring device, not a raster
   order sampler (the conditional logits see the whole small image): sampling.sample
-  dispatches to `sample_stages`.
+  draws the two stages instead (`has_stages`).
 * Sampling (ancestral, exact for the model above): draw s with the small network, then the
   full image with the stride sub-pixels fixed to s (sampling's prefix/prefix_mask). The
   small image of a sampled pair is therefore always the subsampled full image, and
@@ -49,11 +49,11 @@ The choices SPEC.md leaves OPEN, and why:
   one uses config.model's. Both keep the cached samplers.
 """
 
+import dataclasses
 import math
-from typing import Any, Optional
+from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -61,7 +61,7 @@ import numpy as np
 from pixel_jax import losses
 from pixel_jax.models import layers
 from pixel_jax.models import network
-from pixel_jax.models import pixelrnn
+from pixel_jax.models.network_config import NetworkConfig
 
 CORES = ('row_lstm', 'diagonal_bilstm')
 SUBSAMPLE_METHODS = ('stride',)
@@ -196,87 +196,42 @@ class MultiScalePixelRNN(nn.Module):
     """Joint logits [B, n, n, C, K]: the small stage's at the stride positions, the
     conditional stage's elsewhere, so nll_per_image of them is the exact joint NLL.
 
-    For scoring only: they are not causal in raster order (sampling uses sample_stages).
+    For scoring only: they are not causal in raster order (sampling draws the stages).
     """
     layers.check_images(images_BxNxNxC, self.image_size, self.num_channels)
     small_logits, full_logits = self.stage_logits(images_BxNxNxC)
     return full_logits.at[:, ::self.factor, ::self.factor].set(small_logits)
 
-  @nn.nowrap
-  def sample_stages(self, variables: Any, rng: jax.Array, num_samples: int,
-                    method: str = 'cached', temperature: float = 1.0,
-                    prefix: Optional[Any] = None, prefix_mask: Optional[Any] = None
-                    ) -> jnp.ndarray:
-    """Two-stage ancestral sampling; sampling.sample calls this for this model.
 
-    The small image is drawn first (its key: fold_in(rng, 0)), then the full image given
-    it (fold_in(rng, 1)) with the stride sub-pixels fixed to the small image, each stage
-    with sampling.sample's own samplers ('cached' or 'naive'). Completion: the small stage
-    keeps the known sub-pixels at stride positions, the full stage all known sub-pixels.
-
-    Returns:
-      uint8 full images [N, n, n, C]; their small images are subsample(images, factor).
-    """
-    from pixel_jax import sampling  # pylint: disable=g-import-not-at-top
-    params, k = variables['params'], self.factor
-    n, c = self.image_size, self.num_channels
-    shape = (num_samples, n, n, c)
-    stride = np.broadcast_to(stride_mask(n, k)[None, :, :, None], shape)
-    if prefix is None:
-      small_prefix = small_known = None
-      if prefix_mask is not None:
-        raise ValueError('prefix_mask was given without prefix.')
-      values, known = np.zeros(shape, np.int32), np.zeros(shape, bool)
-    else:
-      values, known = (np.asarray(a) for a in sampling.starting_images(
-          self, num_samples, prefix, prefix_mask))
-      small_prefix, small_known = values[:, ::k, ::k], known[:, ::k, ::k]
-      small_known = small_known if small_known.any() else None
-      small_prefix = small_prefix if small_known is not None else None
-    small = sampling.sample(self.small_network, {'params': params['small_network']},
-                            jax.random.fold_in(rng, 0), num_samples, method=method,
-                            temperature=temperature, prefix=small_prefix,
-                            prefix_mask=small_known)
-    cond = self.apply(variables, small, method=MultiScalePixelRNN.condition)
-    values = jnp.asarray(values).at[:, ::k, ::k].set(small.astype(jnp.int32))
-    return sampling.sample(self.full_network, {'params': params['full_network']},
-                           jax.random.fold_in(rng, 1), num_samples, method=method,
-                           temperature=temperature, prefix=values,
-                           prefix_mask=known | stride, cond=cond)
+def stage_variables(variables: Any) -> tuple[Any, Any]:
+  """(small network's, full network's) variables, each applicable (and sampled) on its
+  own with model.small_network / model.full_network."""
+  params = variables['params']
+  return {'params': params['small_network']}, {'params': params['full_network']}
 
 
-def stages_grid(images_NxNxNxC: Any, factor: int, num_levels: int, pairs_per_row: int = 0
-                ) -> np.ndarray:
-  """A uint8 RGB grid of (small | full) pairs of full images, e.g. two-stage samples.
-
-  The small image (subsample) is shown at the full size by pixel repetition, left of the
-  full image it was taken from; `pairs_per_row` 0 picks a near-square grid.
-  """
-  from pixel_jax import image_grid  # pylint: disable=g-import-not-at-top
-  images = np.asarray(images_NxNxNxC)
-  small = subsample(images, factor).repeat(factor, axis=1).repeat(factor, axis=2)
-  pairs = np.stack([small, images], axis=1).reshape(-1, *images.shape[1:])
-  per_row = pairs_per_row or max(1, math.ceil(math.sqrt(len(images))))
-  return image_grid.make_grid(pairs, num_levels, ncols=2 * per_row)
+def has_stages(model: Any) -> bool:
+  """Whether `model` is drawn and scored in stages (small image, then full image): the one
+  place that asks. Sampling dispatches to two-stage sampling, evaluation reports each
+  stage's NLL (`nll_parts`), the sample CLI draws the (small | full) grid."""
+  return isinstance(model, MultiScalePixelRNN)
 
 
 def get_multiscale_model(config: ml_collections.ConfigDict) -> MultiScalePixelRNN:
   """The MultiScalePixelRNN of config.model (name 'multiscale') and config.data."""
-  from pixel_jax import models  # pylint: disable=g-import-not-at-top
   ms = config.model.multiscale
-  full = pixelrnn.pixel_rnn(ms.core, residual=config.model.residual,
-                            **models.network_kwargs(config))
-  small_kwargs = models.network_kwargs(config, num_layers=ms.small_num_layers,
-                                       image_size=ms.small_size)
-  small_kwargs['hidden_channels'] = ms.small_hidden_channels
-  small = pixelrnn.pixel_rnn(ms.core, residual=ms.small_residual, **small_kwargs)
+  full = dataclasses.replace(NetworkConfig.from_config(config), core=ms.core)
+  small = dataclasses.replace(full, num_layers=ms.small_num_layers, image_size=ms.small_size,
+                              hidden_channels=ms.small_hidden_channels,
+                              residual=ms.small_residual)
   factor = config.data.image_size // ms.small_size
   upsampler = Upsampler(ms.cond_channels, ms.upsampler_layers, factor,
-                        config.data.num_levels, dtype=models.DTYPES[config.model.dtype])
-  return MultiScalePixelRNN(small_network=small, full_network=full, upsampler=upsampler,
-                            factor=factor)
+                        config.data.num_levels, dtype=full.dtype)
+  return MultiScalePixelRNN(small_network=network.AutoregressiveNetwork(small),
+                            full_network=network.AutoregressiveNetwork(full),
+                            upsampler=upsampler, factor=factor)
 
 
 __all__ = ['CORES', 'MultiScalePixelRNN', 'SUBSAMPLE_METHODS', 'Upsampler',
-           'get_multiscale_model', 'stages_grid', 'stride_mask', 'subsample',
+           'get_multiscale_model', 'has_stages', 'stage_variables', 'stride_mask', 'subsample',
            'upsampling_strides']

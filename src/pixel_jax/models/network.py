@@ -1,79 +1,92 @@
-"""The network skeleton shared by PixelRNN and PixelCNN (SPEC.md section 5).
+"""The network skeleton shared by PixelRNN and PixelCNN.
 
-images -> scale to [-1, 1] -> 7x7 mask-A convolution to 2h features -> num_layers blocks
-(optionally scanned) -> [sum of per-layer skip projections] -> output head -> logits.
+images -> scale to [-1, 1] -> kxk mask-A convolution to 2h features -> num_layers blocks of
+the core (models/cores.py; optionally scanned) -> [sum of per-layer skip projections] ->
+output head -> logits.
 """
 
 from typing import Any, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
+from pixel_jax.models import cores
 from pixel_jax.models import layers
+from pixel_jax.models.network_config import NetworkConfig
 
 
 class AutoregressiveNetwork(nn.Module):
   """Maps images [B, H, W, C] of integer levels to logits [B, H, W, C, num_levels].
 
   Attributes:
-    block_cls: the residual block (RecurrentBlock or ConvBlock); its __call__ takes
-      (x, cond) and returns (x, skip) so the same block runs unrolled or under nn.scan.
-    block_kwargs: the block's attributes, as a tuple of (name, value) pairs.
-    num_layers: number of blocks.
-    hidden_channels: h; the residual stream has 2h channels.
-    num_channels / num_levels / image_size: the data (C, K and H = W).
-    out_hidden_channels: width of the output head's hidden layer.
-    first_kernel_size: the mask-A input convolution's kernel size.
-    skip: when True the head reads the sum of every block's skip projection (OPEN in the
-      paper; our choice: a 1x1 mask-B convolution per block, summed) instead of the last
-      block's output.
-    scan_layers: nn.scan over the identical blocks: compile time independent of depth.
-    dtype: compute dtype.
+    cfg: the NetworkConfig (core, depth, widths, data shape, dtype, ...).
   """
-  block_cls: Any
-  block_kwargs: tuple
-  num_layers: int
-  hidden_channels: int
-  num_channels: int
-  num_levels: int
-  image_size: int
-  out_hidden_channels: int = 32
-  first_kernel_size: int = 7
-  skip: bool = False
-  scan_layers: bool = True
-  dtype: Any = jnp.float32
+  cfg: NetworkConfig
 
-  @nn.compact
+  # The data attributes every sampler and check reads.
+  @property
+  def image_size(self) -> int:
+    return self.cfg.image_size
+
+  @property
+  def num_channels(self) -> int:
+    return self.cfg.num_channels
+
+  @property
+  def num_levels(self) -> int:
+    return self.cfg.num_levels
+
+  def setup(self):
+    cfg = self.cfg
+    k = cfg.first_kernel_size
+    self.input_conv = layers.MaskedConv2D(cfg.features, (k, k), 'A', cfg.num_channels,
+                                          dtype=cfg.dtype)
+    block = cores.block_class(cfg.core)
+    if cfg.scan_layers:
+      self.blocks = nn.scan(block, variable_axes={'params': 0}, split_rngs={'params': True},
+                            in_axes=nn.broadcast, length=cfg.num_layers)(cfg)
+    else:
+      self.blocks = [block(cfg, name=f'block_{i}') for i in range(cfg.num_layers)]
+    self.head = layers.OutputHead(cfg.num_channels, cfg.num_levels,
+                                  cfg.out_hidden_channels, dtype=cfg.dtype)
+
   def __call__(self, images_BxHxWxC: jnp.ndarray,
                cond_BxHxWxD: Optional[jnp.ndarray] = None) -> jnp.ndarray:
-    layers.check_images(images_BxHxWxC, self.image_size, self.num_channels)
-    x = layers.scale_input(images_BxHxWxC, self.num_levels)
-    k = self.first_kernel_size
-    x = layers.MaskedConv2D(2 * self.hidden_channels, (k, k), 'A', self.num_channels,
-                            dtype=self.dtype, name='input_conv')(x)
-    kwargs = dict(self.block_kwargs, hidden=self.hidden_channels,
-                  num_groups=self.num_channels, skip=self.skip, dtype=self.dtype)
-    if self.scan_layers:
-      blocks = nn.scan(self.block_cls, variable_axes={'params': 0},
-                       split_rngs={'params': True}, in_axes=nn.broadcast,
-                       length=self.num_layers)
-      x, skips = blocks(**kwargs, name='blocks')(x, cond_BxHxWxD)
-      skip_sum = skips.sum(axis=0) if self.skip else None
+    cfg = self.cfg
+    layers.check_images(images_BxHxWxC, cfg.image_size, cfg.num_channels)
+    x = self.input_conv(layers.scale_input(images_BxHxWxC, cfg.num_levels))
+    if cfg.scan_layers:
+      x, skips = self.blocks(x, cond_BxHxWxD)
+      skip_sum = skips.sum(axis=0) if cfg.skip else None
     else:
       skips = []
-      for i in range(self.num_layers):
-        x, s = self.block_cls(**kwargs, name=f'block_{i}')(x, cond_BxHxWxD)
+      for block in self.blocks:
+        x, s = block(x, cond_BxHxWxD)
         skips.append(s)
-      skip_sum = sum(skips) if self.skip else None
-    head_input = skip_sum if self.skip else x
-    return layers.OutputHead(self.num_channels, self.num_levels, self.out_hidden_channels,
-                             dtype=self.dtype, name='head')(head_input)
+      skip_sum = sum(skips) if cfg.skip else None
+    return self.head(skip_sum if cfg.skip else x)
+
+  # One position at a time (the cached sampler).
+
+  def input_at(self, window_NxIxJxC: jnp.ndarray) -> jnp.ndarray:
+    """The input convolution at one position from the top of its window of scaled levels
+    (rows r - k//2 .. r, columns c - k//2 .. c + k//2): [N, 2h]."""
+    return self.input_conv.at_window(window_NxIxJxC)
+
+  def logits_at(self, x_NxF: jnp.ndarray) -> jnp.ndarray:
+    """The output head at one position: logits [N, C, K]."""
+    return self.head(x_NxF)
 
 
-def skip_projection(out_BxHxWxF: jnp.ndarray, enabled: bool,
-                    num_groups: int, dtype: Any) -> Optional[jnp.ndarray]:
-  """A block's learnable skip connection to the output: a 1x1 mask-B convolution."""
-  if not enabled:
-    return None
-  return layers.MaskedConv2D(out_BxHxWxF.shape[-1], num_groups=num_groups, dtype=dtype,
-                             name='skip')(out_BxHxWxF)
+def block_variables(cfg: NetworkConfig, variables: Any) -> list[Any]:
+  """Each block's variables, whether the blocks were scanned (stacked) or unrolled: what
+  `cores.block_class(cfg.core)(cfg).apply` takes."""
+  params = variables['params']
+  if cfg.scan_layers:
+    return [{'params': jax.tree_util.tree_map(lambda a, i=i: a[i], params['blocks'])}
+            for i in range(cfg.num_layers)]
+  return [{'params': params[f'block_{i}']} for i in range(cfg.num_layers)]
+
+
+__all__ = ['AutoregressiveNetwork', 'block_variables']

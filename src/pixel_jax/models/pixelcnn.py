@@ -1,44 +1,71 @@
-"""PixelCNN: residual blocks of masked convolutions (SPEC.md section 5).
+"""PixelCNN: residual blocks of masked convolutions, over a whole image and one position
+at a time (the cached sampler's block interface, models/cores.py).
 
-Block layout (OPEN in the paper; the usual reading): ReLU -> 1x1 mask B 2h -> h -> ReLU ->
-3x3 mask B -> ReLU -> 1x1 mask B h -> 2h, plus the input. Stacked 3x3 mask-B kernels never
+Block layout (open in the paper; the usual reading): ReLU -> 1x1 mask B 2h -> h -> ReLU ->
+kxk mask B -> ReLU -> 1x1 mask B h -> 2h, plus the input. Stacked 3x3 mask-B kernels never
 reach the region above and to the right of a pixel beyond their diagonal: the PixelCNN blind
 spot, reproduced on purpose and tested.
+
+One position: the 1x1 layers are pointwise; the input map of the kxk convolution is kept
+in a zero-padded buffer (Ramachandran et al. 2017), written at (r, c) and read as the
+window of rows r - k//2 .. r (rows below the centre are masked, so never needed).
 """
 
-from typing import Any, Optional
+from typing import Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
-from pixel_jax.models import network
 from pixel_jax.models.layers import MaskedConv2D
+from pixel_jax.models.network_config import NetworkConfig
+
+Cache = dict[str, jnp.ndarray]
 
 
 class ConvBlock(nn.Module):
-  """The PixelCNN residual bottleneck block; returns (output, skip)."""
-  hidden: int
-  num_groups: int = 1
-  kernel_size: int = 3
-  residual: bool = True
-  skip: bool = False
-  dtype: Any = jnp.float32
+  """The PixelCNN residual bottleneck block; returns (output, skip), skip None unless
+  cfg.skip. PixelCNN takes no conditioning map."""
+  cfg: NetworkConfig
 
-  @nn.compact
+  def setup(self):
+    cfg = self.cfg
+    conv = lambda f, k: MaskedConv2D(f, (k, k), 'B', cfg.num_channels, dtype=cfg.dtype)
+    self.reduce = conv(cfg.hidden_channels, 1)
+    self.masked_conv = conv(cfg.hidden_channels, cfg.kernel_size)
+    self.expand = conv(cfg.features, 1)
+    if cfg.skip:
+      self.skip = conv(cfg.features, 1)
+
+  def _finish(self, x: jnp.ndarray, y: jnp.ndarray):
+    y = self.expand(nn.relu(y))
+    out = (x + y if self.cfg.residual else y).astype(x.dtype)
+    return out, (self.skip(out) if self.cfg.skip else None)
+
   def __call__(self, x_BxHxWx2h: jnp.ndarray, cond_BxHxWxD: Optional[jnp.ndarray] = None):
-    del cond_BxHxWxD  # PixelCNN takes no conditioning map.
-    conv = lambda f, k, name: MaskedConv2D(f, (k, k), 'B', self.num_groups,
-                                           dtype=self.dtype, name=name)
-    y = conv(self.hidden, 1, 'reduce')(nn.relu(x_BxHxWx2h))
-    y = conv(self.hidden, self.kernel_size, 'masked_conv')(nn.relu(y))
-    y = conv(x_BxHxWx2h.shape[-1], 1, 'expand')(nn.relu(y))
-    out = (x_BxHxWx2h + y if self.residual else y).astype(x_BxHxWx2h.dtype)
-    return out, network.skip_projection(out, self.skip, self.num_groups, self.dtype)
+    del cond_BxHxWxD
+    y = self.masked_conv(nn.relu(self.reduce(nn.relu(x_BxHxWx2h))))
+    return self._finish(x_BxHxWx2h, y)
 
+  def init_cache(self, n: int) -> Cache:
+    cfg, q = self.cfg, self.cfg.kernel_size // 2
+    return {'conv_in': jnp.zeros((n, cfg.image_size + q, cfg.image_size + 2 * q,
+                                  cfg.hidden_channels), cfg.dtype)}
 
-def pixel_cnn(residual: bool = True, kernel_size: int = 3,
-              **kwargs) -> network.AutoregressiveNetwork:
-  """A PixelCNN (15 blocks in the paper)."""
-  return network.AutoregressiveNetwork(
-      block_cls=ConvBlock,
-      block_kwargs=(('residual', residual), ('kernel_size', kernel_size)), **kwargs)
+  def position(self, cache: Cache, x_Nx2h: jnp.ndarray, cond_NxD: Optional[jnp.ndarray],
+               r: jnp.ndarray, c: jnp.ndarray):
+    del cond_NxD
+    k, q = self.cfg.kernel_size, self.cfg.kernel_size // 2
+    a = nn.relu(self.reduce(nn.relu(x_Nx2h)))
+    zero = jnp.zeros((), jnp.int32)
+    conv_in = jax.lax.dynamic_update_slice(
+        cache['conv_in'], a.astype(cache['conv_in'].dtype)[:, None, None, :],
+        (zero, r + q, c + q, zero))
+    n, h = a.shape
+    window = jax.lax.dynamic_slice(conv_in, (zero, r, c, zero), (n, q + 1, k, h))
+    out, skip = self._finish(x_Nx2h, self.masked_conv.at_window(window))
+    return out, skip, {'conv_in': conv_in}, {}
+
+  def end_row(self, cache: Cache, cond_NxWxD: Optional[jnp.ndarray]) -> Cache:
+    del cond_NxWxD
+    return cache

@@ -1,43 +1,57 @@
-"""PixelRNN networks: residual blocks around a Row LSTM or Diagonal BiLSTM layer."""
+"""The PixelRNN residual block around a Row LSTM or Diagonal BiLSTM layer, over a whole
+image and one position at a time (the cached sampler's block interface, models/cores.py)."""
 
-from typing import Any, Optional
+from typing import Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from pixel_jax.models import network
 from pixel_jax.models.diagonal_bilstm import DiagonalBiLSTM
 from pixel_jax.models.layers import MaskedConv2D
+from pixel_jax.models.network_config import NetworkConfig
 from pixel_jax.models.row_lstm import RowLSTM
 
-CORES = {'row_lstm': RowLSTM, 'diagonal_bilstm': DiagonalBiLSTM}
+LAYERS = {'row_lstm': RowLSTM, 'diagonal_bilstm': DiagonalBiLSTM}
+
+Cache = dict[str, jnp.ndarray]
 
 
 class RecurrentBlock(nn.Module):
-  """LSTM layer on the 2h input gives h; a 1x1 mask-B convolution back to 2h; + input.
+  """LSTM layer (cfg.core) on the 2h input gives h; a 1x1 mask-B convolution back to 2h;
+  + input. Returns (output, skip) so it runs unrolled or under nn.scan (the output is the
+  carry); skip is None unless cfg.skip."""
+  cfg: NetworkConfig
 
-  Returns (output, skip) so it runs unrolled or under nn.scan (the output is the carry).
-  """
-  core: str
-  hidden: int
-  num_groups: int = 1
-  residual: bool = True
-  skip: bool = False
-  dtype: Any = jnp.float32
+  def setup(self):
+    cfg = self.cfg
+    # The layer's parameters live under its core's name ('row_lstm' / 'diagonal_bilstm').
+    self.layer = LAYERS[cfg.core](cfg.hidden_channels, cfg.num_channels, dtype=cfg.dtype,
+                                  name=cfg.core)
+    self.output_conv = MaskedConv2D(cfg.features, num_groups=cfg.num_channels,
+                                    dtype=cfg.dtype)
+    if cfg.skip:
+      self.skip = MaskedConv2D(cfg.features, num_groups=cfg.num_channels, dtype=cfg.dtype)
 
-  @nn.compact
+  def _finish(self, x: jnp.ndarray, h: jnp.ndarray):
+    """output_conv, the residual (added exactly once, here) and the skip projection; the
+    1x1 convolutions take a whole map or one position alike."""
+    y = self.output_conv(h)
+    out = (x + y if self.cfg.residual else y).astype(x.dtype)
+    return out, (self.skip(out) if self.cfg.skip else None)
+
   def __call__(self, x_BxHxWx2h: jnp.ndarray, cond_BxHxWxD: Optional[jnp.ndarray] = None):
-    h = CORES[self.core](self.hidden, self.num_groups, dtype=self.dtype,
-                         name=self.core)(x_BxHxWx2h, cond_BxHxWxD)
-    y = MaskedConv2D(x_BxHxWx2h.shape[-1], num_groups=self.num_groups, dtype=self.dtype,
-                     name='output_conv')(h)
-    # The residual is added exactly once, here (SPEC.md mistake 8).
-    out = (x_BxHxWx2h + y if self.residual else y).astype(x_BxHxWx2h.dtype)
-    return out, network.skip_projection(out, self.skip, self.num_groups, self.dtype)
+    return self._finish(x_BxHxWx2h, self.layer(x_BxHxWx2h, cond_BxHxWxD))
 
+  def init_cache(self, n: int) -> Cache:
+    return self.layer.init_cache(n, self.cfg.image_size, self.cfg.features)
 
-def pixel_rnn(core: str, residual: bool = True, **kwargs) -> network.AutoregressiveNetwork:
-  """A PixelRNN with the given core ('row_lstm' or 'diagonal_bilstm')."""
-  return network.AutoregressiveNetwork(
-      block_cls=RecurrentBlock, block_kwargs=(('core', core), ('residual', residual)),
-      **kwargs)
+  def position(self, cache: Cache, x_Nx2h: jnp.ndarray, cond_NxD: Optional[jnp.ndarray],
+               r: jnp.ndarray, c: jnp.ndarray):
+    del r  # The layers' caches hold the current row.
+    h, cache, pending = self.layer.position(cache, x_Nx2h, cond_NxD, c)
+    out, skip = self._finish(x_Nx2h, h)
+    return out, skip, cache, pending
+
+  def end_row(self, cache: Cache, cond_NxWxD: Optional[jnp.ndarray]) -> Cache:
+    return self.layer.end_row(cache, cond_NxWxD)
+

@@ -1,4 +1,18 @@
-"""Row LSTM layer (SPEC.md section 3): a jax.lax.scan over image rows."""
+"""Row LSTM layer: a jax.lax.scan over image rows, and the same layer one position at a
+time for the cached sampler.
+
+Full image (`RowLSTM.__call__`): the input-to-state pre-activations are a 1x3 mask-B
+convolution along the row (the paper's "3 x 1"), computed for the whole map at once; the
+state-to-state part is an unmasked width-3 convolution of the previous row's hidden state
+(row r - 1 is entirely in the past of row r, so it needs no mask). Both forms run
+`row_lstm_step` on the states a position reads.
+
+One position (the cached sampler's interface, see models/cores.py): the state at (r, c)
+reads the previous row's h at c-1, c, c+1 and its c at c, and the 1x3 input-to-state
+kernel reads the layer input at (r, c-1) and (r, c) (its right tap is masked). So the cache
+holds the previous row's (h, c) (the learned initial state for row -1), the current row's
+(h, c) being written, and the left neighbour's layer input.
+"""
 
 from typing import Any, Optional
 
@@ -8,56 +22,105 @@ import jax.numpy as jnp
 
 from pixel_jax.models import layers
 
+Cache = dict[str, jnp.ndarray]
 
-def row_state_to_state(kernel_3hx4h: jnp.ndarray, h_prev_BxWxh: jnp.ndarray) -> jnp.ndarray:
-  """Unmasked width-3 convolution along the previous row: column c reads c-1, c, c+1.
 
-  Row r-1 is entirely in the past of row r, so no mask is needed.
-  """
+def row_neighbours(h_prev_BxWxh: jnp.ndarray) -> jnp.ndarray:
+  """[h(c-1), h(c), h(c+1)] of the previous row at every column c, zero-padded: [B, W, 3h]."""
   padded = jnp.pad(h_prev_BxWxh, ((0, 0), (1, 1), (0, 0)))
   width = h_prev_BxWxh.shape[1]
-  neighbours = jnp.concatenate(
-      [padded[:, :width], padded[:, 1:width + 1], padded[:, 2:]], axis=-1)
-  return jnp.einsum('bwk,kf->bwf', neighbours.astype(kernel_3hx4h.dtype), kernel_3hx4h)
+  return jnp.concatenate([padded[:, :width], padded[:, 1:width + 1], padded[:, 2:]],
+                         axis=-1)
 
 
-def row_lstm_step(kernel_3hx4h: jnp.ndarray, carry: tuple[jnp.ndarray, jnp.ndarray],
-                  gates_is_BxWx4h: jnp.ndarray) -> tuple[tuple[jnp.ndarray, jnp.ndarray],
-                                                         jnp.ndarray]:
-  """One row of the recurrence: (h_{r-1}, c_{r-1}) and row r's input gates -> (h_r, c_r)."""
-  h_prev, c_prev = carry
-  gates = gates_is_BxWx4h.astype(jnp.float32) + row_state_to_state(kernel_3hx4h, h_prev)
-  h, c = layers.lstm_cell(gates, c_prev)
-  return (h, c), h
+def row_lstm_step(kernel_3hx4h: jnp.ndarray, h_above_Nx3h: jnp.ndarray,
+                  c_above_Nxh: jnp.ndarray, gates_is_Nx4h: jnp.ndarray
+                  ) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """(h, c) at a position (or a whole row) from the three h above it and the c above it."""
+  return layers.lstm_step(kernel_3hx4h, h_above_Nx3h, gates_is_Nx4h, c_above_Nxh)
+
+
+def _read(buffer_NxWxF: jnp.ndarray, c: jnp.ndarray, cols: int) -> jnp.ndarray:
+  """buffer[:, c:c+cols] for a traced column c: [N, cols, F]."""
+  zero = jnp.zeros((), jnp.int32)
+  n, _, f = buffer_NxWxF.shape
+  return jax.lax.dynamic_slice(buffer_NxWxF, (zero, c, zero), (n, cols, f))
+
+
+def _write(buffer_NxWxF: jnp.ndarray, c: jnp.ndarray, value_NxF: jnp.ndarray) -> jnp.ndarray:
+  """buffer[:, c] = value, in place inside the sampling loop."""
+  zero = jnp.zeros((), jnp.int32)
+  update = value_NxF.astype(buffer_NxWxF.dtype)[:, None, :]
+  return jax.lax.dynamic_update_slice(buffer_NxWxF, update, (zero, c, zero))
 
 
 class RowLSTM(nn.Module):
   """Row LSTM: [B, H, W, F] -> hidden states [B, H, W, hidden].
 
-  Input-to-state: a 1x3 mask-B convolution along the row (the paper's "3 x 1"), computed
-  for the whole map at once. State-to-state: an unmasked width-3 convolution of the
-  previous row's hidden state. `cond_BxHxWxD`, when given, goes through an unmasked 1x1
-  convolution added to the input-to-state pre-activations (Multi-Scale PixelRNN).
+  `cond_BxHxWxD`, when given, goes through an unmasked 1x1 convolution (cond_to_state)
+  added to the input-to-state pre-activations (Multi-Scale PixelRNN).
   """
   hidden: int
   num_groups: int = 1
   dtype: Any = jnp.float32
 
-  def input_to_state(self, x_BxHxWxF, cond_BxHxWxD=None):
-    gates = layers.MaskedConv2D(4 * self.hidden, (1, 3), 'B', self.num_groups,
-                                out_blocks=4, dtype=self.dtype, name='input_to_state')(x_BxHxWxF)
-    if cond_BxHxWxD is not None:
-      gates = gates + nn.Dense(4 * self.hidden, dtype=self.dtype,
-                               name='cond_to_state')(cond_BxHxWxD)
-    return gates
+  def setup(self):
+    h = self.hidden
+    self.input_to_state = layers.MaskedConv2D(4 * h, (1, 3), 'B', self.num_groups,
+                                              out_blocks=4, dtype=self.dtype)
+    self.cond_to_state = nn.Dense(4 * h, dtype=self.dtype)
+    self.state_to_state = self.param('state_to_state', nn.initializers.lecun_normal(),
+                                     (3 * h, 4 * h))
+    self.initial_h = self.param('initial_h', nn.initializers.zeros, (h,))
+    self.initial_c = self.param('initial_c', nn.initializers.zeros, (h,))
 
-  @nn.compact
+  def _with_cond(self, gates: jnp.ndarray, cond: Optional[jnp.ndarray]) -> jnp.ndarray:
+    return gates if cond is None else gates + self.cond_to_state(cond)
+
   def __call__(self, x_BxHxWxF: jnp.ndarray,
                cond_BxHxWxD: Optional[jnp.ndarray] = None) -> jnp.ndarray:
-    gates_is = self.input_to_state(x_BxHxWxF, cond_BxHxWxD)
-    kernel = self.param('state_to_state', nn.initializers.lecun_normal(),
-                        (3 * self.hidden, 4 * self.hidden)).astype(self.dtype)
-    carry = layers.initial_state(self, gates_is[:, 0, :, :self.hidden], self.hidden)
-    step = lambda carry, g: row_lstm_step(kernel, carry, g)
+    gates_is = self._with_cond(self.input_to_state(x_BxHxWxF), cond_BxHxWxD)
+    kernel = self.state_to_state.astype(self.dtype)
+    carry = layers.initial_state(self.initial_h, self.initial_c,
+                                 gates_is[:, 0, :, :self.hidden])
+
+    def step(carry, gates_BxWx4h):
+      h, c = row_lstm_step(kernel, row_neighbours(carry[0]), carry[1], gates_BxWx4h)
+      return (h, c), h
+
     _, h_HxBxWxh = jax.lax.scan(step, carry, jnp.swapaxes(gates_is, 0, 1))
     return jnp.swapaxes(h_HxBxWxh, 0, 1)
+
+  # One position at a time (the cached sampler).
+
+  def init_cache(self, n: int, width: int, in_features: int) -> Cache:
+    """The caches before row 0: row -1 is the learned initial state. Columns 0 and W + 1
+    of the h buffers are the zero padding of row_neighbours."""
+    f32, h = jnp.float32, self.hidden
+    h_row = jnp.zeros((n, width + 2, h), f32)
+    h0, c0 = (s0.astype(f32)[None, None, :] for s0 in (self.initial_h, self.initial_c))
+    return {'h_above': h_row.at[:, 1:width + 1].add(h0),
+            'c_above': jnp.zeros((n, width, h), f32) + c0,
+            'h_row': h_row, 'c_row': jnp.zeros((n, width, h), f32),
+            'x_left': jnp.zeros((n, in_features), self.dtype)}
+
+  def position(self, cache: Cache, x_NxF: jnp.ndarray, cond_NxD: Optional[jnp.ndarray],
+               c: jnp.ndarray) -> tuple[jnp.ndarray, Cache, Cache]:
+    """(h [N, hidden] at (r, c), updated caches, the left-neighbour input to keep once the
+    pixel is final). Buffers read during a row (the row above) are never written in it."""
+    taps = jnp.stack([cache['x_left'], x_NxF.astype(self.dtype)], axis=1)  # c-1, c.
+    gates_is = self._with_cond(self.input_to_state.at_window(taps[:, None]), cond_NxD)
+    h_above = _read(cache['h_above'], c, 3).reshape(x_NxF.shape[0], -1)
+    c_above = _read(cache['c_above'], c, 1)[:, 0]
+    h_new, c_new = row_lstm_step(self.state_to_state.astype(self.dtype), h_above,
+                                 c_above, gates_is)
+    cache = {**cache, 'h_row': _write(cache['h_row'], c + 1, h_new),
+             'c_row': _write(cache['c_row'], c, c_new)}
+    return h_new, cache, {'x_left': x_NxF.astype(self.dtype)}
+
+  def end_row(self, cache: Cache, cond_NxWxD: Optional[jnp.ndarray]) -> Cache:
+    """The finished row becomes the row above; the next row starts with no left input."""
+    del cond_NxWxD  # Already added at each position.
+    return {**cache, 'h_above': cache['h_row'], 'c_above': cache['c_row'],
+            'h_row': cache['h_above'], 'c_row': cache['c_above'],
+            'x_left': jnp.zeros_like(cache['x_left'])}
