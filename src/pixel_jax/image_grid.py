@@ -2,6 +2,7 @@
 
 import math
 import os
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -57,7 +58,7 @@ def save_png(path: str, array: np.ndarray, scale: int = 1) -> str:
   return path
 
 
-def stages_grid(small_NxSxSxC: np.ndarray, images_NxHxWxC: np.ndarray, num_levels: int,
+def stages_grid(small_NxSxSxC: Any, images_NxHxWxC: Any, num_levels: int,
                 pairs_per_row: int = 0) -> np.ndarray:
   """A uint8 RGB grid of (small | full) pairs, e.g. the two stages of multi-scale samples.
 

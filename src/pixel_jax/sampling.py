@@ -267,10 +267,10 @@ def _sample_stages(model: Any, variables: Any, rng: jax.Array, num_samples: int,
                  jax.random.fold_in(rng, 0), num_samples, method=method,
                  temperature=temperature, prefix=small_prefix, prefix_mask=small_known)
   cond = model.apply(variables, small, method=multiscale.MultiScalePixelRNN.condition)
-  values = jnp.asarray(values).at[:, ::k, ::k].set(small.astype(jnp.int32))
+  full_prefix = jnp.asarray(values).at[:, ::k, ::k].set(small.astype(jnp.int32))
   return sample(model.full_network, full_vars,
                 jax.random.fold_in(rng, 1), num_samples, method=method,
-                temperature=temperature, prefix=values, prefix_mask=known | stride,
+                temperature=temperature, prefix=full_prefix, prefix_mask=known | stride,
                 cond=cond)
 
 

@@ -77,19 +77,21 @@ def banded_scan(kernel_Dx2hx4h: jnp.ndarray, columns_Lx2xBxHx4h: jnp.ndarray,
   for t0, t1, lo, hi in band_chunks(length, height, width):
     # The band's state: its rows of the last carry, then rows entering from the left
     # padding (still at the initial state).
-    band = tuple(jnp.concatenate([c[:, :, lo - carry_lo:min(hi, carry_hi) - carry_lo],
-                                  s0[:, :, max(carry_hi, lo):hi]], axis=2)
-                 for c, s0 in zip(carry, init))
+    band_h, band_c = (
+        jnp.concatenate([c[:, :, lo - carry_lo:min(hi, carry_hi) - carry_lo],
+                         s0[:, :, max(carry_hi, lo):hi]], axis=2)
+        for c, s0 in zip(carry, init))
+    band = (band_h, band_c)
     band_init = tuple(s0[:, :, lo:hi] for s0 in init)
     rows = jnp.arange(lo, hi)[None, None, :, None]
 
     def step(carry, column, band_init=band_init, rows=rows):
       t, gates_col = column
-      carry = column_step(kernel_Dx2hx4h, carry, gates_col)
+      h, c = column_step(kernel_Dx2hx4h, carry, gates_col)
       # Skewed cells left of the image (t < r) are padding: hold them at the learned
       # initial state, so pixel (r, 0) starts from it exactly like a plain LSTM would.
-      carry = tuple(jnp.where(rows > t, s0, s) for s, s0 in zip(carry, band_init))
-      return carry, carry[0]
+      h, c = jnp.where(rows > t, band_init[0], h), jnp.where(rows > t, band_init[1], c)
+      return (h, c), h
 
     carry, h = jax.lax.scan(step, band, (jnp.arange(t0, t1),
                                          columns_Lx2xBxHx4h[t0:t1, :, :, lo:hi]))

@@ -67,7 +67,7 @@ CORES = ('row_lstm', 'diagonal_bilstm')
 SUBSAMPLE_METHODS = ('stride',)
 
 
-def subsample(images_BxNxNxC: jnp.ndarray, factor: int) -> jnp.ndarray:
+def subsample(images_BxNxNxC: Any, factor: int) -> Any:
   """The small image: every `factor`-th pixel, s[i, j] = x[factor i, factor j].
 
   Exact levels are kept (no averaging), so binary images stay binary.
