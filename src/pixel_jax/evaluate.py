@@ -4,12 +4,20 @@
   python -m pixel_jax.evaluate --workdir=/tmp/run1 --checkpoint=latest --split=validation
   python -m pixel_jax.evaluate --workdir=/tmp/run1 \
       --data_name=mnist_idx --idx_dir=/path/to/mnist                      # real MNIST test
+  python -m pixel_jax.evaluate --workdir=/tmp/run1 --heatmaps=8            # + likelihood maps
 
 The model is rebuilt from the workdir's config.json (or --config, with --config.* overrides);
 the --data_* flags then point the same model at other data of the same shape.
+
+--heatmaps=N also writes, for the first N images of the split, each image beside its
+per-pixel NLL in bits (the sum of the pixel's sub-pixel NLLs over its channels; the maps of
+an image sum to its NLL), on one colour scale shared by the N images, into --heatmaps_dir
+(default WORKDIR/heatmaps): heatmap_000.png ... one per image, heatmaps.png all of them,
+heatmaps.npy the maps (float32 bits [N, H, W]).
 """
 
 import json
+import math
 import os
 import sys
 from typing import Optional
@@ -20,10 +28,13 @@ from absl import logging
 import jax
 import ml_collections
 from ml_collections import config_flags
+import numpy as np
 
 from pixel_jax import checkpointing
 from pixel_jax import config_files
+from pixel_jax import configs
 from pixel_jax import evaluation
+from pixel_jax import image_grid
 from pixel_jax import runs
 
 FLAGS = flags.FLAGS
@@ -45,19 +56,28 @@ def define_flags() -> None:
   flags.DEFINE_integer('batch_size', None, 'Override config.eval.batch_size.')
   flags.DEFINE_integer('max_examples', None, 'Override config.eval.max_examples (0: all).')
   flags.DEFINE_string('output', None, 'Also write the result as JSON here.')
+  flags.DEFINE_integer('heatmaps', 0, 'Also write per-pixel NLL heatmaps of the first N '
+                       'images of the split.')
+  flags.DEFINE_string('heatmaps_dir', None, 'Where to write them (default: '
+                      'WORKDIR/heatmaps).')
   flags.mark_flags_as_required(['workdir'])
 
 
 def evaluate(config: Optional[ml_collections.ConfigDict], workdir: str, split: str = 'test',
-             checkpoint: str = 'best') -> dict:
+             checkpoint: str = 'best', heatmaps: int = 0,
+             heatmaps_dir: Optional[str] = None) -> dict:
   """Restores a checkpoint of `workdir` and returns its NLL on `split` of config.data.
 
   `config` None uses the run's config.json. Returns {'loss', 'unit', 'nll_nats',
   'bits_per_dim', 'num_examples', 'step', 'checkpoint', 'split', 'data' (what was really
   read, e.g. 'mnist_idx (idx_dir=/data/mnist)'), 'binarization' (as applied, e.g. 'static
   (Bernoulli(x/255) sampled once, seed 0)')}, plus each stage's 'nll_nats_<stage>' for the
-  multi-scale model.
+  multi-scale model. `heatmaps` > 0 also writes the heatmaps of the split's first images
+  (write_heatmaps) into `heatmaps_dir` (default WORKDIR/heatmaps) and adds 'heatmaps':
+  the paths written.
   """
+  if heatmaps < 0:
+    raise configs.ConfigError(f'--heatmaps={heatmaps} must be a number of images >= 0.')
   run = runs.restore_run(workdir, checkpoint, config)
   config = run.config
   data = runs.open_data(config)
@@ -65,7 +85,41 @@ def evaluate(config: Optional[ml_collections.ConfigDict], workdir: str, split: s
   result = evaluation.evaluate_images(config, run.model, run.state.params, images, run.mesh)
   result.update(unit=evaluation.loss_unit(config), step=run.step, checkpoint=run.checkpoint,
                 split=split, data=data.describe(split), binarization=data.info.binarization)
+  if heatmaps:
+    shown = np.asarray(images[:heatmaps])
+    maps = evaluation.pixel_nlls(config, run.model, run.state.params, shown, run.mesh)
+    result['heatmaps'] = write_heatmaps(shown, maps, config.data.num_levels,
+                                        heatmaps_dir or os.path.join(workdir, 'heatmaps'))
   return result
+
+
+def write_heatmaps(images_NxHxWxC: np.ndarray, nll_nats_NxHxW: np.ndarray, num_levels: int,
+                   output_dir: str) -> list[str]:
+  """Writes each image beside its per-pixel NLL in bits, on one colour scale for all.
+
+  Files: heatmap_<i>.png (one per image, numbered from 000), heatmaps.png (all images),
+  heatmaps.npy (float32 bits [N, H, W]). Each caption gives the image's NLL in nats and
+  bits/dim. Returns the paths written.
+  """
+  bits = (np.asarray(nll_nats_NxHxW, np.float32) / math.log(2.0)).astype(np.float32)
+  vmax = float(bits.max())
+  dims = math.prod(images_NxHxWxC.shape[1:])
+  captions = [f'{i}: {b.sum() * math.log(2.0):.2f} nats, {b.sum() / dims:.3f} bits/dim'
+              for i, b in enumerate(bits)]
+  os.makedirs(output_dir, exist_ok=True)
+  paths = []
+  for i in range(len(bits)):
+    panel = image_grid.heatmap_panel(images_NxHxWxC[i:i + 1], bits[i:i + 1], num_levels,
+                                     vmax=vmax, captions=captions[i:i + 1])
+    paths.append(image_grid.save_png(os.path.join(output_dir, f'heatmap_{i:03d}.png'), panel))
+  paths.append(image_grid.save_png(
+      os.path.join(output_dir, 'heatmaps.png'),
+      image_grid.heatmap_panel(images_NxHxWxC, bits, num_levels, vmax=vmax,
+                               captions=captions)))
+  npy = os.path.join(output_dir, 'heatmaps.npy')
+  np.save(npy + '.tmp.npy', bits)
+  os.replace(npy + '.tmp.npy', npy)
+  return paths + [npy]
 
 
 def _config_from_flags() -> ml_collections.ConfigDict:
@@ -90,7 +144,8 @@ def main(argv):
   checkpointing.quiet_orbax_logs()
   try:
     config = _config_from_flags()
-    result = evaluate(config, FLAGS.workdir, FLAGS.split, FLAGS.checkpoint)
+    result = evaluate(config, FLAGS.workdir, FLAGS.split, FLAGS.checkpoint, FLAGS.heatmaps,
+                      FLAGS.heatmaps_dir)
   except runs.USER_ERRORS as e:
     logging.error('%s', e)
     sys.exit(f'pixel_jax.evaluate: error: {e}')
@@ -101,6 +156,8 @@ def main(argv):
           f'({result["nll_nats"]:.3f} nats/image{stages}, {result["bits_per_dim"]:.4f} '
           f'bits/dim) | {result["checkpoint"]} checkpoint, step {result["step"]}')
   print(line, flush=True)
+  for path in result.get('heatmaps', ()):
+    print(path, flush=True)
   if FLAGS.output:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
     with open(FLAGS.output, 'w') as f:

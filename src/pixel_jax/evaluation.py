@@ -6,13 +6,16 @@ sub-pixel (bits/dim) for 256 levels. The multi-scale model also reports each sta
 of the NLL, as 'nll_nats_<stage>' entries that sum to the total.
 
 Training (the periodic validation), `python -m pixel_jax.evaluate` and notebooks all use
-`evaluate_images`, so every reported number comes from the same code.
+`evaluate_images`, so every reported number comes from the same code. `pixel_nlls` gives
+each image's per-pixel NLL map (the likelihood heatmaps of `evaluate --heatmaps`, and per
+image summed, the scores of `python -m pixel_jax.score`).
 """
 
 import functools
 from typing import Any, Callable, Optional
 
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -61,6 +64,55 @@ def make_eval_step(model: Any, mesh: jax.sharding.Mesh) -> Callable:
                  out_shardings=(rep, rep))
 
 
+def pixel_nll_fn(params: Any, images_BxHxWxC: jax.Array, *, model: Any) -> jax.Array:
+  """NLL of each pixel in nats, [B, H, W] (its sub-pixels summed), from integer levels.
+
+  The multi-scale model's joint logits hold every sub-pixel's conditional of its own stage,
+  so its map sums to the exact joint NLL as well.
+  """
+  logits = model.apply({'params': params}, images_BxHxWxC.astype(jnp.float32))
+  return losses.nll_per_pixel(logits, images_BxHxWxC)
+
+
+def make_pixel_nll_step(model: Any, mesh: jax.sharding.Mesh) -> Callable:
+  """pixel_nll_fn jitted for replicated parameters and batches split over the mesh."""
+  rep, data = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  return jax.jit(functools.partial(pixel_nll_fn, model=model), in_shardings=(rep, data),
+                 out_shardings=data)
+
+
+def _batch_size(config: ml_collections.ConfigDict, num_images: int,
+                mesh: jax.sharding.Mesh) -> int:
+  """config.eval.batch_size rounded up to fill the mesh, and no larger than needed."""
+  n_dev = mesh.devices.size
+  batch_size = -(-config.eval.batch_size // n_dev) * n_dev
+  return min(batch_size, -(-num_images // n_dev) * n_dev)
+
+
+def pixel_nlls(config: ml_collections.ConfigDict, model: Any, params: Any,
+               images: np.ndarray | input_pipeline.StreamingSplit,
+               mesh: jax.sharding.Mesh, step_fn: Optional[Callable] = None) -> np.ndarray:
+  """Per-pixel NLL maps in nats, float32 [N, H, W], of every image (no max_examples cap).
+
+  Each map sums (over H and W) to the image's exact NLL; in bits (/ ln 2) it is the
+  likelihood heatmap. Batches of config.eval.batch_size, split over `mesh`; `step_fn`:
+  make_pixel_nll_step(model, mesh), when the caller keeps one compiled step.
+  """
+  if len(images) == 0:
+    raise ValueError('No images to score.')
+  batch_size = _batch_size(config, len(images), mesh)
+  if step_fn is None:
+    step_fn = make_pixel_nll_step(model, mesh)
+  rows = sharding.local_slice(batch_size, mesh)
+  maps = []
+  for batch, mask in input_pipeline.eval_batches(images, batch_size, rows=rows):
+    out = step_fn(params, sharding.to_global(batch, mesh, batch_size))
+    valid = multihost_utils.process_allgather(sharding.to_global(mask, mesh, batch_size),
+                                              tiled=True)
+    maps.append(np.asarray(multihost_utils.process_allgather(out, tiled=True))[valid])
+  return np.concatenate(maps).astype(np.float32)
+
+
 def loss_unit(config: ml_collections.ConfigDict) -> str:
   """'nats' (per image) for binary data, 'bits/dim' for 256 levels."""
   return 'nats' if config.data.num_levels == 2 else 'bits/dim'
@@ -93,9 +145,7 @@ def evaluate_images(config: ml_collections.ConfigDict, model: Any, params: Any,
   """
   if config.eval.max_examples:
     images = images[:config.eval.max_examples]
-  n_dev = mesh.devices.size
-  batch_size = -(-config.eval.batch_size // n_dev) * n_dev  # Round up to fill the mesh.
-  batch_size = min(batch_size, -(-len(images) // n_dev) * n_dev)
+  batch_size = _batch_size(config, len(images), mesh)
   if step_fn is None:
     step_fn = make_eval_step(model, mesh)
   totals: dict[str, float] = {}

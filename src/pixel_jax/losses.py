@@ -23,6 +23,14 @@ def nll_per_image(logits_BxHxWxCxK: jnp.ndarray, images_BxHxWxC: jnp.ndarray) ->
   return -log_prob_per_subpixel(logits_BxHxWxCxK, images_BxHxWxC).sum(axis=(1, 2, 3))
 
 
+def nll_per_pixel(logits_BxHxWxCxK: jnp.ndarray, images_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
+  """NLL of each pixel in nats, [B, H, W]: its sub-pixels' NLLs summed over the channels.
+
+  Summed over H and W it is nll_per_image; a pixel's share of the image's code length.
+  """
+  return -log_prob_per_subpixel(logits_BxHxWxCxK, images_BxHxWxC).sum(axis=-1)
+
+
 def bits_per_dim(nll_nats: Union[float, jnp.ndarray],
                  num_dims: int) -> Union[float, jnp.ndarray]:
   """NLL in nats per image -> bits per sub-pixel: nats / (H * W * C * ln 2)."""
