@@ -94,6 +94,7 @@ def test_paper_network_layout():
     assert c.model.skip, name
     assert c.model.residual == (name not in no_residual), name
     assert c.model.out_hidden_channels == (32 if name.startswith('mnist') else 1024), name
+    assert c.model.out_hidden_layers == 1, name
   ms = cfg['imagenet64_multiscale'].model
   assert ms.skip and not ms.residual and ms.multiscale.small_residual
   assert cfg['mnist_multiscale'].model.skip
@@ -123,6 +124,7 @@ BAD_VALUES = [  # (field, value, what the message says)
     ('model.num_layers', True, 'config.model.num_layers=True must be an integer >= 1'),
     ('model.hidden_channels', 0, 'config.model.hidden_channels=0'),
     ('model.out_hidden_channels', -3, 'config.model.out_hidden_channels=-3'),
+    ('model.out_hidden_layers', 0, 'config.model.out_hidden_layers=0'),
     ('model.first_kernel_size', 4, 'config.model.first_kernel_size=4 must be an odd'),
     ('model.residual', 'yes', "config.model.residual='yes' must be True or False"),
     ('model.scan_layers', None, 'config.model.scan_layers=None'),

@@ -38,7 +38,8 @@ CASES = (
 
 
 @functools.lru_cache(maxsize=None)
-def _build(name, channels, levels, scan=True, skip=False, residual=True, dtype='float32'):
+def _build(name, channels, levels, scan=True, skip=False, residual=True, dtype='float32',
+           out_hidden_layers=1):
   """A tiny model and random variables (cached: built once per case)."""
   config = configs.base_config()
   config.model.name = name
@@ -49,6 +50,7 @@ def _build(name, channels, levels, scan=True, skip=False, residual=True, dtype='
   config.model.skip = skip
   config.model.residual = residual
   config.model.dtype = dtype
+  config.model.out_hidden_layers = out_hidden_layers
   config.data.image_size = SIZE
   config.data.num_channels = channels
   config.data.num_levels = levels
@@ -95,6 +97,20 @@ class CachedEqualsNaiveTest(parameterized.TestCase):
     got = sampling.cached_logits(model, variables, images)
     self.assertEqual(got.shape, expected.shape)
     np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
+
+  def test_two_hidden_head_layers(self):
+    """The other reading of the paper's output layers: cached still equals naive."""
+    model, variables = _build('row_lstm', 3, 256, False, True, True, out_hidden_layers=2)
+    head = variables['params']['head']
+    self.assertEqual(sorted(head), ['hidden', 'hidden_1', 'logits'])
+    images = _random_images(model, 2, seed=3)
+    expected = _forward(model)(variables, images.astype(jnp.float32))
+    got = sampling.cached_logits(model, variables, images)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
+    key = jax.random.key(7)
+    cached = sampling.sample(model, variables, key, 3, method='cached')
+    naive = sampling.sample(model, variables, key, 3, method='naive')
+    np.testing.assert_array_equal(np.asarray(cached), np.asarray(naive))
 
   def test_bfloat16_close_to_naive(self):
     model, variables = _build('row_lstm', 3, 256, True, True, True, 'bfloat16')

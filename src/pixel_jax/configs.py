@@ -71,6 +71,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.num_layers = 7
   config.model.hidden_channels = 16  # h: LSTM state size; residual stream has 2h channels.
   config.model.out_hidden_channels = 32  # Width of the hidden 1x1 output layers (1024 colour).
+  # Hidden 1x1 layers of the output head before the logits layer (_paper_network says why 1).
+  config.model.out_hidden_layers = 1
   config.model.first_kernel_size = 7  # The mask-A input convolution.
   config.model.residual = True
   config.model.skip = False  # Learnable 1x1 skip connection from every layer to the output.
@@ -162,13 +164,16 @@ def _paper_network(config: ml_collections.ConfigDict, model_name: str,
   * Output head: ReLU -> 1x1 mask B -> ReLU -> 1x1 mask B, with `out_hidden_channels`
     features in the hidden 1x1 layer: 1024 for colour data, 32 for MNIST. The paper lists
     the output layers as "ReLU followed by 1x1 conv, mask B (2 layers)" before the softmax
-    (or sigmoid); we read the second of the two 1x1 layers as the one that emits the
-    logits, so the head has one hidden layer of that width.
+    (or sigmoid). We read the second of the two 1x1 layers as the one that emits the
+    logits, so the head has one hidden layer of that width (`model.out_hidden_layers = 1`).
+    The text also allows two hidden layers of that width followed by a logits layer:
+    --config.model.out_hidden_layers=2 builds that reading.
   """
   config.model.name = model_name
   config.model.residual = True
   config.model.skip = True
   config.model.out_hidden_channels = out_hidden_channels
+  config.model.out_hidden_layers = 1
 
 
 def mnist_config(model_name: str) -> ml_collections.ConfigDict:
@@ -322,7 +327,7 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
 def _validate_model(config: ml_collections.ConfigDict) -> None:
   m, d = config.model, config.data
   _one_of(config, 'model.name', models.MODEL_NAMES + ('multiscale',))
-  for field in ('num_layers', 'hidden_channels', 'out_hidden_channels'):
+  for field in ('num_layers', 'hidden_channels', 'out_hidden_channels', 'out_hidden_layers'):
     _int_at_least(config, f'model.{field}', 1)
   k = m.first_kernel_size
   if not _is_int(k) or k < 1 or k % 2 == 0:

@@ -135,7 +135,13 @@ def initial_state(h0_Dxh: jnp.ndarray, c0_Dxh: jnp.ndarray, like_Nxh: jnp.ndarra
 
 
 class OutputHead(nn.Module):
-  """ReLU -> 1x1 mask B -> ReLU -> 1x1 mask B to the logits (SPEC.md section 5).
+  """ReLU -> 1x1 mask B -> ReLU -> 1x1 mask B to the logits (docs/design.md section 5).
+
+  `hidden_layers` ReLU -> 1x1 mask-B layers of `hidden_channels` features (named 'hidden',
+  then 'hidden_1', 'hidden_2', ...), then ReLU -> 1x1 mask B to the logits. The paper's
+  "ReLU followed by 1x1 conv, mask B (2 layers)" is read as one hidden layer (the default;
+  configs.py says why). Pointwise, so the same module serves a whole map [B, H, W, F] and
+  one position [N, F] (the cached sampler).
 
   Returns float32 logits [B, H, W, C, num_levels]. For binary data (num_levels == 2) the
   last layer emits one Bernoulli logit l per sub-pixel and the categorical logits are
@@ -144,14 +150,16 @@ class OutputHead(nn.Module):
   num_channels: int
   num_levels: int
   hidden_channels: int
+  hidden_layers: int = 1
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxHxWxF: jnp.ndarray) -> jnp.ndarray:
     k_out = 1 if self.num_levels == 2 else self.num_levels
-    x = nn.relu(x_BxHxWxF)
-    x = MaskedConv2D(self.hidden_channels, num_groups=self.num_channels, dtype=self.dtype,
-                     name='hidden')(x)
+    x = x_BxHxWxF
+    for i in range(self.hidden_layers):
+      x = MaskedConv2D(self.hidden_channels, num_groups=self.num_channels, dtype=self.dtype,
+                       name='hidden' if i == 0 else f'hidden_{i}')(nn.relu(x))
     x = nn.relu(x)
     x = MaskedConv2D(self.num_channels * k_out, num_groups=self.num_channels,
                      dtype=self.dtype, name='logits')(x)

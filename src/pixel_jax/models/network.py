@@ -49,7 +49,8 @@ class AutoregressiveNetwork(nn.Module):
     else:
       self.blocks = [block(cfg, name=f'block_{i}') for i in range(cfg.num_layers)]
     self.head = layers.OutputHead(cfg.num_channels, cfg.num_levels,
-                                  cfg.out_hidden_channels, dtype=cfg.dtype)
+                                  cfg.out_hidden_channels, cfg.out_hidden_layers,
+                                  dtype=cfg.dtype)
 
   def __call__(self, images_BxHxWxC: jnp.ndarray,
                cond_BxHxWxD: Optional[jnp.ndarray] = None) -> jnp.ndarray:

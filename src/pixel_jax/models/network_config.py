@@ -25,7 +25,8 @@ class NetworkConfig:
     num_layers: number of residual blocks.
     hidden_channels: h; the residual stream has 2h channels.
     num_channels / num_levels / image_size: the data (C, K and H = W).
-    out_hidden_channels: width of the output head's hidden layer.
+    out_hidden_channels: width of the output head's hidden layers.
+    out_hidden_layers: number of hidden 1x1 layers in the output head before the logits.
     first_kernel_size: the mask-A input convolution's kernel size (odd).
     skip: when True the head reads the sum of every block's skip projection (a 1x1 mask-B
       convolution per block) instead of the last block's output.
@@ -41,6 +42,7 @@ class NetworkConfig:
   num_levels: int
   image_size: int
   out_hidden_channels: int = 32
+  out_hidden_layers: int = 1
   first_kernel_size: int = 7
   skip: bool = False
   scan_layers: bool = True
@@ -60,6 +62,7 @@ class NetworkConfig:
     return cls(core=m.name, num_layers=m.num_layers, hidden_channels=m.hidden_channels,
                num_channels=d.num_channels, num_levels=d.num_levels,
                image_size=d.image_size, out_hidden_channels=m.out_hidden_channels,
+               out_hidden_layers=m.out_hidden_layers,
                first_kernel_size=m.first_kernel_size, skip=m.skip,
                scan_layers=m.scan_layers, residual=m.residual, dtype=DTYPES[m.dtype])
 
