@@ -5,36 +5,54 @@ Layout of a workdir:
   checkpoints/<step>/      the latest config.train.keep_checkpoints states
   checkpoints_best/<step>/ the state with the lowest validation loss so far
 
+  checkpoints_set_aside/    checkpoints found corrupt, moved here (never deleted)
+
 Orbax writes each step to a temporary directory and renames it when complete, so a run
 killed at any moment leaves only whole checkpoints (plus, possibly, a temporary directory
-that is ignored). Nothing here ever deletes a directory it cannot read: a corrupt or foreign
-checkpoint raises CheckpointError and the run stops.
+that is ignored), and readers never see half of one.
+
+Every checkpoint holds, beside the state, a SHA-256 checksum of each part of it (step,
+params, opt_state) computed from the arrays that were saved; a restore recomputes them from
+the arrays it read. A latest checkpoint that fails (unreadable, truncated, or restored to
+different numbers) is moved to checkpoints_set_aside/ with one warning and the newest good
+one is restored instead. Nothing here deletes a directory it cannot read.
 """
 
+import hashlib
 import json
 import logging as std_logging
 import os
 import re
-from typing import Any, Optional
+import shutil
+from typing import Any, Optional, Sequence, Union
 
 from absl import logging
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 CONFIG_FILE = 'config.json'
 LATEST_DIR = 'checkpoints'
 BEST_DIR = 'checkpoints_best'
+SET_ASIDE_DIR = 'checkpoints_set_aside'
 # Fields that fix the parameter shapes or the meaning of the loss: a resumed run must match.
 MODEL_FIELDS = ('model', 'data.image_size', 'data.num_channels', 'data.num_levels')
 _TMP = re.compile(r'.*\.orbax-checkpoint-tmp.*')
 
 
 class _QuietOrbax(std_logging.Filter):
-  """Drops orbax's INFO records (it logs every directory it renames); keeps warnings."""
+  """Drops orbax's INFO records (it logs every directory it renames) and its tracebacks (a
+  failed save is reported by the run in one line); keeps its warnings."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+    if '/orbax/' not in record.pathname:
+      return True
+    if record.exc_info:
+      return False
+    # A read-only manager (evaluate, sample) announces its adjusted options: not news.
+    return record.levelno >= std_logging.WARNING and 'read_only' not in record.getMessage() and (
+        'read only' not in record.getMessage())
 
 
 def quiet_orbax_logs() -> None:
@@ -46,6 +64,10 @@ def quiet_orbax_logs() -> None:
 
 class CheckpointError(RuntimeError):
   """A checkpoint directory or saved config that this run cannot use (nothing deleted)."""
+
+
+class OptimizerChangedError(CheckpointError):
+  """The checkpoint's parameters fit but its optimiser state does not (another optimiser)."""
 
 
 def _get(d: Any, dotted: str) -> Any:
@@ -69,12 +91,17 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> str:
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config saved by a run in workdir."""
   path = os.path.join(workdir, CONFIG_FILE)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise CheckpointError(f'--workdir={workdir} is a file, not a directory: give the '
+                          '--workdir of a training run.')
   try:
     with open(path) as f:
       return ml_collections.ConfigDict(json.load(f))
   except FileNotFoundError:
     raise CheckpointError(f'{path} does not exist: {workdir} is not a pixel_jax workdir.'
                           ) from None
+  except OSError as e:
+    raise CheckpointError(f'cannot read {path}: {e.strerror}.') from None
   except (json.JSONDecodeError, TypeError, ValueError) as e:
     raise CheckpointError(f'{path} is not a valid config file ({e}).') from None
 
@@ -118,23 +145,118 @@ def _check_directory(path: str) -> None:
                           '--workdir or move it away.')
 
 
-class Checkpointer:
-  """The latest-N manager and the best-by-validation manager of one workdir."""
+def optimizer_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str]:
+  """What differs in config.optim between the run saved in workdir and `config`, in words:
+  ['optimizer changed from rmsprop to adam', 'config.optim.grad_clip_norm changed from 1.0
+  to 0.0'] (empty when there is no saved config)."""
+  if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+    return []
+  old = _get(load_config(workdir).to_dict(), 'optim') or {}
+  new = _get(json.loads(config.to_json_best_effort()), 'optim') or {}
+  changes = []
+  if old.get('name') != new.get('name'):
+    changes.append(f'optimizer changed from {old.get("name")} to {new.get("name")}')
+  changes += [f'config.optim.{k} changed from {old.get(k)!r} to {new.get(k)!r}'
+              for k in sorted(set(old) | set(new)) if k != 'name' and old.get(k) != new.get(k)]
+  return changes
 
-  def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
+
+def parse_checkpoint_flag(value: Union[str, int, None]) -> Union[str, int]:
+  """--checkpoint: 'best', 'latest' or a step number (int); anything else is an error."""
+  if value is None:
+    return 'best'
+  if isinstance(value, int) or value in ('best', 'latest'):
+    return value
+  try:
+    return int(value)
+  except ValueError:
+    raise CheckpointError(f'--checkpoint={value}: --checkpoint must be an integer (a step), '
+                          '"best" or "latest".') from None
+
+
+# ----------------------------------------------------------------------------------------
+# Checksums of a state's content.
+
+
+def _host_array(x: Any) -> np.ndarray:
+  """The full value of a (replicated) leaf as numpy, also on a multi-host mesh."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    x = x.addressable_data(0)
+  return np.asarray(x)
+
+
+def _tree_digest(tree: Any) -> str:
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(tree):
+    a = np.ascontiguousarray(_host_array(leaf))
+    h.update(f'{a.dtype.str}{a.shape};'.encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
+def _part(state: Any, name: str) -> Any:
+  return state[name] if isinstance(state, dict) else getattr(state, name)
+
+
+def checksums(state: Any) -> dict[str, str]:
+  """{'step', 'params', 'opt_state'}: SHA-256 of each part's arrays (dtype, shape, bytes)."""
+  return {name: _tree_digest(_part(state, name)) for name in ('step', 'params', 'opt_state')}
+
+
+def _shapes(tree: Any) -> dict[str, tuple]:
+  """{'['dense']['kernel']': shape} of a tree of arrays or of orbax array metadata."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in flat}
+
+
+def _reason(e: BaseException) -> str:
+  return ' '.join(f'{type(e).__name__}: {e}'.split())[:300]
+
+
+class _Corrupt(Exception):
+  """A checkpoint that cannot be read back as it was written (internal)."""
+
+
+class Checkpointer:
+  """The latest-N manager and the best-by-validation manager of one workdir.
+
+  `read_only=True` (evaluate, sample) creates nothing and moves nothing: a corrupt checkpoint
+  is skipped with a warning instead of being set aside.
+  """
+
+  def __init__(self, workdir: str, keep: int = 3, async_save: bool = True,
+               read_only: bool = False):
     if keep < 1:
       raise ValueError(f'config.train.keep_checkpoints={keep} must be >= 1.')
-    self.workdir = workdir
-    self.latest_dir = os.path.abspath(os.path.join(workdir, LATEST_DIR))
-    self.best_dir = os.path.abspath(os.path.join(workdir, BEST_DIR))
+    self.workdir = os.path.abspath(workdir)
+    self.read_only = read_only
+    self.latest_dir = os.path.join(self.workdir, LATEST_DIR)
+    self.best_dir = os.path.join(self.workdir, BEST_DIR)
+    self.set_aside_dir = os.path.join(self.workdir, SET_ASIDE_DIR)
     for path in (self.latest_dir, self.best_dir):
       _check_directory(path)
-    self._latest = ocp.CheckpointManager(self.latest_dir, options=ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=async_save))
-    self._best = ocp.CheckpointManager(self.best_dir, options=ocp.CheckpointManagerOptions(
-        max_to_keep=1, best_fn=lambda m: m['eval_loss'], best_mode='min',
-        keep_checkpoints_without_metrics=False, create=True,
-        enable_async_checkpointing=async_save))
+    def manager(directory, **options):
+      return ocp.CheckpointManager(
+          directory, options=ocp.CheckpointManagerOptions(**options),
+          item_handlers={'state': ocp.StandardCheckpointHandler(),
+                         'checksums': ocp.JsonCheckpointHandler()})
+
+    best = dict(best_fn=lambda m: m['eval_loss'], best_mode='min')
+    if read_only:
+      options = dict(read_only=True, save_interval_steps=0, create=False)
+      self._latest = manager(self.latest_dir, **options)
+      self._best = manager(self.best_dir, **options, **best)
+      return
+    self._latest = manager(self.latest_dir, max_to_keep=keep, create=True,
+                           enable_async_checkpointing=async_save)
+    self._best = manager(self.best_dir, max_to_keep=1, keep_checkpoints_without_metrics=False,
+                         create=True, enable_async_checkpointing=async_save, **best)
+
+  def _manager(self, which: str) -> ocp.CheckpointManager:
+    return self._best if which == 'best' else self._latest
+
+  def _directory(self, which: str) -> str:
+    return self.best_dir if which == 'best' else self.latest_dir
 
   def latest_step(self) -> Optional[int]:
     return self._latest.latest_step()
@@ -142,41 +264,162 @@ class Checkpointer:
   def best_step(self) -> Optional[int]:
     return self._best.best_step()
 
-  def all_steps(self) -> list[int]:
-    """The steps of the latest-N checkpoints, ascending."""
-    return sorted(self._latest.all_steps())
+  def steps(self, which: str = 'latest') -> Sequence[int]:
+    return sorted(self._manager(which).all_steps())
 
-  def save(self, step: int, state: Any, force: bool = False) -> bool:
-    """Starts an (asynchronous) save of `state` as `step`; returns whether it saved."""
-    return self._latest.save(step, args=ocp.args.StandardSave(state), force=force)
+  @staticmethod
+  def _save_args(state: Any) -> ocp.args.Composite:
+    return ocp.args.Composite(state=ocp.args.StandardSave(state),
+                              checksums=ocp.args.JsonSave(checksums(state)))
+
+  def save(self, step: int, state: Any) -> None:
+    """Starts an (asynchronous) save of `state` as `step`.
+
+    A step that is already on disk (a resumed run redoing steps whose checkpoint survived,
+    e.g. after a corrupt later one was set aside) is kept if it holds the same state and set
+    aside first otherwise.
+    """
+    if self._replace_existing('latest', step, state):
+      self._latest.save(step, args=self._save_args(state), force=True)
 
   def save_best(self, step: int, state: Any, eval_loss: float) -> None:
     """Offers `state` to the best manager, which keeps only the lowest eval_loss."""
-    self._best.save(step, args=ocp.args.StandardSave(state),
-                    metrics={'eval_loss': float(eval_loss)}, force=True)
+    if self._replace_existing('best', step, state):
+      self._best.save(step, args=self._save_args(state),
+                      metrics={'eval_loss': float(eval_loss)}, force=True)
+
+  def _replace_existing(self, which: str, step: int, state: Any) -> bool:
+    """Whether `step` must be written: False when the same state is already on disk."""
+    manager = self._manager(which)
+    manager.wait_until_finished()
+    if step not in manager.all_steps():
+      return True
+    try:
+      saved = manager.restore(step, args=ocp.args.Composite(
+          checksums=ocp.args.JsonRestore()))['checksums']
+      if saved == checksums(state):
+        return False
+    except Exception:  # pylint: disable=broad-except
+      pass
+    self._set_aside(which, step, 'a different state of the same step is being saved')
+    return True
+
+  def _set_aside(self, which: str, step: int, reason: str) -> str:
+    """Moves checkpoint `step` out of the managed directory; returns where it went."""
+    source = os.path.join(self._directory(which), str(step))
+    target = os.path.join(self.set_aside_dir, f'{os.path.basename(self._directory(which))}_'
+                          f'{step}')
+    k = 1
+    while os.path.exists(target):
+      k += 1
+      target = os.path.join(self.set_aside_dir, f'{os.path.basename(self._directory(which))}_'
+                            f'{step}.{k}')
+    if jax.process_index() == 0:
+      os.makedirs(self.set_aside_dir, exist_ok=True)
+      shutil.move(source, target)
+    self._manager(which).reload()
+    logging.warning('Checkpoint %s is unusable (%s); moved to %s.', source, reason, target)
+    return target
+
+  def _restore_step(self, manager: ocp.CheckpointManager, step: int,
+                    abstract_state: Any) -> Any:
+    """The verified state of `step`; raises _Corrupt, CheckpointError (another model) or
+    OptimizerChangedError."""
+    path = os.path.join(str(manager.directory), str(step))
+    try:
+      saved = manager.item_metadata(step)['state'].tree
+      saved_params = _shapes(saved['params'])
+    except Exception as e:  # pylint: disable=broad-except
+      raise _Corrupt(f'its metadata cannot be read: {_reason(e)}') from e
+    wanted = _shapes(_part(abstract_state, 'params'))
+    if saved_params != wanted:
+      diff = sorted(set(saved_params.items()) ^ set(wanted.items()))[0][0]
+      raise CheckpointError(
+          f'Checkpoint {path} was written for another model: parameter {diff} is '
+          f'{saved_params.get(diff, "absent")} there and {wanted.get(diff, "absent")} in this '
+          'config. Nothing was deleted; use the config of that run or another --workdir.')
+    if sorted(map(str, _shapes(saved['opt_state']).values())) != sorted(
+        map(str, _shapes(_part(abstract_state, 'opt_state')).values())):
+      raise OptimizerChangedError(f'Checkpoint {path} holds the state of another optimizer.')
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), checksums=ocp.args.JsonRestore()))
+    except ValueError as e:
+      if 'tree structures do not match' in str(e):
+        raise OptimizerChangedError(
+            f'Checkpoint {path} holds the state of another optimizer.') from e
+      raise _Corrupt(_reason(e)) from e
+    except Exception as e:  # pylint: disable=broad-except
+      raise _Corrupt(_reason(e)) from e
+    state, expected = restored['state'], restored['checksums']
+    actual = checksums(state)
+    bad = [name for name in actual if expected.get(name) != actual[name]]
+    if bad:
+      raise _Corrupt(f'checksum mismatch in {", ".join(bad)}')
+    return state
 
   def restore(self, abstract_state: Any, step: Optional[int] = None,
               which: str = 'latest') -> tuple[Any, int]:
     """Restores `which` ('latest' | 'best') into the structure/shardings of abstract_state.
 
-    Returns (state, step). Any failure (corrupt files, another model, a foreign directory)
-    becomes one CheckpointError line; nothing is deleted.
+    Returns (state, step). Without `step`, the newest checkpoint that passes its checksums:
+    each one that fails is set aside (renamed into checkpoints_set_aside/; in read-only mode
+    only skipped) with one warning. A requested `step` that is missing or corrupt, a
+    checkpoint of another model, or no usable checkpoint at all raises CheckpointError (one
+    line); OptimizerChangedError when only the optimiser state does not fit.
     """
-    manager = self._best if which == 'best' else self._latest
-    directory = self.best_dir if which == 'best' else self.latest_dir
-    if step is None:
-      step = manager.best_step() if which == 'best' else manager.latest_step()
-    if step is None:
+    manager = self._manager(which)
+    directory = self._directory(which)
+    available = self.steps(which)
+    if step is not None:
+      if step not in available:
+        listed = ', '.join(map(str, available)) or 'none'
+        raise CheckpointError(f'Checkpoint step {step} not found in {directory}; available: '
+                              f'{listed}.')
+      try:
+        return self._restore_step(manager, step, abstract_state), step
+      except _Corrupt as e:
+        raise CheckpointError(f'Checkpoint {os.path.join(directory, str(step))} is corrupt '
+                              f'({e}). Nothing was deleted.') from e
+    if which == 'best':
+      first = manager.best_step()
+      candidates = [first] + [s for s in reversed(available) if s != first]
+    else:
+      candidates = list(reversed(available))
+    if not candidates or candidates[0] is None:
       raise CheckpointError(f'No checkpoint in {directory}.')
+    for candidate in candidates:
+      try:
+        return self._restore_step(manager, candidate, abstract_state), candidate
+      except _Corrupt as e:
+        if self.read_only:
+          logging.warning('Checkpoint %s is corrupt (%s); trying an older one.',
+                          os.path.join(directory, str(candidate)), e)
+        else:
+          self._set_aside(which, candidate, f'corrupt: {e}')
+    where = directory if self.read_only else self.set_aside_dir
+    raise CheckpointError(f'No usable checkpoint in {directory}: every one is corrupt (see '
+                          f'{where}; nothing was deleted). Rerun the same command to start '
+                          'from step 0.' if not self.read_only else
+                          f'No usable checkpoint in {directory}: every one is corrupt.')
+
+  def restore_params(self, abstract_params: Any, step: int, which: str = 'latest') -> Any:
+    """Only the parameters of checkpoint `step` (verified), placed like abstract_params:
+    for a run whose optimiser changed."""
+    manager = self._manager(which)
+    path = os.path.join(self._directory(which), str(step))
     try:
-      state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(), checksums=ocp.args.JsonRestore()))
     except Exception as e:  # pylint: disable=broad-except
-      reason = ' '.join(str(e).split())[:300] or type(e).__name__
-      raise CheckpointError(
-          f'Cannot restore checkpoint {os.path.join(directory, str(step))}: it is corrupt or '
-          f'was written for another model ({type(e).__name__}: {reason}). Nothing was '
-          'deleted; move it away or use another --workdir.') from e
-    return state, step
+      raise CheckpointError(f'Checkpoint {path} is corrupt ({_reason(e)}). Nothing was '
+                            'deleted.') from e
+    params = restored['state']['params']
+    if _tree_digest(params) != restored['checksums'].get('params'):
+      raise CheckpointError(f'Checkpoint {path} is corrupt (checksum mismatch in params). '
+                            'Nothing was deleted.')
+    params = jax.tree.unflatten(jax.tree.structure(abstract_params), jax.tree.leaves(params))
+    return jax.tree.map(lambda x, a: jax.device_put(x, a.sharding), params, abstract_params)
 
   def wait(self) -> None:
     """Blocks until every asynchronous save is on disk."""

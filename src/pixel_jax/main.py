@@ -10,8 +10,15 @@ This file is intentionally kept short: everything else lives in importable libra
 from the latest checkpoint in --workdir.
 """
 
+import difflib
+import importlib.util
+import logging as std_logging
 import os
+import signal
 import sys
+import threading
+import traceback
+from typing import Any, Optional
 
 from absl import app
 from absl import flags
@@ -21,9 +28,12 @@ from ml_collections import config_flags
 
 from pixel_jax import checkpointing
 from pixel_jax import config_files
+from pixel_jax import configs
 from pixel_jax import train
+from pixel_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
+LOG_FILE = 'pixel_jax.log'  # In the workdir: every log line and traceback of each run.
 
 
 def define_flags() -> None:
@@ -50,24 +60,174 @@ def _multihost_environment() -> bool:
   return len([h for h in env.get('TPU_WORKER_HOSTNAMES', '').split(',') if h]) > 1
 
 
+def config_error_line(error: BaseException, argv: list[str]) -> str:
+  """One line for a --config file or --config.* override that failed to load or apply."""
+  config_arg = next((a for a in argv if a.startswith('--config=')), None)
+  spec = config_arg.split('=', 1)[1] if config_arg else ''
+  path = spec.split(':', 1)[0]
+  chain, e = [], error
+  while e is not None and e not in chain:
+    chain.append(e)
+    e = e.__cause__ or e.__context__
+  for e in chain:
+    if isinstance(e, SyntaxError):
+      return f'--config={path}: syntax error at line {e.lineno}: {e.msg}.'
+  if path is not None and not os.path.isfile(path):
+    return f'--config={path}: no such config file.'
+  for arg in argv:  # An override naming a field the config does not have.
+    if arg.startswith('--config.'):
+      message = _bad_override(arg, spec)
+      if message:
+        return message
+  last = str(chain[-1]).strip().splitlines()
+  return f'--config={path}: {type(chain[-1]).__name__}: {last[-1] if last else ""}'
+
+
+def _load_config_file(spec: str) -> Any:
+  """get_config() of a config file 'path.py' or 'path.py:argument', without overrides."""
+  path, _, argument = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('pixel_jax_config_file', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(argument) if argument else module.get_config()
+
+
+def _bad_override(arg: str, config_spec: str) -> Optional[str]:
+  """'--config.train.num_step=5: config.train has no field num_step; did you mean
+  config.train.num_steps?' (or a value of the wrong type), None for a good override."""
+  dotted, _, value = arg[len('--'):].partition('=')
+  try:
+    config = _load_config_file(config_spec)
+  except Exception:  # pylint: disable=broad-except
+    return None
+  node, parts = config, dotted.split('.')[1:]
+  for k, key in enumerate(parts):
+    fields = list(node.keys()) if hasattr(node, 'keys') else []
+    if key not in fields:
+      where = '.'.join(['config'] + parts[:k])
+      close = difflib.get_close_matches(key, fields, n=1)
+      hint = f'; did you mean {where}.{close[0]}?' if close else (
+          f'; its fields: {", ".join(sorted(fields))}.' if fields else '.')
+      return f'{arg}: {where} has no field {key!r}{hint}'
+    node = node[key]
+  if isinstance(node, (int, float)) and not isinstance(node, bool):
+    try:
+      type(node)(value)
+    except ValueError:
+      return f'{arg}: {dotted} must be {"an int" if isinstance(node, int) else "a float"}.'
+  return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing with config_files' short config names, and a broken --config file
+  or override as one line."""
+  argv = config_files.resolve_argv(argv)  # Short config names (mnist_rowlstm).
+  try:
+    return FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except
+    plain = isinstance(e, flags.Error) and (e.__cause__ or e.__context__) is None
+    if plain and 'config.' not in str(e):
+      sys.exit(f'pixel_jax: error: {e}')  # A plain flag error (unknown flag, bad value).
+    sys.exit(f'pixel_jax: error: {config_error_line(e, argv)}')
+
+
+def _log_to_file(path: str) -> None:
+  """Also writes every log record (tracebacks included) to `path`; stops quietly when the
+  file cannot be written (a full disk must not add a traceback per log line)."""
+
+  class Handler(std_logging.FileHandler):
+
+    def handleError(self, record):  # pylint: disable=invalid-name
+      std_logging.getLogger('absl').removeHandler(self)
+      try:
+        self.close()
+      except OSError:
+        self.stream = None
+
+  handler = Handler(path)
+  handler.setLevel(std_logging.INFO)
+  handler.setFormatter(std_logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
+  std_logging.getLogger('absl').addHandler(handler)
+
+
+def _thread_exception_to_log(args: threading.ExceptHookArgs) -> None:
+  """Background threads (asynchronous checkpoint writers) that fail put their traceback in
+  the log (the workdir's log file); the main thread reports the failure in one line."""
+  logging.debug('Exception in thread %s', args.thread.name if args.thread else '?',
+                exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+  if FLAGS.verbosity >= 1:
+    threading.__excepthook__(args)
+
+
+def _raise_interrupt(signum, frame):  # pylint: disable=unused-argument
+  raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
   checkpointing.quiet_orbax_logs()
-  if FLAGS.distributed == 'on' or (FLAGS.distributed == 'auto' and _multihost_environment()):
-    jax.distributed.initialize()
-  logging.info('JAX process %d / %d; local devices: %s', jax.process_index(),
-               jax.process_count(), jax.local_devices())
-  logging.info('Global devices: %d x %s (%s backend)', jax.device_count(),
-               jax.devices()[0].device_kind, jax.default_backend())
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    config = FLAGS.config
+    config.keys()  # A config file that failed to load raises on first use.
+  except Exception as e:  # pylint: disable=broad-except
+    spec = FLAGS['config'].config_filename
+    sys.exit(f'pixel_jax: error: {config_error_line(e, [f"--config={spec}"])}')
+  signal.signal(signal.SIGTERM, _raise_interrupt)  # A preempted job: Ctrl-C's one line.
+  threading.excepthook = _thread_exception_to_log
+  distributed = FLAGS.distributed == 'on' or (FLAGS.distributed == 'auto' and
+                                              _multihost_environment())
+  log_path = os.path.join(os.path.abspath(FLAGS.workdir), LOG_FILE)
+  try:
+    configs.validate(config)  # Every field, before the workdir or a device is touched.
+    if distributed:
+      jax.distributed.initialize()
+    is_chief = not distributed or jax.process_index() == 0
+    if is_chief:  # Before any device work: a busy or unusable workdir costs nothing.
+      workdir_lib.check_usable(FLAGS.workdir)
+    with workdir_lib.lock(FLAGS.workdir, enabled=is_chief):
+      if is_chief:
+        _log_to_file(log_path)
+      logging.info('JAX process %d / %d; local devices: %s', jax.process_index(),
+                   jax.process_count(), jax.local_devices())
+      logging.info('Global devices: %d x %s (%s backend)', jax.device_count(),
+                   jax.devices()[0].device_kind, jax.default_backend())
+      train.train_and_evaluate(config, FLAGS.workdir)
   except train.USER_ERRORS as e:
-    logging.error('%s', e)
-    sys.exit(f'pixel_jax: error: {e}')
+    _exit(str(e), log_path)
+  except KeyboardInterrupt:
+    _exit('interrupted before training started; rerun the same command to start.', log_path)
+  except Exception as e:  # pylint: disable=broad-except
+    line = workdir_lib.describe_os_error(e, os.path.abspath(FLAGS.workdir))
+    if line is not None:
+      # The writers left open by a failed disk would print their own tracebacks at exit.
+      _exit(line, log_path, skip_exit_handlers=True)
+    if FLAGS.verbosity >= 1:
+      raise
+    _exit(f'{type(e).__name__}: {" ".join(str(e).split())[:300]} (the traceback is in '
+          f'{log_path}; --verbosity=1 prints it)', log_path)
+
+
+def _exit(line: str, log_path: str, skip_exit_handlers: bool = False) -> None:
+  """Ends the program with one line; the traceback goes to the workdir's log file (and to
+  stderr under --verbosity=1)."""
+  if FLAGS.verbosity >= 1:
+    traceback.print_exc()
+  try:
+    if os.path.isdir(os.path.dirname(log_path)):
+      with open(log_path, 'a') as f:
+        f.write(traceback.format_exc() + f'pixel_jax: error: {line}\n')
+  except OSError:
+    pass
+  if skip_exit_handlers:
+    sys.stdout.flush()
+    sys.stderr.write(f'pixel_jax: error: {line}\n')
+    sys.stderr.flush()
+    os._exit(1)  # pylint: disable=protected-access
+  sys.exit(f'pixel_jax: error: {line}')
 
 
 if __name__ == '__main__':
   define_flags()
   jax.config.config_with_absl()
-  app.run(main, flags_parser=config_files.parse_flags)
+  app.run(main, flags_parser=parse_flags)

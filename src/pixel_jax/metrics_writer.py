@@ -7,9 +7,13 @@ Only process 0 writes; the others get a writer that does nothing, so callers nee
 import json
 import math
 import os
+import time
 from typing import Any, Mapping, Optional
 
+from absl import logging
 import numpy as np
+
+METRICS_FILE = 'metrics.jsonl'
 
 
 def _plain(value: Any) -> Any:
@@ -22,27 +26,83 @@ def _plain(value: Any) -> Any:
 
 
 def read_jsonl(path: str) -> list[dict]:
-  """All records of a metrics.jsonl; an unfinished last line (killed writer) is skipped."""
+  """All readable records of a metrics.jsonl; damaged lines (a killed writer's unfinished
+  last line, a line edited by hand) are skipped."""
+  return _read_records(path)[0]
+
+
+def _read_records(path: str) -> tuple[list[dict], list[tuple[int, str]]]:
+  """(records, [(line number, text) of each damaged line])."""
   records: list[dict] = []
+  damaged: list[tuple[int, str]] = []
   if not os.path.exists(path):
-    return records
-  with open(path) as f:
-    for line in f:
+    return records, damaged
+  with open(path, errors='replace') as f:
+    for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
       try:
-        records.append(json.loads(line))
+        record = json.loads(line)
       except json.JSONDecodeError:
-        break
-  return records
+        record = None
+      if isinstance(record, dict) and isinstance(record.get('step'), int):
+        records.append(record)
+      else:
+        damaged.append((number, line))
+  return records, damaged
+
+
+def history(workdir: str, up_to_step: int) -> list[dict]:
+  """The readable records of workdir/metrics.jsonl with step <= up_to_step: what a run
+  resumed at that step has already written (every process reads it, to agree on what is
+  left to do)."""
+  return [r for r in read_jsonl(os.path.join(workdir, METRICS_FILE)) if r['step'] <= up_to_step]
+
+
+class _EventFile:
+  """A TensorBoard event file written synchronously: each event is on disk (flushed) when
+  write() returns, so a killed run loses none that its metrics.jsonl holds."""
+
+  def __init__(self, directory: str, purge_step: Optional[int]):
+    from tensorboardX import event_file_writer  # pylint: disable=g-import-not-at-top
+    from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+    self._event_pb2 = event_pb2
+    os.makedirs(directory, exist_ok=True)
+    # The name starts with the second it was opened; the nanoseconds after it keep two
+    # files of one second apart and in order (TensorBoard reads them sorted by name).
+    self._writer = event_file_writer.EventsWriter(os.path.join(directory, 'events'),
+                                                  filename_suffix=f'.{time.time_ns()}')
+    if purge_step is not None:
+      # TensorBoard hides the events of earlier files at and after this step: the steps a
+      # resumed run writes again.
+      self._write(self._event_pb2.Event(step=purge_step, session_log=self._event_pb2.SessionLog(
+          status=self._event_pb2.SessionLog.START)))
+
+  def _write(self, event) -> None:
+    event.wall_time = time.time()
+    self._writer.write_event(event)
+    self._writer.flush()
+
+  def write_summary(self, step: int, summary) -> None:
+    self._write(self._event_pb2.Event(step=step, summary=summary))
+
+  def close(self) -> None:
+    self._writer.close()
 
 
 class MetricsWriter:
-  """Appends {'step': s, **scalars} to workdir/metrics.jsonl and to TensorBoard."""
+  """Appends {'step': s, **scalars} to workdir/metrics.jsonl and to TensorBoard.
+
+  `resume_step` (a resumed run) first cuts both histories back to that step: records after
+  it are dropped from metrics.jsonl (the run writes them again), TensorBoard is told to hide
+  its later events, and every readable record up to it is kept.
+  """
 
   def __init__(self, workdir: str, enabled: bool = True, resume_step: Optional[int] = None,
                tensorboard: bool = True):
     self.enabled = enabled
-    self.path = os.path.join(workdir, 'metrics.jsonl')
-    self._tb = None
+    self.path = os.path.join(workdir, METRICS_FILE)
+    self._tb: Optional[_EventFile] = None
     if not enabled:
       return
     os.makedirs(workdir, exist_ok=True)
@@ -50,38 +110,58 @@ class MetricsWriter:
       self._truncate_after(resume_step)
     self._file = open(self.path, 'a')
     if tensorboard:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+      self._tb = _EventFile(os.path.join(workdir, 'tensorboard'),
+                            None if resume_step is None else resume_step + 1)
 
   def _truncate_after(self, step: int) -> None:
-    """Drops records past the restored step: a resumed run redoes them, without duplicates."""
-    records = [r for r in read_jsonl(self.path) if r.get('step', 0) <= step]
+    """Drops records past the restored step: a resumed run redoes them, without duplicates.
+
+    Every readable record up to `step` is kept. Damaged lines are left out of metrics.jsonl
+    but not lost: they are appended to metrics.damaged.txt (with their line numbers) and
+    reported in one warning.
+    """
+    records, damaged = _read_records(self.path)
+    kept = [r for r in records if r['step'] <= step]
+    damaged_path = self.path.replace('.jsonl', '.damaged.txt')
+    if damaged:
+      with open(damaged_path, 'a') as f:
+        for number, line in damaged:
+          f.write(f'{self.path}:{number}: {line.rstrip(chr(10))}\n')
+      logging.warning('%s: %d damaged line(s) skipped (line %s), copied to %s; the %d '
+                      'readable records up to step %d are kept.', self.path, len(damaged),
+                      ', '.join(str(n) for n, _ in damaged[:10]), damaged_path, len(kept),
+                      step)
+    if len(kept) == len(records) and not damaged:
+      return
     tmp = self.path + '.tmp'
     with open(tmp, 'w') as f:
-      for r in records:
+      for r in kept:
         f.write(json.dumps(r) + '\n')
     os.replace(tmp, self.path)
 
   def write(self, step: int, scalars: Mapping[str, Any]) -> None:
+    """TensorBoard first, then metrics.jsonl (what a resumed run reads to know what is
+    done): a kill between the two can repeat a point in TensorBoard, never lose one."""
     if not self.enabled:
       return
     record = {'step': int(step), **{k: _plain(v) for k, v in scalars.items()}}
-    self._file.write(json.dumps(record) + '\n')
-    self._file.flush()
     if self._tb is not None:
+      from tensorboardX import summary  # pylint: disable=g-import-not-at-top
       for k, v in record.items():
         if k != 'step' and isinstance(v, (int, float)) and not isinstance(v, bool):
-          self._tb.add_scalar(k, v, step)
+          self._tb.write_summary(step, summary.scalar(k, v))
+    self._file.write(json.dumps(record) + '\n')
+    self._file.flush()
 
   def write_image(self, step: int, name: str, grid_HxWx3: np.ndarray) -> None:
     if self.enabled and self._tb is not None:
-      self._tb.add_image(name, np.asarray(grid_HxWx3), step, dataformats='HWC')
+      from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+      self._tb.write_summary(step, summary.image(name, np.asarray(grid_HxWx3),
+                                                 dataformats='HWC'))
 
   def flush(self) -> None:
     if self.enabled:
       self._file.flush()
-      if self._tb is not None:
-        self._tb.flush()
 
   def close(self) -> None:
     if self.enabled:

@@ -86,14 +86,16 @@ def restore_run(workdir: str, checkpoint: str = 'best',
     The RestoredRun; the config has passed configs.validate.
 
   Raises:
-    CheckpointError: a checkpoint name that is not one, no such workdir, no config.json,
-      no checkpoint, a config whose model is not the run's, or a checkpoint that does not
-      load; all but the last are found before anything is created in the workdir.
+    CheckpointError: a checkpoint name that is not one, no such workdir (or a file), no
+      config.json, no checkpoint, a config whose model is not the run's, a step that is not
+      there (the message lists those that are), or no checkpoint that loads (a corrupt
+      newest one is skipped with a warning). Nothing is created or moved in the workdir.
     ConfigError: the config breaks the config contract (configs.validate).
   """
-  if checkpoint not in CHECKPOINTS and not str(checkpoint).isdigit():
-    raise checkpointing.CheckpointError(f'checkpoint={checkpoint!r} must be "best", "latest" '
-                                        'or a step number.')
+  checkpoint = checkpointing.parse_checkpoint_flag(checkpoint)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise checkpointing.CheckpointError(f'--workdir={workdir} is a file, not a directory: give '
+                                        'the --workdir of a training run.')
   if not os.path.isdir(workdir):
     raise checkpointing.CheckpointError(f'{workdir} does not exist: give the --workdir of a '
                                         'training run.')
@@ -116,17 +118,15 @@ def restore_run(workdir: str, checkpoint: str = 'best',
   model = models.get_model(config)
   tx = optim.make_optimizer(config)
   target = train_state.abstract_state(config, model, tx, mesh)
-  ckpt = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints)
+  # Read-only: no lock, nothing created; a training run may be writing meanwhile (every
+  # checkpoint appears by an atomic rename, so only whole ones are seen).
+  ckpt = checkpointing.Checkpointer(workdir, read_only=True)
   try:
     which, step = 'latest', None
     if checkpoint == 'best' and ckpt.best_step() is not None:
       which = 'best'
     elif checkpoint not in CHECKPOINTS:
-      step = int(checkpoint)
-      if step not in ckpt.all_steps():
-        raise checkpointing.CheckpointError(
-            f'{ckpt.latest_dir} holds no checkpoint of step {step}; it holds steps '
-            f'{", ".join(map(str, ckpt.all_steps())) or "none"}.')
+      step = checkpoint
     state, step = ckpt.restore(target, step=step, which=which)
   finally:
     ckpt.close()

@@ -71,7 +71,13 @@ def load_images_to_complete(config: ml_collections.ConfigDict, source: str,
   if source.endswith('.npy'):
     if not os.path.exists(source):
       raise SampleError(f'--complete={source} does not exist.')
-    images = np.load(source)
+    try:
+      images = np.load(source, allow_pickle=False)
+    except (OSError, ValueError) as e:
+      raise SampleError(f'--complete={source} is not a readable .npy array ({e}).') from e
+    if not (np.issubdtype(images.dtype, np.integer) or images.dtype == bool):
+      raise SampleError(f'--complete={source} holds {images.dtype} values; it must hold '
+                        f'integer levels (uint8) in [0, {d.num_levels}).')
     if images.ndim == 3 and d.num_channels == 1:
       images = images[..., None]
   else:
@@ -128,6 +134,12 @@ def run_sampling(workdir: str, num_samples: Optional[int] = None,
   params = jax.device_put(jax.device_get(run.state.params), jax.devices()[0])
   num_samples, method = config.sample.num_samples, config.sample.method
   temperature = config.sample.temperature
+  if complete:  # Checked before any sampling.
+    originals = load_images_to_complete(config, complete, num_samples)
+    size = config.data.image_size
+    keep = size // 2 if keep_rows is None else keep_rows
+    if not 0 <= keep <= size:
+      raise SampleError(f'--keep_rows={keep} must lie in [0, {size}].')
   output_dir = output_dir or os.path.join(workdir, 'sampled')
   os.makedirs(output_dir, exist_ok=True)
   variables = {'params': params}
@@ -150,11 +162,6 @@ def run_sampling(workdir: str, num_samples: Optional[int] = None,
         image_grid.stages_grid(multiscale.subsample(images, model.factor), images, levels),
         scale=scale)
   if complete:
-    originals = load_images_to_complete(config, complete, num_samples)
-    size = config.data.image_size
-    keep = size // 2 if keep_rows is None else keep_rows
-    if not 0 <= keep <= size:
-      raise SampleError(f'--keep_rows={keep} must lie in [0, {size}].')
     mask = np.zeros(originals.shape, bool)
     mask[:, :keep] = True
     completions = np.asarray(sampling.sample(

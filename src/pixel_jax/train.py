@@ -27,6 +27,7 @@ import tqdm
 from pixel_jax import checkpointing
 from pixel_jax import configs
 from pixel_jax import evaluation
+from pixel_jax import fault_injection
 from pixel_jax import image_grid
 from pixel_jax import input_pipeline
 from pixel_jax import metrics_writer
@@ -36,14 +37,20 @@ from pixel_jax import runs
 from pixel_jax import sampling
 from pixel_jax import sharding
 from pixel_jax import train_state
+from pixel_jax import workdir as workdir_lib
 
 
 class TrainingDivergedError(FloatingPointError):
   """The loss or gradients became NaN/inf; the last good checkpoint is kept."""
 
 
+class TrainingInterrupted(RuntimeError):
+  """Ctrl-C or SIGTERM stopped training; the message says where a rerun resumes."""
+
+
 # Errors that main.py reports as one line instead of a traceback.
-USER_ERRORS = runs.USER_ERRORS + (TrainingDivergedError,)
+USER_ERRORS = runs.USER_ERRORS + (TrainingDivergedError, TrainingInterrupted,
+                                  workdir_lib.WorkdirError)
 
 
 def _all_finite(tree: Any) -> jax.Array:
@@ -75,6 +82,82 @@ def itstime(step: int, every: int, last_step: int, first_step: int = 0,
   return step % every == 0 or (at_end and step == last_step)
 
 
+def due_work(step: int, t: ml_collections.ConfigDict) -> dict[str, bool]:
+  """The periodic work after `step`: 'checkpoint', 'eval' (with the best-checkpoint update)
+  and 'sample' every so many steps; the last step is always checkpointed and evaluated."""
+  last = step == t.num_steps
+  return {'checkpoint': itstime(step, t.checkpoint_every, t.num_steps) or last,
+          'eval': itstime(step, t.eval_every, t.num_steps) or last,
+          'sample': itstime(step, t.sample_every, t.num_steps)}
+
+
+def sample_path(workdir: str, step: int) -> str:
+  return os.path.join(workdir, 'samples', f'step_{step}.png')
+
+
+def unfinished_work(config: ml_collections.ConfigDict, workdir: str, step: int,
+                    history: list[dict], best_step: Optional[int]) -> list[str]:
+  """What a run resumed at `step` must still do for that step, because the run before it
+  stopped after the checkpoint of `step` but before the rest of its work.
+
+  'eval' (no evaluation record; the best-checkpoint update follows it), 'best' (the record
+  is there, the best checkpoint was not updated), 'sample' (no sample grid) and 'final'
+  (the run's last step, without its final record). `history` is metrics.jsonl up to `step`.
+  """
+  if step == 0:
+    return []
+  due = due_work(step, config.train)
+  evals = {r['step']: r['eval_loss'] for r in history if 'eval_loss' in r}
+  todo = []
+  if due['eval']:
+    if step not in evals:
+      todo.append('eval')
+    elif best_step is None or (best_step < step and
+                               evals[step] < evals.get(best_step, float('inf'))):
+      todo.append('best')
+  if due['sample'] and not os.path.exists(sample_path(workdir, step)):
+    todo.append('sample')
+  if step == config.train.num_steps and not any(
+      'final_eval_loss' in r and r['step'] == step for r in history):
+    todo.append('final')
+  return todo
+
+
+def restore_or_init(config: ml_collections.ConfigDict, workdir: str,
+                    ckpt: checkpointing.Checkpointer, model: Any,
+                    tx: optax.GradientTransformation, mesh: jax.sharding.Mesh,
+                    target: Any) -> tuple[train_state.TrainState, int]:
+  """(state, step): the newest good checkpoint of workdir, else a fresh state at step 0.
+
+  Corrupt checkpoints are set aside by the checkpointer (one warning each). A checkpoint of
+  another optimiser (config.optim.name or grad_clip_norm changed) keeps its parameters and
+  step; the optimiser state starts afresh, and a warning says so.
+  """
+  if ckpt.latest_step() is None:
+    return train_state.init_state(config, model, tx, mesh), 0
+  try:
+    state, step = ckpt.restore(target)
+  except checkpointing.OptimizerChangedError:
+    step = ckpt.latest_step()
+    params = ckpt.restore_params(target.params, step)
+    opt_state = jax.jit(tx.init, out_shardings=jax.tree.map(
+        lambda s: s.sharding, target.opt_state))(params)
+    state = train_state.TrainState(
+        step=jax.device_put(jnp.asarray(step, jnp.int32), target.step.sharding),
+        params=params, opt_state=opt_state)
+    changes = checkpointing.optimizer_changes(workdir, config) or ['optimizer changed']
+    logging.warning('%s: the optimizer state is reset, parameters kept (step %d).',
+                    '; '.join(changes), step)
+  except checkpointing.CheckpointError:
+    if ckpt.latest_step() is not None:
+      raise
+    logging.warning('Starting from step 0: no usable checkpoint is left in %s.',
+                    ckpt.latest_dir)
+    return train_state.init_state(config, model, tx, mesh), 0
+  logging.info('Resumed from %s at step %d.', ckpt.latest_dir, step)
+  return state, step
+
+
 def write_samples(config: ml_collections.ConfigDict, model: Any, params: Any, step: int,
                   workdir: str, writer: Optional[metrics_writer.MetricsWriter] = None
                   ) -> str:
@@ -87,7 +170,7 @@ def write_samples(config: ml_collections.ConfigDict, model: Any, params: Any, st
                            method=config.sample.method,
                            temperature=config.sample.temperature)
   grid = image_grid.make_grid(np.asarray(jax.device_get(images)), config.data.num_levels)
-  path = os.path.join(workdir, 'samples', f'step_{step}.png')
+  path = sample_path(workdir, step)
   if jax.process_index() == 0:
     image_grid.save_png(path, grid, scale=2)
     if writer is not None:
@@ -151,12 +234,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   initial_train_loss, eval_loss, test_loss (in `unit`: nats or bits/dim), images_per_s,
   and for the multi-scale model each stage's last validation NLL, eval_nll_nats_<part>.
   The config is checked first (configs.validate): a bad field raises ConfigError before
-  anything is read or written.
+  anything is read or written. The workdir is then locked for the run (process 0): a second
+  run on it raises WorkdirLockedError.
+
+  A run stopped at any moment (killed, preempted, out of disk) and started again with the
+  same config resumes from its newest good checkpoint, first finishes the work of that step
+  that the stop skipped (evaluation record, best checkpoint, sample grid, final record), and
+  ends with the same weights, metrics, best checkpoint and samples as an uninterrupted run.
   """
   t0 = time.perf_counter()
   configs.validate(config, num_devices=jax.device_count())
+  is_chief = jax.process_index() == 0
+  if is_chief:
+    workdir = workdir_lib.check_usable(workdir)
+  with workdir_lib.lock(workdir, enabled=is_chief):
+    return _train_and_evaluate(config, os.path.abspath(workdir), t0)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: float
+                        ) -> tuple[train_state.TrainState, dict]:
+  """train_and_evaluate with a validated config in a locked workdir."""
   mesh = sharding.make_mesh(config.mesh.num_devices)
-  workdir = os.path.abspath(workdir)
   t = config.train
   is_chief = jax.process_index() == 0
   logging.info('Mesh %s over %d devices (%d processes).', dict(mesh.shape),
@@ -178,15 +276,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   model = models.get_model(config)
   tx = optim.make_optimizer(config)
   target = train_state.abstract_state(config, model, tx, mesh)
-  start_step = ckpt.latest_step() or 0
-  if start_step:
-    state, start_step = ckpt.restore(target, start_step)
-    logging.info('Resumed from %s at step %d.', ckpt.latest_dir, start_step)
-  else:
-    state = train_state.init_state(config, model, tx, mesh)
+  state, start_step = restore_or_init(config, workdir, ckpt, model, tx, mesh, target)
   checkpointing.save_config(workdir, config)
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info('%s: %d parameters.', config.model.name, num_params)
+  # Read by every process before anything is written: all agree on what is left to do.
+  history = metrics_writer.history(workdir, start_step)
+  todo = unfinished_work(config, workdir, start_step, history, ckpt.best_step())
+  if todo:
+    logging.info('Completing the work of step %d that the previous run did not finish: %s.',
+                 start_step, ', '.join(todo))
 
   eval_cache: dict[str, np.ndarray | input_pipeline.StreamingSplit] = {}
 
@@ -210,73 +309,111 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                   dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
   progress = _Progress(config, writer, bar, start_step)
   summary: dict = {'start_step': start_step}
+  evals = [r for r in history if 'eval_loss' in r]
+  if evals:
+    summary['eval_loss'] = evals[-1]['eval_loss']
 
   def evaluate(split):
     return evaluation.evaluate_images(config, model, state.params, split_images(split), mesh,
                                       jit_eval_step)
+
+  def evaluate_and_offer_best(step):
+    result = evaluate(config.data.eval_split)
+    fault_injection.point('eval_done', step)
+    summary['eval_loss'] = result['loss']
+    summary.update(evaluation.stage_nlls(result, 'eval_'))
+    writer.write(step, {'eval_loss': result['loss'], 'eval_nll_nats': result['nll_nats'],
+                        **evaluation.stage_nlls(result, 'eval_'),
+                        'loss_unit': evaluation.loss_unit(config)})
+    fault_injection.point('eval_recorded', step)
+    offer_best(step, result['loss'])
+
+  def offer_best(step, eval_loss):
+    ckpt.save_best(step, state, eval_loss)
+    fault_injection.point('best_started', step)
+    fault_injection.point('best_written', step, before=ckpt.wait)
+
+  def sample(step):
+    write_samples(config, model, state.params, step, workdir, writer)
+    fault_injection.point('sample_written', step)
+
+  def periodic_work(step, due):
+    if due['checkpoint']:
+      ckpt.save(step, state)
+      fault_injection.point('checkpoint_started', step)
+      fault_injection.point('checkpoint_written', step, before=ckpt.wait)
+    if due['eval']:
+      evaluate_and_offer_best(step)
+    if due['sample']:
+      sample(step)
 
   batches: Iterator[np.ndarray] = input_pipeline.train_batches(
       config, train_images, seed=config.seed, start_step=start_step,
       batch_size=t.batch_size, rows=sharding.local_slice(t.batch_size, mesh))
   pending = None
   train_start = time.perf_counter()
+  interrupted = False
   try:
+    if 'eval' in todo:
+      evaluate_and_offer_best(start_step)
+    elif 'best' in todo:
+      offer_best(start_step, evals[-1]['eval_loss'])
+    if 'sample' in todo:
+      sample(start_step)
     for step in range(start_step + 1, t.num_steps + 1):
       batch = sharding.to_global(next(batches), mesh, t.batch_size)
       state, metrics = jit_train_step(state, batch)
       if pending is not None:
         progress.consume(*pending, ckpt.latest_dir)
       pending = (step, metrics)
-      periodic = [itstime(step, every, t.num_steps, start_step)
-                  for every in (t.checkpoint_every, t.eval_every, t.sample_every)]
-      if not any(periodic) and step != t.num_steps:
+      fault_injection.point('step', step)
+      due = due_work(step, t)
+      if not any(due.values()):
         continue
       # Periodic work reads the new state: first make sure it is finite.
       progress.consume(*pending, ckpt.latest_dir)
       pending = None
-      do_ckpt, do_eval, do_sample = periodic
       periodic_start = time.perf_counter()
-      if do_ckpt or step == t.num_steps:  # The final state is always saved.
-        ckpt.save(step, state, force=True)
-      if do_eval:
-        result = evaluate(config.data.eval_split)
-        summary['eval_loss'] = result['loss']
-        writer.write(step, {'eval_loss': result['loss'], 'eval_nll_nats': result['nll_nats'],
-                            **evaluation.stage_nlls(result, 'eval_'),
-                            'loss_unit': evaluation.loss_unit(config)})
-        summary.update(evaluation.stage_nlls(result, 'eval_'))
-        ckpt.save_best(step, state, result['loss'])
-      if do_sample:
-        write_samples(config, model, state.params, step, workdir, writer)
+      periodic_work(step, due)
       progress.excluded_s += time.perf_counter() - periodic_start
     if pending is not None:
       progress.consume(*pending, ckpt.latest_dir)
     train_time = time.perf_counter() - train_start
 
-    if not itstime(t.num_steps, t.eval_every, t.num_steps, start_step):
-      result = evaluate(config.data.eval_split)
-      summary['eval_loss'] = result['loss']
-      summary.update(evaluation.stage_nlls(result, 'eval_'))
-      if t.num_steps > start_step:
-        ckpt.save_best(t.num_steps, state, result['loss'])
-    try:
-      summary['test_loss'] = evaluate(config.data.test_split)['loss']
-    except configs.ConfigError as e:
-      # E.g. the offline MNIST fallback has no test split unless config.data.idx_dir is set.
-      summary['test_loss'] = None
-      summary['test_error'] = str(e)
-      logging.warning('No test evaluation: %s Later: python -m pixel_jax.evaluate '
-                      '--workdir=%s --idx_dir=...', e, workdir)
-    writer.write(t.num_steps, {'final_eval_loss': summary['eval_loss'],
-                               'test_loss': summary['test_loss'],
-                               'loss_unit': evaluation.loss_unit(config)})
+    finished = start_step == t.num_steps and 'final' not in todo
+    if finished:  # A rerun of a finished run: its results are in the history.
+      final = [r for r in history if 'final_eval_loss' in r][-1]
+      summary['eval_loss'], summary['test_loss'] = final['final_eval_loss'], final['test_loss']
+    else:
+      try:
+        summary['test_loss'] = evaluate(config.data.test_split)['loss']
+      except configs.ConfigError as e:
+        # E.g. the offline MNIST fallback has no test split unless config.data.idx_dir is set.
+        summary['test_loss'] = None
+        summary['test_error'] = str(e)
+        logging.warning('No test evaluation: %s Later: python -m pixel_jax.evaluate '
+                        '--workdir=%s --idx_dir=...', e, workdir)
+      fault_injection.point('test_done', t.num_steps)
+      writer.write(t.num_steps, {'final_eval_loss': summary['eval_loss'],
+                                 'test_loss': summary['test_loss'],
+                                 'loss_unit': evaluation.loss_unit(config)})
+      fault_injection.point('final_recorded', t.num_steps)
+  except KeyboardInterrupt:
+    interrupted = True
   finally:
     ckpt.wait()  # In-flight saves are of verified-finite states only.
     bar.close()
     writer.close()
+  if interrupted:
+    ckpt.close()
+    raise TrainingInterrupted(
+        f'interrupted at step {progress.last_good_step}; checkpoint at step '
+        f'{ckpt.latest_step()}; rerun the same command to resume.')
+  last_train = [r for r in history if 'train_loss_last' in r]
   summary.update({
       'steps': t.num_steps, 'unit': evaluation.loss_unit(config),
-      'train_loss': progress.last.get('train_loss', float('nan')),
+      'train_loss': progress.last.get(
+          'train_loss', last_train[-1]['train_loss_last'] if last_train else float('nan')),
       'initial_train_loss': progress.initial_loss, 'images_per_s': progress.images_per_s,
       'train_time_s': train_time, 'time_s': time.perf_counter() - t0,
       'num_params': int(num_params), 'workdir': workdir,
