@@ -21,6 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from experiments import tiny
 from pixel_jax import checkpointing
 from pixel_jax import metrics_writer
 from pixel_jax import models
@@ -31,14 +32,13 @@ from pixel_jax import train_state
 from pixel_jax import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from experiments import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TINY = os.path.join(REPO, 'experiments', 'tiny.py')
 
 
 def _parts(config):
-  return sharding.make_mesh(config.mesh.num_devices), models.get_model(config), optim.make_optimizer(config)
+  mesh = sharding.make_mesh(config.mesh.num_devices)
+  return mesh, models.get_model(config), optim.make_optimizer(config)
 
 
 def _snapshot(root) -> dict:
@@ -437,7 +437,7 @@ _TOOLS_DRIVER = r"""
 import json, os, sys, tempfile
 from absl import app
 import jax
-from pixel_jax import evaluate, main, sample
+from pixel_jax import config_files, evaluate, main, sample
 results = []
 for tool, argv in json.loads(sys.argv[1]):
   module = {'main': main, 'evaluate': evaluate, 'sample': sample}[tool]
@@ -452,7 +452,7 @@ for tool, argv in json.loads(sys.argv[1]):
         module.define_flags()
         jax.config.config_with_absl()
         app.run(module.main, argv=[tool] + argv,
-                **({'flags_parser': main.parse_flags} if tool == 'main' else {}))
+                **({'flags_parser': config_files.parse_flags} if tool == 'main' else {}))
       except SystemExit as e:  # sys.exit('message') prints the message, exits 1.
         code = e.code if isinstance(e.code, int) else 1
         if e.code is not None and not isinstance(e.code, int):
@@ -495,7 +495,8 @@ def fixture_bad_config_dir(tmp_path_factory):
 
 
 BAD_CONFIGS = [
-    (['--config=/no/such/config.py'], '--config=/no/such/config.py: no such config file.'),
+    (['--config=/no/such/config.py'], '--config=/no/such/config.py: no such file and no '
+     'shipped config of that name; use a config file path or one of: '),
     (['--config={bad}/syntax.py'], '--config={bad}/syntax.py: syntax error at line 1: '
      'invalid syntax.'),
     (['--config={tiny}', '--config.train.num_step=5'], '--config.train.num_step=5: '

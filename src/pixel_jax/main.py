@@ -10,15 +10,12 @@ This file is intentionally kept short: everything else lives in importable libra
 from the latest checkpoint in --workdir.
 """
 
-import difflib
-import importlib.util
 import logging as std_logging
 import os
 import signal
 import sys
 import threading
 import traceback
-from typing import Any, Optional
 
 from absl import app
 from absl import flags
@@ -60,77 +57,6 @@ def _multihost_environment() -> bool:
   return len([h for h in env.get('TPU_WORKER_HOSTNAMES', '').split(',') if h]) > 1
 
 
-def config_error_line(error: BaseException, argv: list[str]) -> str:
-  """One line for a --config file or --config.* override that failed to load or apply."""
-  config_arg = next((a for a in argv if a.startswith('--config=')), None)
-  spec = config_arg.split('=', 1)[1] if config_arg else ''
-  path = spec.split(':', 1)[0]
-  chain, e = [], error
-  while e is not None and e not in chain:
-    chain.append(e)
-    e = e.__cause__ or e.__context__
-  for e in chain:
-    if isinstance(e, SyntaxError):
-      return f'--config={path}: syntax error at line {e.lineno}: {e.msg}.'
-  if path is not None and not os.path.isfile(path):
-    return f'--config={path}: no such config file.'
-  for arg in argv:  # An override naming a field the config does not have.
-    if arg.startswith('--config.'):
-      message = _bad_override(arg, spec)
-      if message:
-        return message
-  last = str(chain[-1]).strip().splitlines()
-  return f'--config={path}: {type(chain[-1]).__name__}: {last[-1] if last else ""}'
-
-
-def _load_config_file(spec: str) -> Any:
-  """get_config() of a config file 'path.py' or 'path.py:argument', without overrides."""
-  path, _, argument = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location('pixel_jax_config_file', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(argument) if argument else module.get_config()
-
-
-def _bad_override(arg: str, config_spec: str) -> Optional[str]:
-  """'--config.train.num_step=5: config.train has no field num_step; did you mean
-  config.train.num_steps?' (or a value of the wrong type), None for a good override."""
-  dotted, _, value = arg[len('--'):].partition('=')
-  try:
-    config = _load_config_file(config_spec)
-  except Exception:  # pylint: disable=broad-except
-    return None
-  node, parts = config, dotted.split('.')[1:]
-  for k, key in enumerate(parts):
-    fields = list(node.keys()) if hasattr(node, 'keys') else []
-    if key not in fields:
-      where = '.'.join(['config'] + parts[:k])
-      close = difflib.get_close_matches(key, fields, n=1)
-      hint = f'; did you mean {where}.{close[0]}?' if close else (
-          f'; its fields: {", ".join(sorted(fields))}.' if fields else '.')
-      return f'{arg}: {where} has no field {key!r}{hint}'
-    node = node[key]
-  if isinstance(node, (int, float)) and not isinstance(node, bool):
-    try:
-      type(node)(value)
-    except ValueError:
-      return f'{arg}: {dotted} must be {"an int" if isinstance(node, int) else "a float"}.'
-  return None
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing with config_files' short config names, and a broken --config file
-  or override as one line."""
-  argv = config_files.resolve_argv(argv)  # Short config names (mnist_rowlstm).
-  try:
-    return FLAGS(argv)
-  except Exception as e:  # pylint: disable=broad-except
-    plain = isinstance(e, flags.Error) and (e.__cause__ or e.__context__) is None
-    if plain and 'config.' not in str(e):
-      sys.exit(f'pixel_jax: error: {e}')  # A plain flag error (unknown flag, bad value).
-    sys.exit(f'pixel_jax: error: {config_error_line(e, argv)}')
-
-
 def _log_to_file(path: str) -> None:
   """Also writes every log record (tracebacks included) to `path`; stops quietly when the
   file cannot be written (a full disk must not add a traceback per log line)."""
@@ -154,7 +80,7 @@ def _thread_exception_to_log(args: threading.ExceptHookArgs) -> None:
   """Background threads (asynchronous checkpoint writers) that fail put their traceback in
   the log (the workdir's log file); the main thread reports the failure in one line."""
   logging.debug('Exception in thread %s', args.thread.name if args.thread else '?',
-                exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+                exc_info=args.exc_value)
   if FLAGS.verbosity >= 1:
     threading.__excepthook__(args)
 
@@ -172,7 +98,7 @@ def main(argv):
     config.keys()  # A config file that failed to load raises on first use.
   except Exception as e:  # pylint: disable=broad-except
     spec = FLAGS['config'].config_filename
-    sys.exit(f'pixel_jax: error: {config_error_line(e, [f"--config={spec}"])}')
+    sys.exit(f'pixel_jax: error: {config_files.config_error_line(e, [f"--config={spec}"])}')
   signal.signal(signal.SIGTERM, _raise_interrupt)  # A preempted job: Ctrl-C's one line.
   threading.excepthook = _thread_exception_to_log
   distributed = FLAGS.distributed == 'on' or (FLAGS.distributed == 'auto' and
@@ -230,4 +156,4 @@ def _exit(line: str, log_path: str, skip_exit_handlers: bool = False) -> None:
 if __name__ == '__main__':
   define_flags()
   jax.config.config_with_absl()
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=config_files.parse_flags)

@@ -24,7 +24,6 @@ from pixel_jax import train_state
 # Errors the command-line tools report as one line instead of a traceback.
 USER_ERRORS = (configs.ConfigError, checkpointing.CheckpointError,
                input_pipeline.DatasetUnavailableError)
-CHECKPOINTS = ('best', 'latest')  # Or a step number.
 
 
 def open_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
@@ -92,7 +91,7 @@ def restore_run(workdir: str, checkpoint: str = 'best',
       newest one is skipped with a warning). Nothing is created or moved in the workdir.
     ConfigError: the config breaks the config contract (configs.validate).
   """
-  checkpoint = checkpointing.parse_checkpoint_flag(checkpoint)
+  wanted = checkpointing.parse_checkpoint_flag(checkpoint)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise checkpointing.CheckpointError(f'--workdir={workdir} is a file, not a directory: give '
                                         'the --workdir of a training run.')
@@ -122,13 +121,11 @@ def restore_run(workdir: str, checkpoint: str = 'best',
   # checkpoint appears by an atomic rename, so only whole ones are seen).
   ckpt = checkpointing.Checkpointer(workdir, read_only=True)
   try:
-    which, step = 'latest', None
-    if checkpoint == 'best' and ckpt.best_step() is not None:
+    which, step = 'latest', wanted if isinstance(wanted, int) else None
+    if wanted == 'best' and ckpt.best_step() is not None:
       which = 'best'
-    elif checkpoint not in CHECKPOINTS:
-      step = checkpoint
-    state, step = ckpt.restore(target, step=step, which=which)
+    state, restored_step = ckpt.restore(target, step=step, which=which)
   finally:
     ckpt.close()
-  return RestoredRun(config=config, model=model, state=state, step=int(step),
+  return RestoredRun(config=config, model=model, state=state, step=int(restored_step),
                      checkpoint=which, mesh=mesh)

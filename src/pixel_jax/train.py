@@ -138,7 +138,7 @@ def restore_or_init(config: ml_collections.ConfigDict, workdir: str,
   try:
     state, step = ckpt.restore(target)
   except checkpointing.OptimizerChangedError:
-    step = ckpt.latest_step()
+    step = ckpt.steps()[-1]
     params = ckpt.restore_params(target.params, step)
     opt_state = jax.jit(tx.init, out_shardings=jax.tree.map(
         lambda s: s.sharding, target.opt_state))(params)
