@@ -14,7 +14,7 @@ IDX=${IDX:-}
 OUT=${OUT:-runs/protocol}
 STEPS=${STEPS:-2000}
 MODELS=("$@")
-[ ${#MODELS[@]} -gt 0 ] || MODELS=(rowlstm pixelcnn diagbilstm_1x32 diagbilstm)
+[ ${#MODELS[@]} -gt 0 ] || MODELS=(rowlstm pixelcnn diagbilstm_1x32 diagbilstm gated_pixelcnn)
 if [ -z "$IDX" ] || [ ! -d "$IDX" ]; then
   echo "offline_protocol: set IDX to the folder of the MNIST test set's IDX files" \
     "(t10k-images-idx3-ubyte[.gz]); IDX='$IDX' is not one" >&2

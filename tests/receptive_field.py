@@ -91,6 +91,50 @@ def pixelcnn_block(f, k=3):
   return out
 
 
+def gated_pixelcnn_block(v, hz, k=3):
+  """Gated PixelCNN layer on the vertical and horizontal maps (docs/design.md section 5).
+
+  Vertical: a (k//2 + 1) x k unmasked convolution over rows r - k//2 .. r (every group,
+  columns c - k//2 .. c + k//2). Horizontal: a 1 x (k//2 + 1) mask-B convolution over
+  (r, c - k//2 .. c), plus the vertical pre-activations of (r - 1, c) (unmasked), then a
+  1x1 mask B. Returns (vertical, horizontal).
+  """
+  h, w = v.shape[:2]
+  va = all_groups(v)
+  hc, ha = centre(hz), all_groups(hz)
+  v_out = np.zeros_like(v)
+  a = k // 2
+  for r in range(h):
+    for c in range(w):
+      for rr in range(max(r - a, 0), r + 1):
+        for cc in range(max(c - a, 0), min(c + a + 1, w)):
+          v_out[r, c] |= va[rr, cc]
+  h_out = hc.copy()
+  for r in range(h):
+    for c in range(w):
+      for cc in range(max(c - a, 0), c):
+        h_out[r, c] |= ha[r, cc]
+      if r > 0:
+        h_out[r, c] |= v_out[r - 1, c]
+  return v_out, centre(h_out) | hz
+
+
+def gated_pixelcnn_network(h, w, c, num_layers, first_kernel_size=7):
+  """The Gated PixelCNN's sets. First layer: the horizontal stack is the k x k mask-A
+  convolution, the vertical stack an unmasked (k//2 + 1) x k convolution over the image
+  rows r - k//2 .. r. The head reads the horizontal stack (or the skip sum of every
+  layer's horizontal output, the same sets)."""
+  hz = first_layer(h, w, c, first_kernel_size)
+  v = np.zeros_like(hz)
+  a = first_kernel_size // 2
+  for r in range(h):
+    for col in range(w):
+      v[r, col, :, max(r - a, 0):r + 1, max(col - a, 0):col + a + 1, :] = True
+  for _ in range(num_layers):
+    v, hz = gated_pixelcnn_block(v, hz)
+  return centre(hz)
+
+
 BLOCKS = {'row_lstm': row_lstm, 'diagonal_bilstm': diagonal_bilstm,
           'pixelcnn': pixelcnn_block}
 
@@ -101,6 +145,8 @@ def network(name, h, w, c, num_layers, first_kernel_size=7):
   Every block ends in a 1x1 mask-B convolution (centre); with or without the residual the
   sets only grow, and skip connections add nothing the last block lacks.
   """
+  if name == 'gated_pixelcnn':
+    return gated_pixelcnn_network(h, w, c, num_layers, first_kernel_size)
   f = first_layer(h, w, c, first_kernel_size)
   for _ in range(num_layers):
     f = centre(BLOCKS[name](f)) | f

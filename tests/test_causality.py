@@ -121,6 +121,19 @@ class NetworkCausalityTest(parameterized.TestCase):
       self.assertTrue(visible[2, 0, 0, 1, 0, 0], name)
     self.assertTrue(receptive_field.network('diagonal_bilstm', H, W, 1, 2)[corner])
 
+  @parameterized.parameters(1, 3)
+  def test_gated_pixelcnn_sees_every_earlier_subpixel(self, channels):
+    """No blind spot: with 2 layers on a 6x6 image every output sub-pixel depends on every
+    earlier sub-pixel, all colours of the pixel above-right and the row's last pixel
+    included, and on nothing later. The same reference misses earlier sub-pixels for
+    PixelCNN at any depth here (its blind spot)."""
+    levels = 2 if channels == 1 else 256
+    config = tiny_config('gated_pixelcnn', channels, levels, **VARIANTS['residual'])
+    np.testing.assert_array_equal(dependency_pattern(config, seed=1),
+                                  receptive_field.earlier(H, W, channels))
+    self.assertTrue((receptive_field.earlier(H, W, channels)
+                     & ~receptive_field.network('pixelcnn', H, W, channels, 6)).any())
+
   def test_mask_b_on_first_layer_would_leak(self):
     """Sanity of the test itself: a model reading its own sub-pixel is caught."""
     model = layers.MaskedConv2D(4, (3, 3), 'B', num_groups=1)

@@ -34,6 +34,9 @@ CASES = (
     ('diagonal_3ch_plain', 'diagonal_bilstm', 3, 256, True, False, False, 'float32'),
     ('pixelcnn_1ch_scan', 'pixelcnn', 1, 2, True, False, True, 'float32'),
     ('pixelcnn_3ch_unrolled_skip_plain', 'pixelcnn', 3, 256, False, True, False, 'float32'),
+    ('gated_1ch_scan', 'gated_pixelcnn', 1, 2, True, False, True, 'float32'),
+    ('gated_3ch_unrolled_skip_plain', 'gated_pixelcnn', 3, 256, False, True, False,
+     'float32'),
 )
 
 
@@ -131,6 +134,7 @@ class CompletionTest(parameterized.TestCase):
       ('row_lstm_top_half', 'row_lstm', 1, 2, 'top_half'),
       ('diagonal_subpixels', 'diagonal_bilstm', 3, 256, 'random'),
       ('pixelcnn_subpixels', 'pixelcnn', 3, 256, 'random'),
+      ('gated_subpixels', 'gated_pixelcnn', 3, 256, 'random'),
   )
   def test_known_subpixels_kept_and_conditioned_on(self, name, channels, levels, layout):
     model, variables = _build(name, channels, levels)

@@ -67,7 +67,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.test_split = 'test'
 
   config.model = ml_collections.ConfigDict()
-  config.model.name = 'row_lstm'  # 'row_lstm' | 'diagonal_bilstm' | 'pixelcnn' | 'multiscale'
+  config.model.name = 'row_lstm'  # models.MODEL_NAMES (models/cores.py) or 'multiscale'
   config.model.num_layers = 7
   config.model.hidden_channels = 16  # h: LSTM state size; residual stream has 2h channels.
   config.model.out_hidden_channels = 32  # Width of the hidden 1x1 output layers (1024 colour).

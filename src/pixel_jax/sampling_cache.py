@@ -71,6 +71,7 @@ class CachedNetwork:
     self.stacked_vars = _stack(self.block_vars)
     self.cond = None if cond_NxHxWxD is None else cond_NxHxWxD.astype(cfg.dtype)
     self.pad = cfg.first_kernel_size // 2
+    self.chains_rows = cores.chains_rows(cfg.core)
 
   def init(self, images_NxHxWxC: Array) -> Cache:
     """Caches for a batch of starting images (zeros, or a prefix for completion)."""
@@ -120,13 +121,33 @@ class CachedNetwork:
     """The finished pixel's pending states join the caches (e.g. as the left neighbour)."""
     return {**cache, 'blocks': [{**b, **p} for b, p in zip(cache['blocks'], pending)]}
 
+  def _input_row(self, image: Array, r: Array) -> Array:
+    """The first layer over the finished row r, one window per column: [N, W, F]."""
+    k, zero = self.cfg.first_kernel_size, jnp.zeros((), jnp.int32)
+    n, _, _, channels = image.shape
+    rows = jax.lax.dynamic_slice(image, (zero, r, zero, zero),
+                                 (n, self.pad + 1, image.shape[2], channels))
+    window = lambda c: jax.lax.dynamic_slice(rows, (zero, zero, c, zero),
+                                             (n, self.pad + 1, k, channels))
+    input_at = lambda c: self.model.apply(self.variables, window(c),
+                                          method=network.AutoregressiveNetwork.input_at)
+    return jax.vmap(input_at, out_axes=1)(jnp.arange(self.cfg.image_size))
+
   def end_row(self, cache: Cache, r: Array) -> Cache:
     """After row r is complete: every block's end_row, for all blocks at once (they are
-    independent given the row's inputs, so one vmapped call)."""
+    independent given the row's inputs, so one vmapped call), or block after block for
+    a core whose blocks pass a row on (cores.chains_rows)."""
     cond_row = None if self.cond is None else jax.lax.dynamic_index_in_dim(
         self.cond, r, axis=1, keepdims=False)
+    method = type(self.block).end_row
+    if self.chains_rows:  # Block l reads block l - 1's row: one block after the other.
+      blocks, row = [], self._input_row(cache['image'], r)
+      for v, block_cache in zip(self.block_vars, cache['blocks']):
+        block_cache, row = self.block.apply(v, block_cache, cond_row, row, method=method)
+        blocks.append(block_cache)
+      return {**cache, 'blocks': blocks}
     end_row = lambda v, block_cache: self.block.apply(v, block_cache, cond_row,
-                                                       method=type(self.block).end_row)
+                                                       method=method)
     blocks = jax.vmap(end_row)(self.stacked_vars, _stack(cache['blocks']))
     return {**cache, 'blocks': _unstack(blocks, self.cfg.num_layers)}
 

@@ -23,16 +23,34 @@ The interface (N: batch, F = cfg.features = 2h, D: conditioning channels):
   end_row(cache, cond [N, W, D] | None) -> cache
       Called once row r is complete (every position of it visited for the last time).
 
+Optional members (a core without them has the defaults of the helpers below):
+  INPUT_LAYER: the first layer's module class, built as INPUT_LAYER(cfg), mapping scaled
+      images [B, H, W, C] to the stream and one position's window to [N, F] (`at_window`)
+      (default: the k x k mask-A convolution to 2h features).
+  readout(stream) -> features: what the output head reads without skip connections
+      (default the stream itself).
+  CHAINS_ROWS: when True, end_row is end_row(cache, cond, row [N, W, .]) -> (cache, row):
+      block l reads block l - 1's row output, and the first block reads the first layer
+      over the finished row (default False: the blocks' end_row are
+      independent and run in one vmapped call).
+
 Caches are never read and written in place in the same step by different names (a buffer
 read and then updated in place within one loop step makes XLA copy it whole every step).
 Adding a core: its module (the class above), one entry here, its tests.
 """
 
+from typing import Any
+
+import flax.linen as nn
+
+from pixel_jax.models.gated_pixelcnn import GatedBlock
+from pixel_jax.models.layers import MaskedConv2D
+from pixel_jax.models.network_config import NetworkConfig
 from pixel_jax.models.pixelcnn import ConvBlock
 from pixel_jax.models.pixelrnn import RecurrentBlock
 
 CORES = {'row_lstm': RecurrentBlock, 'diagonal_bilstm': RecurrentBlock,
-         'pixelcnn': ConvBlock}
+         'pixelcnn': ConvBlock, 'gated_pixelcnn': GatedBlock}
 
 
 def block_class(core: str):
@@ -42,4 +60,24 @@ def block_class(core: str):
   return CORES[core]
 
 
-__all__ = ['CORES', 'block_class']
+def input_layer(cfg: NetworkConfig) -> nn.Module:
+  """The first layer of a network with core cfg.core (INPUT_LAYER)."""
+  block = block_class(cfg.core)
+  if hasattr(block, 'INPUT_LAYER'):
+    return block.INPUT_LAYER(cfg)
+  k = cfg.first_kernel_size
+  return MaskedConv2D(cfg.features, (k, k), 'A', cfg.num_channels, dtype=cfg.dtype)
+
+
+def readout(core: str, stream: Any) -> Any:
+  """What the output head reads of `core`'s stream without skip connections."""
+  block = block_class(core)
+  return block.readout(stream) if hasattr(block, 'readout') else stream
+
+
+def chains_rows(core: str) -> bool:
+  """Whether `core`'s end_row passes a row from block to block (CHAINS_ROWS)."""
+  return getattr(block_class(core), 'CHAINS_ROWS', False)
+
+
+__all__ = ['CORES', 'block_class', 'chains_rows', 'input_layer', 'readout']

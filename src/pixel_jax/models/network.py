@@ -39,9 +39,7 @@ class AutoregressiveNetwork(nn.Module):
 
   def setup(self):
     cfg = self.cfg
-    k = cfg.first_kernel_size
-    self.input_conv = layers.MaskedConv2D(cfg.features, (k, k), 'A', cfg.num_channels,
-                                          dtype=cfg.dtype)
+    self.input_conv = cores.input_layer(cfg)
     block = cores.block_class(cfg.core)
     if cfg.scan_layers:
       self.blocks = nn.scan(block, variable_axes={'params': 0}, split_rngs={'params': True},
@@ -66,7 +64,7 @@ class AutoregressiveNetwork(nn.Module):
         x, s = block(x, cond_BxHxWxD)
         skips.append(s)
       skip_sum = sum(skips) if cfg.skip else None
-    return self.head(skip_sum if cfg.skip else x)
+    return self.head(skip_sum if cfg.skip else cores.readout(cfg.core, x))
 
   # One position at a time (the cached sampler).
 
@@ -76,8 +74,9 @@ class AutoregressiveNetwork(nn.Module):
     return self.input_conv.at_window(window_NxIxJxC)
 
   def logits_at(self, x_NxF: jnp.ndarray) -> jnp.ndarray:
-    """The output head at one position: logits [N, C, K]."""
-    return self.head(x_NxF)
+    """The output head at one position, from the skip sum or the stream: logits
+    [N, C, K]."""
+    return self.head(x_NxF if self.cfg.skip else cores.readout(self.cfg.core, x_NxF))
 
 
 def block_variables(cfg: NetworkConfig, variables: Any) -> list[Any]:
