@@ -4,9 +4,10 @@
 
 Starts `python -m pixel_jax.main` on the tiny config (a 24-step run) in a fresh workdir,
 waits until it holds the workdir lock, then starts the same command again and times it
-from launch to exit (the second run must stop with one line, non-zero). Also times the
-first run's resumed rerun after a SIGKILL at step 12 (everything a resume does: restore,
-finishing the skipped work, the remaining steps), beside an uninterrupted run.
+from launch to exit (the second run must stop with one line, non-zero). Also times a
+resumed rerun after a SIGKILL at step 12 (everything a resume does: restore, finishing
+the skipped work, the remaining steps) and a rerun of the finished run, beside an
+uninterrupted run, with their summary lines.
 Prints one line per measurement and the CPU load it was taken under.
 """
 
@@ -58,8 +59,9 @@ def main():
     env['JAX_COMPILATION_CACHE_DIR'] = os.path.join(root, 'jax_cache')
     env['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
     full, _ = timed(command(os.path.join(root, 'warm')), env)  # Fills the compile cache.
-    full, _ = timed(command(os.path.join(root, 'full')), env)
-    print(f'uninterrupted 24-step run (compile cache warm): {full:.1f} s')
+    full, result = timed(command(os.path.join(root, 'full')), env)
+    print(f'uninterrupted 24-step run (compile cache warm): {full:.1f} s: '
+          f'{result.stdout.strip().splitlines()[-1]}')
     for _ in range(args.repeats):
       seconds, code, last, still_running = second_run_seconds(root, env)
       print(f'second main on a busy workdir: exit {code} after {seconds:.2f} s (first still '
@@ -67,7 +69,10 @@ def main():
     killed = os.path.join(root, 'killed')
     timed(command(killed), dict(env, PIXEL_JAX_KILL_AT='step:12'))
     resumed, result = timed(command(killed), env)
-    print(f'resume after SIGKILL at step 12: {resumed:.1f} s (exit {result.returncode})')
+    print(f'resume after SIGKILL at step 12: {resumed:.1f} s (exit {result.returncode}): '
+          f'{result.stdout.strip().splitlines()[-1]}')
+    again, result = timed(command(killed), env)
+    print(f'rerun of the finished run: {again:.1f} s: {result.stdout.strip().splitlines()[-1]}')
   print(f'load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs')
 
 

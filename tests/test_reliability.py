@@ -437,7 +437,7 @@ _TOOLS_DRIVER = r"""
 import json, os, sys, tempfile
 from absl import app
 import jax
-from pixel_jax import config_files, evaluate, main, sample
+from pixel_jax import evaluate, main, sample
 results = []
 for tool, argv in json.loads(sys.argv[1]):
   module = {'main': main, 'evaluate': evaluate, 'sample': sample}[tool]
@@ -450,9 +450,11 @@ for tool, argv in json.loads(sys.argv[1]):
       sys.argv = [tool] + argv  # Config overrides are read from sys.argv.
       try:
         module.define_flags()
-        jax.config.config_with_absl()
-        app.run(module.main, argv=[tool] + argv,
-                **({'flags_parser': config_files.parse_flags} if tool == 'main' else {}))
+        if tool == 'main':
+          app.run(module.main, argv=[tool] + argv, flags_parser=main.parse_flags)
+        else:
+          jax.config.config_with_absl()
+          app.run(module.main, argv=[tool] + argv)
       except SystemExit as e:  # sys.exit('message') prints the message, exits 1.
         code = e.code if isinstance(e.code, int) else 1
         if e.code is not None and not isinstance(e.code, int):

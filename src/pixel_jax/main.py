@@ -16,18 +16,19 @@ import signal
 import sys
 import threading
 import traceback
+from typing import Optional
 
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 from ml_collections import config_flags
 
-from pixel_jax import checkpointing
 from pixel_jax import config_files
-from pixel_jax import configs
-from pixel_jax import train
 from pixel_jax import workdir as workdir_lib
+
+# jax and the model code (configs, train) are imported in parse_flags / main, after a busy
+# workdir has had its chance to stop the run: a second run then exits in a fraction of a
+# second instead of after seconds of imports.
 
 FLAGS = flags.FLAGS
 LOG_FILE = 'pixel_jax.log'  # In the workdir: every log line and traceback of each run.
@@ -89,9 +90,45 @@ def _raise_interrupt(signum, frame):  # pylint: disable=unused-argument
   raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _flag_value(argv: list[str], name: str) -> Optional[str]:
+  """The value of --name=VALUE or --name VALUE in argv (the last one), else None."""
+  value = None
+  for k, arg in enumerate(argv):
+    if arg.startswith(f'--{name}='):
+      value = arg.split('=', 1)[1]
+    elif arg == f'--{name}' and k + 1 < len(argv):
+      value = argv[k + 1]
+  return value
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """Takes the lock of an existing --workdir first (one process, no multi-host job: it is
+  process 0), so a second run on a busy workdir stops before the config file, jax and the
+  model code load; then config_files.parse_flags. JAX's own --jax_* flags are accepted."""
+  workdir = _flag_value(argv, 'workdir')
+  distributed = _flag_value(argv, 'distributed') or 'auto'
+  single_process = distributed == 'off' or (distributed == 'auto' and
+                                            not _multihost_environment())
+  if workdir and single_process and os.path.isdir(workdir):
+    try:
+      workdir_lib.lock(workdir).__enter__()  # Held until the process ends.
+    except workdir_lib.WorkdirError as e:
+      sys.exit(f'pixel_jax: error: {e}')
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.config_with_absl()
+  return config_files.parse_flags(argv)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
+  # pylint: disable=g-import-not-at-top
+  import jax
+
+  from pixel_jax import checkpointing
+  from pixel_jax import configs
+  from pixel_jax import train
+  # pylint: enable=g-import-not-at-top
   checkpointing.quiet_orbax_logs()
   try:
     config = FLAGS.config
@@ -99,7 +136,10 @@ def main(argv):
   except Exception as e:  # pylint: disable=broad-except
     spec = FLAGS['config'].config_filename
     sys.exit(f'pixel_jax: error: {config_files.config_error_line(e, [f"--config={spec}"])}')
-  signal.signal(signal.SIGTERM, _raise_interrupt)  # A preempted job: Ctrl-C's one line.
+  # Ctrl-C, and SIGTERM (a preempted job), end the run with one line; SIGINT too when the
+  # shell started this process with it ignored (a background job of a script).
+  signal.signal(signal.SIGTERM, _raise_interrupt)
+  signal.signal(signal.SIGINT, _raise_interrupt)
   threading.excepthook = _thread_exception_to_log
   distributed = FLAGS.distributed == 'on' or (FLAGS.distributed == 'auto' and
                                               _multihost_environment())
@@ -155,5 +195,4 @@ def _exit(line: str, log_path: str, skip_exit_handlers: bool = False) -> None:
 
 if __name__ == '__main__':
   define_flags()
-  jax.config.config_with_absl()
-  app.run(main, flags_parser=config_files.parse_flags)
+  app.run(main, flags_parser=parse_flags)
