@@ -13,6 +13,12 @@ Input convolution: the scaled image is stored zero-padded; the kxk mask-A output
 is the masked kernel applied to the window of rows r - k//2 .. r (the rows below the
 centre are masked, so never sliced).
 
+Prepared kernels: every masked convolution's kernel is masked and cast once per sampling
+call, outside the loops, not at every step (layers.PREPARED). Each module is applied once
+ahead of the loops with that collection mutable - a block through its full-image form on
+one pixel, which reads every parameter of the block - and the loops apply it with the
+stored kernels. A core needs nothing for this beyond using layers.MaskedConv2D.
+
 Conditioning (Multi-Scale PixelRNN): a map [N, H, W, D] known before sampling starts; each
 block receives it at the position a step visits (and the finished row at end_row).
 
@@ -46,6 +52,16 @@ def network_config(model: Any) -> NetworkConfig:
   return model.cfg
 
 
+def _with_prepared(module: Any, variables: Any, *calls: tuple[Any, tuple[Any, ...]]) -> Any:
+  """`variables` plus the PREPARED kernels of every masked convolution that the calls
+  (method, args) of `module` read: masked and cast here, once."""
+  prepared = {}
+  for method, args in calls:
+    _, state = module.apply(variables, *args, method=method, mutable=[layers.PREPARED])
+    prepared.update(state[layers.PREPARED])
+  return {**variables, layers.PREPARED: prepared}
+
+
 def _stack(trees: list[Any]) -> Any:
   return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
 
@@ -65,12 +81,20 @@ class CachedNetwork:
 
   def __init__(self, model: Any, variables: Any, cond_NxHxWxD: Optional[Array] = None):
     self.cfg = cfg = network_config(model)
-    self.model, self.variables = model, variables
-    self.block = cores.block_class(cfg.core)(cfg)
-    self.block_vars = network.block_variables(cfg, variables)
-    self.stacked_vars = _stack(self.block_vars)
     self.cond = None if cond_NxHxWxD is None else cond_NxHxWxD.astype(cfg.dtype)
     self.pad = cfg.first_kernel_size // 2
+    net = network.AutoregressiveNetwork
+    window = jnp.zeros((1, self.pad + 1, cfg.first_kernel_size, cfg.num_channels))
+    self.model, self.variables = model, _with_prepared(
+        model, variables, (net.input_at, (window,)),
+        (net.logits_at, (jnp.zeros((1, cfg.features), cfg.dtype),)))
+    self.block = cores.block_class(cfg.core)(cfg)
+    pixel = jnp.zeros((1, 1, 1, cfg.features), cfg.dtype)
+    cond_pixel = None if self.cond is None else self.cond[:1, :1, :1]
+    self.stacked_vars = jax.vmap(lambda v: _with_prepared(
+        self.block, v, (type(self.block).__call__, (pixel, cond_pixel))))(
+            _stack(network.block_variables(cfg, variables)))
+    self.block_vars = _unstack(self.stacked_vars, cfg.num_layers)
     self.chains_rows = cores.chains_rows(cfg.core)
 
   def init(self, images_NxHxWxC: Array) -> Cache:

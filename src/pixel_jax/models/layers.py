@@ -11,6 +11,10 @@ from pixel_jax.models import masks
 
 Dtype = Any
 
+# The variable collection of masked, cast kernels computed once ahead of a loop (see
+# MaskedConv2D.masked_kernel); never part of a model's saved variables.
+PREPARED = 'prepared'
+
 
 class MaskedConv2D(nn.Module):
   """A 2-D convolution whose kernel is multiplied by a causal mask (see masks.conv_mask).
@@ -39,14 +43,28 @@ class MaskedConv2D(nn.Module):
 
     The one place the parameters are read: the full-map form (`__call__`) and the
     one-position form (`at_window`) both start from it.
+
+    Prepared kernels: a loop that applies the layer at every step (the cached sampler)
+    would otherwise mask and cast the kernel at every step, which costs about as much as
+    the step's own matrix product at small widths. Applied with the PREPARED collection
+    mutable, the layer stores what it returns there; applied with that collection given,
+    it returns the stored arrays and reads no parameter.
     """
+    if self.has_variable(PREPARED, 'kernel'):
+      bias = self.get_variable(PREPARED, 'bias') if self.use_bias else None
+      return self.get_variable(PREPARED, 'kernel'), bias
     kh, kw = self.kernel_size
     mask = self.mask(in_features)
     kernel = self.param('kernel', self.kernel_init, (kh, kw, in_features, self.features))
+    kernel = (kernel * mask).astype(self.dtype)
     bias = None
     if self.use_bias:
       bias = self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
-    return (kernel * mask).astype(self.dtype), bias
+    if self.is_mutable_collection(PREPARED) and not self.is_initializing():
+      self.put_variable(PREPARED, 'kernel', kernel)
+      if bias is not None:
+        self.put_variable(PREPARED, 'bias', bias)
+    return kernel, bias
 
   def mask(self, in_features: int) -> np.ndarray:
     """The 0/1 causal mask [kh, kw, in, out] (masks.conv_mask)."""
