@@ -11,6 +11,7 @@ import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,7 +21,9 @@ from pixel_jax import configs
 from pixel_jax import runs
 from pixel_jax import sample as sample_cli
 from pixel_jax import sampling
+from pixel_jax import sampling_cache
 from pixel_jax.models import get_model
+from pixel_jax.models import layers
 
 SIZE = 6
 
@@ -114,6 +117,40 @@ class CachedEqualsNaiveTest(parameterized.TestCase):
     cached = sampling.sample(model, variables, key, 3, method='cached')
     naive = sampling.sample(model, variables, key, 3, method='naive')
     np.testing.assert_array_equal(np.asarray(cached), np.asarray(naive))
+
+  @parameterized.named_parameters(*CASES)
+  def test_every_masked_kernel_prepared_once(self, name, channels, levels, scan, skip,
+                                             residual, dtype):
+    """The sampling loops read every masked convolution's kernel from layers.PREPARED
+    (masked and cast ahead of the loops); a saved model never holds that collection."""
+    model, variables = _build(name, channels, levels, scan, skip, residual, dtype)
+    self.assertEqual(set(jax.eval_shape(model.init, jax.random.key(0),
+                                        jnp.zeros((1, SIZE, SIZE, channels)))), {'params'})
+
+    def kernel_paths(tree):
+      return {tuple(str(k.key) for k in path[:-1])
+              for path, _ in jax.tree_util.tree_leaves_with_path(tree)
+              if path[-1].key == 'kernel'}
+
+    # Every MaskedConv2D the training forward pass runs, by module path.
+    masked = set()
+
+    def record(next_fun, args, kwargs, context):
+      if isinstance(context.module, layers.MaskedConv2D):
+        masked.add(tuple(context.module.path))
+      return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+      jax.eval_shape(model.apply, variables, jnp.zeros((1, SIZE, SIZE, channels)))
+    in_block = lambda p: p[0] == 'blocks' or p[0].startswith('block_')
+    top, blocks = jax.eval_shape(lambda v: (lambda n: (n.variables, n.block_vars))(
+        sampling_cache.CachedNetwork(model, v)), variables)
+    self.assertEqual(kernel_paths(top[layers.PREPARED]), {p for p in masked if not in_block(p)})
+    self.assertLen(blocks, model.cfg.num_layers)
+    for prepared in blocks:
+      self.assertEqual(kernel_paths(prepared[layers.PREPARED]),
+                       {p[1:] for p in masked if in_block(p)})
+    self.assertTrue(any(in_block(p) for p in masked))
 
   def test_bfloat16_close_to_naive(self):
     model, variables = _build('row_lstm', 3, 256, True, True, True, 'bfloat16')
