@@ -1,0 +1,111 @@
+"""Old vs new speed, tightly interleaved call by call: cached sampling or the training step.
+
+  python benchmarks/interleaved_ab.py --a=/path/to/old_checkout --b=. --what=sampling
+  python benchmarks/interleaved_ab.py --a=OLD --b=. --what=train --calls=30
+
+For each model, one worker process per checkout (started in that checkout's root with
+PYTHONPATH=<checkout>/src, so it runs that revision's code and its benchmarks' network
+configs) builds the MNIST-size network and compiles the timed function once. The driver
+then asks the two workers for one timed call at a time in ABBA order, so both revisions
+see the same load, call for call: on a shared machine whose load drifts over minutes this
+compares far more tightly than whole benchmark runs in turn.
+
+  sampling: one batch of `--batch` MNIST images from sampling.sample (the cached sampler),
+            the network of bench_sampling.make_config (the MNIST experiment configs).
+  train:    one training step of bench_models.build_step at the MNIST size (batch 16).
+
+Prints, per model, each revision's median seconds per call and the median of the
+per-pair ratios B / A (> 1: B is slower), with the ratios' interquartile range.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+MODELS = ('row_lstm', 'diagonal_bilstm', 'pixelcnn')
+
+
+def worker(what: str, model_name: str, batch: int) -> None:
+  """Builds and compiles one timed call, then times one call per 'go' line on stdin."""
+  sys.path.insert(0, os.path.join(os.getcwd(), 'benchmarks'))
+  import jax  # pylint: disable=import-outside-toplevel
+  if what == 'sampling':
+    import bench_sampling  # pylint: disable=import-outside-toplevel
+    from pixel_jax import models  # pylint: disable=import-outside-toplevel
+    from pixel_jax import sampling  # pylint: disable=import-outside-toplevel
+    args = argparse.Namespace(cifar_layers=4, cifar_hidden=16, cifar_out_hidden=64)
+    config = bench_sampling.make_config(model_name, 'mnist', args)
+    model = models.get_model(config)
+    d = config.data
+    variables = jax.jit(model.init)(
+        jax.random.key(0), jax.numpy.zeros((1, d.image_size, d.image_size, d.num_channels)))
+    keys = iter(range(1, 1 << 30))
+    call = lambda: sampling.sample(model, variables, jax.random.key(next(keys)), batch)
+  else:
+    import bench_models  # pylint: disable=import-outside-toplevel
+    step, params, opt_state, images = bench_models.build_step(
+        bench_models.make_config(model_name, 'mnist', batch))
+    state = [params, opt_state]
+
+    def call():
+      state[0], state[1], loss = step(state[0], state[1], images)
+      return loss
+  jax.block_until_ready(call())  # Compile.
+  print('ready', flush=True)
+  for _ in sys.stdin:
+    start = time.perf_counter()
+    jax.block_until_ready(call())
+    print(time.perf_counter() - start, flush=True)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--a', help='The reference checkout (old).')
+  parser.add_argument('--b', help='The checkout compared with it (new).')
+  parser.add_argument('--what', choices=('sampling', 'train'), default='sampling')
+  parser.add_argument('--models', default=','.join(MODELS))
+  parser.add_argument('--calls', type=int, default=20, help='Timed calls per revision.')
+  parser.add_argument('--batch', type=int, default=16)
+  parser.add_argument('--worker', default='', help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.worker:
+    worker(args.what, args.worker, args.batch)
+    return
+  if not (args.a and args.b):
+    parser.error('give both checkouts: --a=OLD --b=NEW')
+  checkouts = {'A': os.path.abspath(args.a), 'B': os.path.abspath(args.b)}
+  print(f'{args.what}: A = {checkouts["A"]}, B = {checkouts["B"]}, {args.calls} calls '
+        f'each, ABBA; seconds per call (batch {args.batch}); load {os.getloadavg()[0]:.1f}')
+  print(f'{"model":16s} {"A s":>9s} {"B s":>9s} {"B/A":>6s}  B/A quartiles')
+  for name in args.models.split(','):
+    workers = {
+        rev: subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), f'--what={args.what}',
+             f'--batch={args.batch}', f'--worker={name}'],
+            cwd=root, env={**os.environ, 'PYTHONPATH': os.path.join(root, 'src')},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for rev, root in checkouts.items()}
+    for w in workers.values():
+      if w.stdout.readline().strip() != 'ready':
+        raise SystemExit(f'A {name} worker failed to start; see its error above.')
+    times = {'A': [], 'B': []}
+    for i in range(args.calls):
+      for rev in ('AB' if i % 2 == 0 else 'BA'):
+        workers[rev].stdin.write('go\n')
+        workers[rev].stdin.flush()
+        times[rev].append(float(workers[rev].stdout.readline()))
+    for w in workers.values():
+      w.stdin.close()
+      w.wait()
+    ratios = [b / a for a, b in zip(times['A'], times['B'])]
+    q = statistics.quantiles(ratios, n=4)
+    print(f'{name:16s} {statistics.median(times["A"]):9.4f} '
+          f'{statistics.median(times["B"]):9.4f} {statistics.median(ratios):6.3f}  '
+          f'{q[0]:.3f}..{q[2]:.3f}  (load {os.getloadavg()[0]:.1f})', flush=True)
+
+
+if __name__ == '__main__':
+  main()
