@@ -125,8 +125,8 @@ class NetworkCausalityTest(parameterized.TestCase):
   def test_gated_pixelcnn_sees_every_earlier_subpixel(self, channels):
     """No blind spot: with 2 layers on a 6x6 image every output sub-pixel depends on every
     earlier sub-pixel, all colours of the pixel above-right and the row's last pixel
-    included, and on nothing later. The same reference misses earlier sub-pixels for
-    PixelCNN at any depth here (its blind spot)."""
+    included, and on nothing later. The same reference misses earlier sub-pixels for a
+    6-layer PixelCNN here (its blind spot)."""
     levels = 2 if channels == 1 else 256
     config = tiny_config('gated_pixelcnn', channels, levels, **VARIANTS['residual'])
     np.testing.assert_array_equal(dependency_pattern(config, seed=1),
