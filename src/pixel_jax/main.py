@@ -86,6 +86,12 @@ def _thread_exception_to_log(args: threading.ExceptHookArgs) -> None:
     threading.__excepthook__(args)
 
 
+def _unraisable_to_log(args) -> None:
+  """Errors Python can only ignore (an asynchronous checkpoint reader's event loop closed
+  at exit) go to the log, not to the terminal."""
+  logging.debug('Ignored in %r: %s', args.object, args.exc_value)
+
+
 def _raise_interrupt(signum, frame):  # pylint: disable=unused-argument
   raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -141,6 +147,8 @@ def main(argv):
   signal.signal(signal.SIGTERM, _raise_interrupt)
   signal.signal(signal.SIGINT, _raise_interrupt)
   threading.excepthook = _thread_exception_to_log
+  if FLAGS.verbosity < 1:
+    sys.unraisablehook = _unraisable_to_log
   distributed = FLAGS.distributed == 'on' or (FLAGS.distributed == 'auto' and
                                               _multihost_environment())
   log_path = os.path.join(os.path.abspath(FLAGS.workdir), LOG_FILE)
