@@ -7,7 +7,7 @@ LOWER_VENV ?= .venv-lower
 SMOKE_FLAGS := --config=tiny --config.train.num_steps=4 --config.train.eval_every=4 \
 	--config.train.checkpoint_every=4 --config.train.sample_every=4 --config.eval.max_examples=32
 
-.PHONY: install lint test test-fast smoke-lower lock bench train clean
+.PHONY: install lint format test test-fast smoke-lower lock bench train clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ install: $(PY)
 lint:
 	$(PY) -m ruff check .
 	$(PY) -m mypy src
+
+# Rewrites the tree in the [tool.ruff.format] style (not yet part of lint).
+format:
+	$(PY) -m ruff format .
 
 test:
 	$(PY) -m pytest -n 2 -q tests

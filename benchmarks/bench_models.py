@@ -1,25 +1,32 @@
-"""Forward+backward step time and compile time of each network at the paper's sizes.
+"""Training step time and compile time of each network at the paper's sizes.
 
   python benchmarks/bench_models.py                       # MNIST and CIFAR sizes
   python benchmarks/bench_models.py --sizes=mnist --steps=20 --out=bench.json
 
 MNIST size: 7 layers, h = 16, 28x28x1, 2 levels, batch 16. CIFAR size: 12 layers,
-h = 128, 32x32x3, 256 levels, output width 1024, batch 16. A step is value_and_grad of the
-mean NLL plus an RMSProp update, jitted, state donated: what training runs.
+h = 128, 32x32x3, 256 levels, output width 1024, batch 16. The step is what training runs:
+`train.make_train_step` (train.train_step jitted, the state donated) with the config's
+optimiser (`optim.make_optimizer`: RMSProp with clipping), on a uint8 batch placed on the
+('data',) mesh. Every benchmark that times a training step does it through `measure` (or
+`CompiledStep`, to time several configs in alternation).
 """
 
 import argparse
 import json
+import os
+import resource
 import time
+from typing import Any, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 from pixel_jax import configs
-from pixel_jax import losses
 from pixel_jax import models
+from pixel_jax import optim
+from pixel_jax import sharding
+from pixel_jax import train
+from pixel_jax import train_state
 
 SIZES = {
     'mnist': dict(layers=7, hidden=16, size=28, channels=1, levels=2, out_hidden=32),
@@ -46,46 +53,80 @@ def make_config(model, size, batch, num_layers=None, image_size=None, dtype='flo
   return config
 
 
-def build_step(config):
-  """Returns (jitted step, params, opt_state, images) for one training step."""
+def build_step(config, devices: Optional[list[Any]] = None):
+  """(the training loop's jitted step, a fresh train state, one batch) for `config`.
+
+  The batch is random uint8 levels of the config's shape, placed on the ('data',) mesh over
+  `devices` (default: config.mesh.num_devices of jax.devices()), as training places its own.
+  """
   model = models.get_model(config)
+  tx = optim.make_optimizer(config)
+  mesh = sharding.make_mesh(config.mesh.num_devices, devices)
+  state = train_state.init_state(config, model, tx, mesh)
   d = config.data
-  rng = np.random.default_rng(0)
-  images = jnp.asarray(rng.integers(0, d.num_levels, (
-      config.train.batch_size, d.image_size, d.image_size, d.num_channels)), jnp.float32)
-  params = jax.jit(model.init)(jax.random.key(0), images)
-  opt = optax.rmsprop(1e-3)
-  opt_state = opt.init(params)
-
-  def step(params, opt_state, x):
-    def loss_fn(p):
-      return losses.nll_per_image(model.apply(p, x), x).mean()
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = opt.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-
-  return jax.jit(step, donate_argnums=(0, 1)), params, opt_state, images
+  images = np.random.default_rng(0).integers(
+      0, d.num_levels, (config.train.batch_size, d.image_size, d.image_size, d.num_channels),
+      dtype=np.uint8)
+  return (train.make_train_step(model, tx, mesh), state,
+          sharding.shard_global_batch(images, mesh))
 
 
-def measure(config, steps):
-  """Compile seconds, median step seconds, and XLA's FLOP count for one step."""
-  step, params, opt_state, images = build_step(config)
-  t0 = time.perf_counter()
-  compiled = step.lower(params, opt_state, images).compile()
-  compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
-  params, opt_state, loss = compiled(params, opt_state, images)  # Warm-up.
-  loss.block_until_ready()
-  times = []
-  for _ in range(steps):
+def memory_of(compiled) -> dict:
+  """Buffer sizes XLA assigned to the compiled step, in bytes."""
+  m = compiled.memory_analysis()
+  if m is None:
+    return {}
+  out = {k: int(getattr(m, f'{k}_size_in_bytes')) for k in (
+      'argument', 'output', 'alias', 'temp', 'generated_code')}
+  out['peak'] = out['argument'] + out['output'] - out['alias'] + out['temp']
+  return out
+
+
+def _rss_bytes() -> int:
+  with open('/proc/self/statm') as f:
+    return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def _peak_rss_bytes() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class CompiledStep:
+  """One config's training step, compiled (timed) and run once, with its state and batch."""
+
+  def __init__(self, config):
+    step, self.state, self.images = build_step(config)
+    self.rss_before = _rss_bytes()
     t0 = time.perf_counter()
-    params, opt_state, loss = compiled(params, opt_state, images)
-    loss.block_until_ready()
-    times.append(time.perf_counter() - t0)
-  return dict(compile_s=compile_s, step_s=float(np.median(times)), flops=flops,
-              loss=float(loss))
+    self.compiled = step.lower(self.state, self.images).compile()
+    self.compile_s = time.perf_counter() - t0
+    self.loss = float('nan')
+    self.run(1)  # Warm-up.
+
+  def run(self, steps: int) -> list[float]:
+    """Runs `steps` training steps; the seconds of each, to the loss being ready."""
+    times = []
+    for _ in range(steps):
+      t0 = time.perf_counter()
+      self.state, metrics = self.compiled(self.state, self.images)
+      jax.block_until_ready(metrics)
+      times.append(time.perf_counter() - t0)
+    self.loss = float(metrics['nll_nats'])
+    return times
+
+
+def measure(config, steps: int) -> dict:
+  """Compile seconds, median and fastest step seconds, XLA's (rolled) FLOP count and the
+  memory of one training step of `config`."""
+  step = CompiledStep(config)
+  times = step.run(steps)
+  cost = step.compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return dict(compile_s=step.compile_s, step_s=float(np.median(times)),
+              step_s_min=float(np.min(times)), steps_timed=steps, loss=step.loss,
+              xla_flops_compiled=float(cost.get('flops', float('nan'))) if cost else None,
+              memory=memory_of(step.compiled),
+              rss_growth_bytes=max(0, _peak_rss_bytes() - step.rss_before))
 
 
 def main():
@@ -109,7 +150,8 @@ def main():
                images_per_s=args.batch / r['step_s'])
       rows.append(r)
       print(f"{size:6} {name:16} {r['layers']:6d} {r['compile_s']:9.2f} "
-            f"{1e3 * r['step_s']:9.1f} {r['images_per_s']:9.1f} {r['flops'] / 1e9:10.2f}",
+            f"{1e3 * r['step_s']:9.1f} {r['images_per_s']:9.1f} "
+            f"{(r['xla_flops_compiled'] or float('nan')) / 1e9:10.2f}",
             flush=True)
   if args.out:
     with open(args.out, 'w') as f:

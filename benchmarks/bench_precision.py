@@ -18,9 +18,7 @@ import json
 import os
 import sys
 import tempfile
-import time
 
-import jax
 import numpy as np
 
 from pixel_jax import train
@@ -74,21 +72,11 @@ def interleaved_step_s(config_path: str, rounds: int = 6, steps: int = 5) -> dic
   for dtype in ('float32', 'bfloat16'):
     config = load_config(config_path)
     config.model.dtype = dtype
-    step, params, opt_state, images = bench_models.build_step(config)
-    fn = step.lower(params, opt_state, images).compile()
-    params, opt_state, loss = fn(params, opt_state, images)
-    jax.block_until_ready(loss)
-    compiled[dtype] = [fn, params, opt_state, images]
-  times = {dtype: [] for dtype in compiled}
+    compiled[dtype] = bench_models.CompiledStep(config)
+  times: dict[str, list[float]] = {dtype: [] for dtype in compiled}
   for _ in range(rounds):
-    for dtype, state in compiled.items():
-      fn, params, opt_state, images = state
-      for _ in range(steps):
-        t0 = time.perf_counter()
-        params, opt_state, loss = fn(params, opt_state, images)
-        jax.block_until_ready(loss)
-        times[dtype].append(time.perf_counter() - t0)
-      state[1], state[2] = params, opt_state
+    for dtype, step in compiled.items():
+      times[dtype] += step.run(steps)
   return {dtype: float(np.median(t)) for dtype, t in times.items()}
 
 

@@ -19,7 +19,6 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_utilisation  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import bench_models  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -36,7 +35,7 @@ def measure(model: str, image_size: int, layers: int, scan_layers: bool, steps: 
                                     image_size=image_size, scan_layers=scan_layers)
   row = dict(model=model, image_size=image_size, layers=layers, scan_layers=scan_layers,
              hidden=config.model.hidden_channels, batch=batch)
-  r = bench_utilisation.measure_step(config, steps)
+  r = bench_models.measure(config, steps)
   row.update(compile_s=r['compile_s'], step_s=r['step_s'], step_s_min=r['step_s_min'],
              steps_timed=steps, images_per_s=batch / r['step_s'],
              temp_bytes=r['memory'].get('temp'))

@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import sys
 import time
 from typing import Any, Iterator
@@ -154,9 +153,9 @@ def step_flops(config) -> dict:
 def _step_flops(config) -> dict:
   config = config.copy_and_resolve_references()
   config.model.scan_layers = False
-  step, params, opt_state, images = bench_models.build_step(config)
+  step, state, images = bench_models.build_step(config, devices=jax.devices('cpu')[:1])
   with unrolled_scans():
-    traced = step.trace(params, opt_state, images)
+    traced = step.trace(state, images)
   lowered = traced.lower()
   cost = lowered.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -170,50 +169,6 @@ def _step_flops(config) -> dict:
     raise AssertionError(f'FLOP count is not trustworthy: {loops} while loops left, '
                          f'XLA {row["flops"]:.4g} < matmul-only {row["dot_flops"]:.4g}.')
   return row
-
-
-def memory_of(compiled) -> dict:
-  """Buffer sizes XLA assigned to the compiled step, in bytes."""
-  m = compiled.memory_analysis()
-  if m is None:
-    return {}
-  out = {k: int(getattr(m, f'{k}_size_in_bytes')) for k in (
-      'argument', 'output', 'alias', 'temp', 'generated_code')}
-  out['peak'] = out['argument'] + out['output'] - out['alias'] + out['temp']
-  return out
-
-
-def _rss_bytes() -> int:
-  with open('/proc/self/statm') as f:
-    return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
-
-def _peak_rss_bytes() -> int:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def measure_step(config, steps: int) -> dict:
-  """Compile time, median step time, XLA's (rolled) FLOP count and memory of one step."""
-  step, params, opt_state, images = bench_models.build_step(config)
-  rss0 = _rss_bytes()
-  t0 = time.perf_counter()
-  compiled = step.lower(params, opt_state, images).compile()
-  compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  params, opt_state, loss = compiled(params, opt_state, images)  # Warm-up.
-  loss.block_until_ready()
-  times = []
-  for _ in range(steps):
-    t0 = time.perf_counter()
-    params, opt_state, loss = compiled(params, opt_state, images)
-    loss.block_until_ready()
-    times.append(time.perf_counter() - t0)
-  return dict(compile_s=compile_s, step_s=float(np.median(times)),
-              step_s_min=float(np.min(times)), steps_timed=steps, loss=float(loss),
-              xla_flops_compiled=float(cost.get('flops', float('nan'))) if cost else None,
-              memory=memory_of(compiled),
-              rss_growth_bytes=max(0, _peak_rss_bytes() - rss0))
 
 
 def scan_steps(config) -> int:
@@ -239,7 +194,7 @@ def run(model: str, size: str, steps: int, scan_layers: bool, batch: int = 16) -
              hidden=config.model.hidden_channels, image_size=config.data.image_size,
              channels=config.data.num_channels, levels=config.data.num_levels,
              batch=batch, scan_layers=scan_layers, dtype=config.model.dtype)
-  row.update(measure_step(config, steps))
+  row.update(bench_models.measure(config, steps))
   row['images_per_s'] = batch / row['step_s']
   row.update(step_flops(config))
   row['achieved_flop_s'] = row['flops'] / row['step_s']

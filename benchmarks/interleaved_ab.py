@@ -12,7 +12,8 @@ compares far more tightly than whole benchmark runs in turn.
 
   sampling: one batch of `--batch` MNIST images from sampling.sample (the cached sampler),
             the network of bench_sampling.make_config (the MNIST experiment configs).
-  train:    one training step of bench_models.build_step at the MNIST size (batch 16).
+  train:    one training step of bench_models.build_step at the MNIST size (batch 16): the
+            training loop's own step (train.make_train_step); older checkouts, a copy of it.
 
 Prints, per model, each revision's median seconds per call and the median of the
 per-pair ratios B / A (> 1: B is slower), with the ratios' interquartile range.
@@ -46,13 +47,21 @@ def worker(what: str, model_name: str, batch: int) -> None:
     call = lambda: sampling.sample(model, variables, jax.random.key(next(keys)), batch)
   else:
     import bench_models  # pylint: disable=import-outside-toplevel
-    step, params, opt_state, images = bench_models.build_step(
-        bench_models.make_config(model_name, 'mnist', batch))
-    state = [params, opt_state]
+    built = bench_models.build_step(bench_models.make_config(model_name, 'mnist', batch))
+    if len(built) == 3:  # The training loop's own step: (state, batch) -> (state, metrics).
+      step, train_state, images = built
+      state = [train_state]
 
-    def call():
-      state[0], state[1], loss = step(state[0], state[1], images)
-      return loss
+      def call():
+        state[0], metrics = step(state[0], images)
+        return metrics
+    else:  # A checkout from before: a copy of the step on (params, opt_state, batch).
+      step, params, opt_state, images = built
+      state = [params, opt_state]
+
+      def call():
+        state[0], state[1], loss = step(state[0], state[1], images)
+        return loss
   jax.block_until_ready(call())  # Compile.
   print('ready', flush=True)
   for _ in sys.stdin:

@@ -133,6 +133,7 @@ def test_restore_run(saved_run):
     runs.restore_run(str(workdir), config=config)
 
 
+@pytest.mark.slow
 def test_cli_reports_corrupt_directory_in_one_line(saved_run):
   _, workdir = saved_run
   (workdir / 'checkpoints' / 'junk').write_text('x')

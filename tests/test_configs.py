@@ -31,6 +31,17 @@ PAPER = {  # The paper's test numbers (docs/design.md section 6).
 GATED_PAPER = {  # The Gated PixelCNN paper's (van den Oord et al., 2016) test numbers.
     'cifar10_gated_pixelcnn': '3.03 bits/dim',
 }
+# Parameters of each shipped config's network, counted from shapes alone (jax.eval_shape).
+# A count changes only when a network's layout changes on purpose: then update it here.
+PARAMETERS = {
+    'cifar10_diagbilstm': 8_583_936, 'cifar10_gated_pixelcnn': 7_241_472,
+    'cifar10_pixelcnn': 5_277_696, 'cifar10_rowlstm': 9_361_152,
+    'imagenet32_rowlstm': 76_052_224, 'imagenet64_multiscale': 122_870_464,
+    'imagenet64_rowlstm': 46_049_024, 'mnist_diagbilstm': 72_577,
+    'mnist_diagbilstm_1x32': 44_737, 'mnist_gated_pixelcnn': 67_793,
+    'mnist_multiscale': 138_770, 'mnist_pixelcnn': 69_409, 'mnist_rowlstm': 79_073,
+    'tiny': 5_441, 'tiny_multiscale': 12_314,
+}
 
 
 def _load(path: str, argv: tuple[str, ...] = ()):
@@ -53,6 +64,7 @@ def _keys(d, prefix=''):
 def test_every_paper_experiment_has_a_config():
   names = {os.path.basename(p)[:-3] for p in EXPERIMENTS}
   assert set(PAPER) | {'tiny'} <= names
+  assert set(PARAMETERS) == names, 'every shipped config has its parameter count pinned'
 
 
 @pytest.mark.parametrize('path', EXPERIMENTS, ids=lambda p: os.path.basename(p)[:-3])
@@ -61,7 +73,7 @@ def test_config_loads_builds_and_documents_itself(path):
   config = _load(path)
   assert _keys(config.to_dict()) == _keys(configs.base_config().to_dict())
   configs.validate(config, num_devices=8)  # tests/conftest.py gives 8 devices.
-  models.get_model(config)
+  assert _num_params(config) == PARAMETERS[name]
   optim.make_optimizer(config)
   with open(path) as f:
     doc = f.read().split('"""')[1]

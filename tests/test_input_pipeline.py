@@ -303,6 +303,7 @@ def test_eval_batches_cover_each_example_once():
 # ------------------------------------------------------------------------- no TensorFlow
 
 
+@pytest.mark.slow
 def test_offline_path_never_imports_tensorflow(tmp_path):
   """In a fresh interpreter, so no other test can have imported (or hidden) TensorFlow."""
   script = textwrap.dedent(f"""

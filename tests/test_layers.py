@@ -1,10 +1,9 @@
 """The scanned layers against plain per-pixel loops written from docs/design.md sections 3-4."""
 
-from absl.testing import absltest
-from absl.testing import parameterized
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from pixel_jax import layers
 from pixel_jax.models import diagonal_bilstm
@@ -77,66 +76,61 @@ def diagonal_bilstm_loop(p, x, hidden, groups):
   return out
 
 
-class ScanMatchesLoopTest(parameterized.TestCase):
-
-  @parameterized.product(groups=(1, 3), shape=((5, 5), (3, 6)))
-  def test_row_lstm(self, groups, shape):
-    self._check(layers.RowLSTM, row_lstm_loop, groups, shape)
-
-  @parameterized.product(groups=(1, 3), shape=((5, 5), (3, 6)))
-  def test_diagonal_bilstm(self, groups, shape):
-    self._check(layers.DiagonalBiLSTM, diagonal_bilstm_loop, groups, shape)
-
-  def _check(self, module_cls, loop, groups, shape, hidden=6, features=6):
-    module = module_cls(hidden=hidden, num_groups=groups)
-    x = jax.random.normal(jax.random.key(0), (2, *shape, features))
-    v = module.init(jax.random.key(1), x)
-    leaves, tree = jax.tree.flatten(v)
-    keys = jax.random.split(jax.random.key(2), len(leaves))
-    v = jax.tree.unflatten(tree, [leaf + 0.2 * jax.random.normal(k, leaf.shape)
-                                  for leaf, k in zip(leaves, keys)])
-    got = jax.jit(module.apply)(v, x)
-    want = loop(jax.tree.map(np.asarray, v['params']), np.asarray(x, np.float64), hidden,
-                groups)
-    np.testing.assert_allclose(np.asarray(got), want, atol=2e-5, rtol=1e-4)
+def _check_scan_matches_loop(module_cls, loop, groups, shape, hidden=6, features=6):
+  module = module_cls(hidden=hidden, num_groups=groups)
+  x = jax.random.normal(jax.random.key(0), (2, *shape, features))
+  v = module.init(jax.random.key(1), x)
+  leaves, tree = jax.tree.flatten(v)
+  keys = jax.random.split(jax.random.key(2), len(leaves))
+  v = jax.tree.unflatten(tree, [leaf + 0.2 * jax.random.normal(k, leaf.shape)
+                                for leaf, k in zip(leaves, keys)])
+  got = jax.jit(module.apply)(v, x)
+  want = loop(jax.tree.map(np.asarray, v['params']), np.asarray(x, np.float64), hidden,
+              groups)
+  np.testing.assert_allclose(np.asarray(got), want, atol=2e-5, rtol=1e-4)
 
 
-class BandTest(parameterized.TestCase):
+@pytest.mark.parametrize('shape', [(5, 5), (3, 6)])
+@pytest.mark.parametrize('groups', [1, 3])
+def test_row_lstm_scan_matches_loop(groups, shape):
+  _check_scan_matches_loop(layers.RowLSTM, row_lstm_loop, groups, shape)
+
+
+@pytest.mark.parametrize('shape', [(5, 5), (3, 6)])
+@pytest.mark.parametrize('groups', [1, 3])
+def test_diagonal_bilstm_scan_matches_loop(groups, shape):
+  _check_scan_matches_loop(layers.DiagonalBiLSTM, diagonal_bilstm_loop, groups, shape)
+
+
+@pytest.mark.parametrize('h, w', [(28, 28), (5, 5), (3, 6), (6, 3), (32, 32), (64, 64), (7, 30)])
+def test_bands_cover_every_real_cell_and_its_neighbours(h, w):
   """The Diagonal BiLSTM scans each chunk of skewed columns over a band of rows only."""
-
-  @parameterized.parameters((28, 28), (5, 5), (3, 6), (6, 3), (32, 32), (64, 64), (7, 30))
-  def test_bands_cover_every_real_cell_and_its_neighbours(self, h, w):
-    chunks = diagonal_bilstm.band_chunks(w + h - 1, h, w)
-    self.assertEqual([t for t0, t1, _, _ in chunks for t in range(t0, t1)], list(range(w + h - 1)))
-    for t0, t1, lo, hi in chunks:
-      for t in range(t0, t1):
-        for r in range(h):
-          if 0 <= t - r < w:  # A real pixel: it and the pixel above it are in the band.
-            self.assertTrue(lo <= r < hi, (t, r))
-            if r > 0:
-              self.assertTrue(lo <= r - 1, (t, r))
-        # Rows below the band are still left of the image (held at the initial state).
-        self.assertTrue(all(t < r for r in range(hi, h)))
+  chunks = diagonal_bilstm.band_chunks(w + h - 1, h, w)
+  assert [t for t0, t1, _, _ in chunks for t in range(t0, t1)] == list(range(w + h - 1))
+  for t0, t1, lo, hi in chunks:
+    for t in range(t0, t1):
+      for r in range(h):
+        if 0 <= t - r < w:  # A real pixel: it and the pixel above it are in the band.
+          assert lo <= r < hi, (t, r)
+          if r > 0:
+            assert lo <= r - 1, (t, r)
+      # Rows below the band are still left of the image (held at the initial state).
+      assert all(t < r for r in range(hi, h))
 
 
-class SkewTest(parameterized.TestCase):
-
-  @parameterized.parameters((4, 4), (3, 5), (5, 2))
-  def test_skew_layout_and_round_trip(self, h, w):
-    x = jnp.arange(2 * h * w * 3, dtype=jnp.float32).reshape(2, h, w, 3) + 1
-    s = layers.skew(x)
-    self.assertEqual(s.shape, (2, h, w + h - 1, 3))
-    for r in range(h):
-      np.testing.assert_array_equal(s[:, r, r:r + w], x[:, r])  # Row r shifted right by r.
-      self.assertEqual(float(jnp.abs(s[:, r, :r]).sum() + jnp.abs(s[:, r, r + w:]).sum()), 0)
-    np.testing.assert_array_equal(layers.unskew(s, w), x)
-
-  def test_shift_down(self):
-    x = jnp.arange(12.0).reshape(1, 4, 3)
-    y = layers.shift_down(x, axis=1)
-    np.testing.assert_array_equal(y[0, 0], 0)
-    np.testing.assert_array_equal(y[0, 1:], x[0, :-1])
+@pytest.mark.parametrize('h, w', [(4, 4), (3, 5), (5, 2)])
+def test_skew_layout_and_round_trip(h, w):
+  x = jnp.arange(2 * h * w * 3, dtype=jnp.float32).reshape(2, h, w, 3) + 1
+  s = layers.skew(x)
+  assert s.shape == (2, h, w + h - 1, 3)
+  for r in range(h):
+    np.testing.assert_array_equal(s[:, r, r:r + w], x[:, r])  # Row r shifted right by r.
+    assert float(jnp.abs(s[:, r, :r]).sum() + jnp.abs(s[:, r, r + w:]).sum()) == 0
+  np.testing.assert_array_equal(layers.unskew(s, w), x)
 
 
-if __name__ == '__main__':
-  absltest.main()
+def test_shift_down():
+  x = jnp.arange(12.0).reshape(1, 4, 3)
+  y = layers.shift_down(x, axis=1)
+  np.testing.assert_array_equal(y[0, 0], 0)
+  np.testing.assert_array_equal(y[0, 1:], x[0, :-1])

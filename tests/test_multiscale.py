@@ -9,14 +9,12 @@ import functools
 import itertools
 import os
 
-from absl.testing import absltest
-from absl.testing import parameterized
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from experiments import tiny_multiscale
-from pixel_jax import configs
 from pixel_jax import losses
 from pixel_jax import metrics_writer
 from pixel_jax import models
@@ -27,16 +25,9 @@ from pixel_jax.models import multiscale
 import receptive_field
 
 
-def ms_config(core='row_lstm', channels=1, levels=2, size=6, small=3, **model):
-  config = configs.base_config()
-  config.model.name = 'multiscale'
-  config.data.image_size = size
-  config.data.num_channels = channels
-  config.data.num_levels = levels
-  config.model.num_layers = 2
-  config.model.hidden_channels = 6
-  config.model.out_hidden_channels = 9
-  config.model.update(model)
+def ms_config(tiny_config, core='row_lstm', channels=1, levels=2, size=6, small=3, **model):
+  config = tiny_config('multiscale', channels=channels, levels=levels, size=size,
+                       hidden_channels=6, out_hidden_channels=9, first_kernel_size=7, **model)
   ms = config.model.multiscale
   ms.core = core
   ms.small_size = small
@@ -48,9 +39,11 @@ def ms_config(core='row_lstm', channels=1, levels=2, size=6, small=3, **model):
 
 
 @functools.lru_cache(maxsize=None)
-def build(core='row_lstm', channels=1, levels=2, size=6, small=3, scan=True, skip=False):
+def build(tiny_config, core='row_lstm', channels=1, levels=2, size=6, small=3, scan=True,
+          skip=False):
   """A model and N(0, 0.5^2) variables everywhere (biases and initial states included)."""
-  config = ms_config(core, channels, levels, size, small, scan_layers=scan, skip=skip)
+  config = ms_config(tiny_config, core, channels, levels, size, small, scan_layers=scan,
+                     skip=skip)
   model = models.get_model(config)
   shapes = jax.eval_shape(model.init, jax.random.key(0),
                           jnp.zeros((1, size, size, channels)))
@@ -65,127 +58,128 @@ def random_images(model, n, seed):
   return jax.random.randint(jax.random.key(seed), shape, 0, model.num_levels)
 
 
-class ModelTest(parameterized.TestCase):
+@pytest.mark.parametrize('core, channels', [('row_lstm', 1), ('row_lstm', 3),
+                                           ('diagonal_bilstm', 1), ('diagonal_bilstm', 3)])
+def test_causal_in_full_image_and_sees_whole_small_image(tiny_config, core, channels):
+  """d logits / d full image: exactly the single-scale receptive field (never the
+  future); d logits / d small image: non-zero from every small pixel at every
+  position, the very first sub-pixel included."""
+  levels = 2 if channels == 1 else 256
+  model, variables = build(tiny_config, core, channels, levels)
+  n, s = model.image_size, 3
+  rng = np.random.default_rng(0)
+  # Float inputs: the Jacobian is taken w.r.t. the scaled levels; 6 draws so a ReLU
+  # that is off for one input hides nothing.
+  x = jnp.asarray(rng.uniform(0, levels - 1, (6, 1, n, n, channels)), jnp.float32)
+  small = jnp.asarray(rng.uniform(0, levels - 1, (6, 1, s, s, channels)), jnp.float32)
+  proj = jnp.asarray(rng.normal(size=(levels,)), jnp.float32)
 
-  @parameterized.parameters(('row_lstm', 1), ('row_lstm', 3), ('diagonal_bilstm', 1),
-                            ('diagonal_bilstm', 3))
-  def test_causal_in_full_image_and_sees_whole_small_image(self, core, channels):
-    """d logits / d full image: exactly the single-scale receptive field (never the
-    future); d logits / d small image: non-zero from every small pixel at every
-    position, the very first sub-pixel included."""
-    levels = 2 if channels == 1 else 256
-    model, variables = build(core, channels, levels)
-    n, s = model.image_size, 3
-    rng = np.random.default_rng(0)
-    # Float inputs: the Jacobian is taken w.r.t. the scaled levels; 6 draws so a ReLU
-    # that is off for one input hides nothing.
-    x = jnp.asarray(rng.uniform(0, levels - 1, (6, 1, n, n, channels)), jnp.float32)
-    small = jnp.asarray(rng.uniform(0, levels - 1, (6, 1, s, s, channels)), jnp.float32)
-    proj = jnp.asarray(rng.normal(size=(levels,)), jnp.float32)
+  def f(x, small):
+    return model.apply(variables, x, small, method='conditional_logits')[0] @ proj
 
-    def f(x, small):
-      return model.apply(variables, x, small, method='conditional_logits')[0] @ proj
-
-    jac_x, jac_s = jax.jit(jax.vmap(jax.jacfwd(f, argnums=(0, 1))))(x, small)
-    seen_x = (np.abs(np.asarray(jac_x[..., 0, :, :, :])) > 0).any(axis=0)
-    seen_s = (np.abs(np.asarray(jac_s[..., 0, :, :, :])) > 0).any(axis=0)
-    self.assertFalse((seen_x & ~receptive_field.earlier(n, n, channels)).any(),
-                     'the conditional network reads the future of the full image')
-    np.testing.assert_array_equal(seen_x, receptive_field.network(core, n, n, channels, 2))
-    self.assertTrue(seen_s[0, 0, 0].all(), 'the first sub-pixel misses small pixels')
-    self.assertTrue(seen_s.all())
-
-  def test_joint_nll_is_small_plus_conditional(self):
-    """The joint NLL from the model's logits equals the two stages computed separately:
-    the small network on the subsampled image plus the conditional network on the
-    sub-pixels that are not stride pixels. (Row LSTM, binary: test_joint_probabilities.)"""
-    model, variables = build('diagonal_bilstm', 3, 256, scan=False)
-
-    @jax.jit
-    def nlls(variables, x):
-      p = variables['params']
-      small = x[:, ::2, ::2]
-      small_nll = losses.nll_per_image(
-          model.small_network.apply({'params': p['small_network']}, small), small)
-      cond = model.upsampler.apply({'params': p['upsampler']}, small)
-      logp = losses.log_prob_per_subpixel(
-          model.full_network.apply({'params': p['full_network']}, x, cond), x)
-      conditional_nll = -(logp.sum(axis=(1, 2, 3)) - logp[:, ::2, ::2].sum(axis=(1, 2, 3)))
-      joint = losses.nll_per_image(model.apply(variables, x), x)
-      parts = model.apply(variables, x, method='nll_parts')
-      return small_nll, conditional_nll, joint, parts
-
-    x = random_images(model, 4, seed=1).astype(jnp.float32)
-    small_nll, conditional_nll, joint, parts = nlls(variables, x)
-    np.testing.assert_allclose(joint, small_nll + conditional_nll, rtol=1e-5)
-    np.testing.assert_allclose(parts['small'], small_nll, rtol=1e-5)
-    np.testing.assert_allclose(parts['conditional'], conditional_nll, rtol=1e-5)
-
-  def test_joint_probabilities_sum_to_one(self):
-    """Exactness: over all 2^9 binary 3x3 images (s = 1), sum_x exp(-NLL(x)) = 1. A
-    stride pixel counted in both stages would make the sum smaller."""
-    model, variables = build('row_lstm', 1, 2, size=3, small=1)
-    x = jnp.asarray(list(itertools.product((0, 1), repeat=9)), jnp.float32)
-    x = x.reshape(-1, 3, 3, 1)
-    nll = losses.nll_per_image(jax.jit(model.apply)(variables, x), x)
-    self.assertAlmostEqual(float(jax.scipy.special.logsumexp(-nll)), 0.0, places=4)
-
-  def test_helpers(self):
-    self.assertEqual(multiscale.upsampling_strides(4, 1), (4,))
-    self.assertEqual(multiscale.upsampling_strides(4, 3), (2, 2, 1))
-    self.assertEqual(multiscale.upsampling_strides(12, 2), (6, 2))
-    mask = multiscale.stride_mask(4, 2)
-    self.assertEqual(mask.sum(), 4)
-    self.assertTrue(mask[0, 0] and mask[2, 2] and not mask[0, 1])
+  jac_x, jac_s = jax.jit(jax.vmap(jax.jacfwd(f, argnums=(0, 1))))(x, small)
+  seen_x = (np.abs(np.asarray(jac_x[..., 0, :, :, :])) > 0).any(axis=0)
+  seen_s = (np.abs(np.asarray(jac_s[..., 0, :, :, :])) > 0).any(axis=0)
+  assert not (seen_x & ~receptive_field.earlier(n, n, channels)).any(), (
+      'the conditional network reads the future of the full image')
+  np.testing.assert_array_equal(seen_x, receptive_field.network(core, n, n, channels, 2))
+  assert seen_s[0, 0, 0].all(), 'the first sub-pixel misses small pixels'
+  assert seen_s.all()
 
 
-class SamplingTest(parameterized.TestCase):
+def test_joint_nll_is_small_plus_conditional(tiny_config):
+  """The joint NLL from the model's logits equals the two stages computed separately:
+  the small network on the subsampled image plus the conditional network on the
+  sub-pixels that are not stride pixels. (Row LSTM, binary: test_joint_probabilities.)"""
+  model, variables = build(tiny_config, 'diagonal_bilstm', 3, 256, scan=False)
 
-  @parameterized.parameters(('row_lstm', 1, 2, True, True),
-                            ('diagonal_bilstm', 3, 256, False, False))
-  def test_two_stage_cached_equals_naive(self, core, channels, levels, scan, skip):
-    model, variables = build(core, channels, levels, scan=scan, skip=skip)
-    key = jax.random.key(7)
-    cached = np.asarray(sampling.sample(model, variables, key, 3, method='cached'))
-    naive = np.asarray(sampling.sample(model, variables, key, 3, method='naive'))
-    np.testing.assert_array_equal(cached, naive)
-    self.assertEqual(cached.shape, (3, 6, 6, channels))
-    self.assertEqual(cached.dtype, np.uint8)
-    self.assertLess(cached.max(), levels)
-    self.assertGreater(len(np.unique(cached)), 1)
-    # The small image of the pair is the small stage's own sample, and the subsampled
-    # full image (the stride sub-pixels are fixed to it).
-    small = sampling.sample(model.small_network,
-                            {'params': variables['params']['small_network']},
-                            jax.random.fold_in(key, 0), 3)
-    np.testing.assert_array_equal(multiscale.subsample(cached, 2), np.asarray(small))
-    # Completion (same compiled samplers): known sub-pixels are kept in both stages.
-    mask = np.zeros(cached.shape, bool)
-    mask[:, :3] = True
-    prefix = np.asarray(random_images(model, 3, seed=5))
-    out = np.asarray(sampling.sample(model, variables, key, 3, prefix=prefix,
-                                     prefix_mask=mask))
-    np.testing.assert_array_equal(out[mask], prefix[mask])
-    np.testing.assert_array_equal(multiscale.subsample(out, 2)[:, :2],
-                                  multiscale.subsample(prefix, 2)[:, :2])
-
-  def test_cached_logits_with_conditioning_map(self):
-    """Teacher forcing through the caches with the map equals the full network's pass
-    (the Diagonal BiLSTM: both directions read the map)."""
-    model, variables = build('diagonal_bilstm', 1, 2)
+  @jax.jit
+  def nlls(variables, x):
     p = variables['params']
-    x = random_images(model, 2, seed=3)
-    cond = model.apply(variables, x[:, ::2, ::2], method='condition')
-    full = {'params': p['full_network']}
-    expected = model.full_network.apply(full, x.astype(jnp.float32), cond)
-    got = sampling.cached_logits(model.full_network, full, x, cond=cond)
-    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
+    small = x[:, ::2, ::2]
+    small_nll = losses.nll_per_image(
+        model.small_network.apply({'params': p['small_network']}, small), small)
+    cond = model.upsampler.apply({'params': p['upsampler']}, small)
+    logp = losses.log_prob_per_subpixel(
+        model.full_network.apply({'params': p['full_network']}, x, cond), x)
+    conditional_nll = -(logp.sum(axis=(1, 2, 3)) - logp[:, ::2, ::2].sum(axis=(1, 2, 3)))
+    joint = losses.nll_per_image(model.apply(variables, x), x)
+    parts = model.apply(variables, x, method='nll_parts')
+    return small_nll, conditional_nll, joint, parts
 
-  def test_bad_conditioning_map(self):
-    model, variables = build('row_lstm', 1, 2)
-    with self.assertRaisesRegex(ValueError, 'cond has shape'):
-      sampling.sample(model.full_network, {'params': variables['params']['full_network']},
-                      jax.random.key(0), 2, cond=jnp.zeros((1, 6, 6, 4)))
+  x = random_images(model, 4, seed=1).astype(jnp.float32)
+  small_nll, conditional_nll, joint, parts = nlls(variables, x)
+  np.testing.assert_allclose(joint, small_nll + conditional_nll, rtol=1e-5)
+  np.testing.assert_allclose(parts['small'], small_nll, rtol=1e-5)
+  np.testing.assert_allclose(parts['conditional'], conditional_nll, rtol=1e-5)
+
+
+def test_joint_probabilities_sum_to_one(tiny_config):
+  """Exactness: over all 2^9 binary 3x3 images (s = 1), sum_x exp(-NLL(x)) = 1. A
+  stride pixel counted in both stages would make the sum smaller."""
+  model, variables = build(tiny_config, 'row_lstm', 1, 2, size=3, small=1)
+  x = jnp.asarray(list(itertools.product((0, 1), repeat=9)), jnp.float32)
+  x = x.reshape(-1, 3, 3, 1)
+  nll = losses.nll_per_image(jax.jit(model.apply)(variables, x), x)
+  assert float(jax.scipy.special.logsumexp(-nll)) == pytest.approx(0.0, abs=5e-5)
+
+
+def test_helpers():
+  assert multiscale.upsampling_strides(4, 1) == (4,)
+  assert multiscale.upsampling_strides(4, 3) == (2, 2, 1)
+  assert multiscale.upsampling_strides(12, 2) == (6, 2)
+  mask = multiscale.stride_mask(4, 2)
+  assert mask.sum() == 4
+  assert mask[0, 0] and mask[2, 2] and not mask[0, 1]
+
+
+@pytest.mark.parametrize('core, channels, levels, scan, skip', [
+    ('row_lstm', 1, 2, True, True), ('diagonal_bilstm', 3, 256, False, False)])
+def test_two_stage_cached_equals_naive(tiny_config, core, channels, levels, scan, skip):
+  model, variables = build(tiny_config, core, channels, levels, scan=scan, skip=skip)
+  key = jax.random.key(7)
+  cached = np.asarray(sampling.sample(model, variables, key, 3, method='cached'))
+  naive = np.asarray(sampling.sample(model, variables, key, 3, method='naive'))
+  np.testing.assert_array_equal(cached, naive)
+  assert cached.shape == (3, 6, 6, channels)
+  assert cached.dtype == np.uint8
+  assert cached.max() < levels
+  assert len(np.unique(cached)) > 1
+  # The small image of the pair is the small stage's own sample, and the subsampled
+  # full image (the stride sub-pixels are fixed to it).
+  small = sampling.sample(model.small_network,
+                          {'params': variables['params']['small_network']},
+                          jax.random.fold_in(key, 0), 3)
+  np.testing.assert_array_equal(multiscale.subsample(cached, 2), np.asarray(small))
+  # Completion (same compiled samplers): known sub-pixels are kept in both stages.
+  mask = np.zeros(cached.shape, bool)
+  mask[:, :3] = True
+  prefix = np.asarray(random_images(model, 3, seed=5))
+  out = np.asarray(sampling.sample(model, variables, key, 3, prefix=prefix,
+                                   prefix_mask=mask))
+  np.testing.assert_array_equal(out[mask], prefix[mask])
+  np.testing.assert_array_equal(multiscale.subsample(out, 2)[:, :2],
+                                multiscale.subsample(prefix, 2)[:, :2])
+
+
+def test_cached_logits_with_conditioning_map(tiny_config):
+  """Teacher forcing through the caches with the map equals the full network's pass
+  (the Diagonal BiLSTM: both directions read the map)."""
+  model, variables = build(tiny_config, 'diagonal_bilstm', 1, 2)
+  p = variables['params']
+  x = random_images(model, 2, seed=3)
+  cond = model.apply(variables, x[:, ::2, ::2], method='condition')
+  full = {'params': p['full_network']}
+  expected = model.full_network.apply(full, x.astype(jnp.float32), cond)
+  got = sampling.cached_logits(model.full_network, full, x, cond=cond)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
+
+
+def test_bad_conditioning_map(tiny_config):
+  model, variables = build(tiny_config, 'row_lstm', 1, 2)
+  with pytest.raises(ValueError, match='cond has shape'):
+    sampling.sample(model.full_network, {'params': variables['params']['full_network']},
+                    jax.random.key(0), 2, cond=jnp.zeros((1, 6, 6, 4)))
 
 
 def test_train_evaluate_and_sample_cli(tmp_path):
@@ -207,6 +201,3 @@ def test_train_evaluate_and_sample_cli(tmp_path):
   assert images.shape == (4, 8, 8, 1) and set(np.unique(images)) <= {0, 1}
   assert os.path.getsize(written['stages.png']) > 0
 
-
-if __name__ == '__main__':
-  absltest.main()

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import tiny
+from pixel_jax import main
 from pixel_jax import sharding
 from pixel_jax import train
 
@@ -33,10 +33,10 @@ def test_bad_mesh_and_batch_size_name_the_field():
     sharding.make_mesh(9)
 
 
-def test_eight_devices_give_the_same_training_as_one(tmp_path):
+def test_eight_devices_give_the_same_training_as_one(tmp_path, tiny_config):
   results = {}
   for n in (1, 8):
-    config = tiny.get_config()
+    config = tiny_config()
     config.mesh.num_devices = n
     config.train.update(num_steps=4, log_every=1, eval_every=0, sample_every=0,
                         checkpoint_every=0)
@@ -51,3 +51,17 @@ def test_eight_devices_give_the_same_training_as_one(tmp_path):
   np.testing.assert_allclose(r8['eval_loss'], r1['eval_loss'], rtol=1e-4)
   for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s8.params), strict=True):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+def test_multihost_environment_is_recognised(monkeypatch):
+  """`--distributed=auto` joins a multi-process job only when the environment names one."""
+  for name in ('JAX_COORDINATOR_ADDRESS', 'SLURM_NTASKS', 'TPU_WORKER_HOSTNAMES'):
+    monkeypatch.delenv(name, raising=False)
+  assert not main._multihost_environment()
+  for name, value, multihost in (('SLURM_NTASKS', '1', False), ('SLURM_NTASKS', '4', True),
+                                 ('TPU_WORKER_HOSTNAMES', 'w0', False),
+                                 ('TPU_WORKER_HOSTNAMES', 'w0,w1', True),
+                                 ('JAX_COORDINATOR_ADDRESS', '10.0.0.1:1234', True)):
+    with monkeypatch.context() as m:
+      m.setenv(name, value)
+      assert main._multihost_environment() == multihost, (name, value)

@@ -346,7 +346,7 @@ def _validate_model(config: ml_collections.ConfigDict) -> None:
 def _validate_multiscale(config: ml_collections.ConfigDict) -> None:
   """The two networks of model.name='multiscale' (models/multiscale.py)."""
   d = config.data
-  _one_of(config, 'model.multiscale.core', multiscale.CORES)
+  _one_of(config, 'model.multiscale.core', multiscale.RECURRENT_CORES)
   _one_of(config, 'model.multiscale.subsample', multiscale.SUBSAMPLE_METHODS)
   for field in ('small_size', 'cond_channels', 'upsampler_layers', 'small_num_layers'):
     _int_at_least(config, f'model.multiscale.{field}', 1)

@@ -59,7 +59,8 @@ def save_png(path: str, array: np.ndarray, scale: int = 1) -> str:
   array = np.asarray(array, np.uint8)
   image = Image.fromarray(array)
   if scale > 1:
-    image = image.resize((array.shape[1] * scale, array.shape[0] * scale), Image.NEAREST)
+    image = image.resize((array.shape[1] * scale, array.shape[0] * scale),
+                         Image.Resampling.NEAREST)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = f'{path}.tmp.png'
   image.save(tmp, format='PNG')

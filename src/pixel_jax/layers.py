@@ -3,6 +3,10 @@
   from pixel_jax import layers
   h = layers.RowLSTM(hidden=32, num_groups=3)(x)        # x: [B, H, W, F]
   h = layers.DiagonalBiLSTM(hidden=32, num_groups=3)(x)
+
+Only names: every layer is defined under pixel_jax.models (the masked convolution, LSTM
+cell and output head in models/layers.py, each core in its own module), and this module
+re-exports the ones that are a stable interface for users.
 """
 
 from pixel_jax.models.causal import shift_down

@@ -12,6 +12,8 @@ Writes into --output_dir (default: WORKDIR/sampled):
                                      images they started from.
 The model is rebuilt from WORKDIR/config.json and the checkpoint restored by
 runs.restore_run (the best by validation loss, else the latest).
+
+This is the `sample` command; the samplers it calls are the library pixel_jax.sampling.
 """
 
 import os
@@ -105,7 +107,7 @@ def completion_grid(occluded_mask: np.ndarray, completions: np.ndarray,
   shown = np.where(occluded_mask, originals, 0)
   grid = image_grid.make_grid(np.concatenate([shown, completions, originals]), num_levels,
                               ncols=n, padding=1)
-  unknown = ~occluded_mask.all(axis=-1)  # [N, H, W]: pixels not fully known.
+  unknown = ~np.all(occluded_mask, axis=-1)  # [N, H, W]: pixels not fully known.
   for i in range(n):
     top, left = 1, 1 + i * (w + 1)
     grid[top:top + h, left:left + w][unknown[i]] = OCCLUDED_RGB

@@ -1,4 +1,4 @@
-"""Drawing images from a trained network, sub-pixel by sub-pixel (SPEC.md section 8).
+"""The sampling library: images drawn sub-pixel by sub-pixel (docs/design.md section 8).
 
 Two samplers with one interface:
 * 'naive': one full forward pass (model.apply) per sub-pixel, H * W * C passes. The
@@ -24,6 +24,8 @@ single-network samplers (`_sample_stages`).
 
 Usage:
   images = sampling.sample(model, variables, jax.random.key(0), num_samples=16)
+
+The command line that samples a trained run and writes PNG grids is pixel_jax.sample.
 """
 
 import functools

@@ -1,4 +1,4 @@
-"""Shape helpers whose whole purpose is a causal guarantee (SPEC.md section 4)."""
+"""Shape helpers whose whole purpose is a causal guarantee (docs/design.md section 4)."""
 
 import jax
 import jax.numpy as jnp

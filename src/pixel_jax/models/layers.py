@@ -1,4 +1,7 @@
-"""Building blocks shared by every network: masked convolution, LSTM cell, output head."""
+"""Building blocks shared by every network: masked convolution, LSTM cell, output head.
+
+Users import them (with the cores) from the public module pixel_jax.layers.
+"""
 
 from typing import Any, Callable, Optional
 
@@ -188,7 +191,7 @@ class OutputHead(nn.Module):
 
 
 def scale_input(images_BxHxWxC: jnp.ndarray, num_levels: int) -> jnp.ndarray:
-  """Maps integer levels {0..K-1} affinely onto [-1, 1] (SPEC.md section 5, OPEN: this map).
+  """Maps integer levels {0..K-1} affinely onto [-1, 1] (docs/design.md section 5: our choice).
 
   The sampler feeds its partial images through this same function, so training and
   sampling see identical inputs.

@@ -1,4 +1,4 @@
-"""Causal masks for autoregressive convolutions (SPEC.md section 2).
+"""Causal masks for autoregressive convolutions (docs/design.md section 2).
 
 Colour groups: the features at every position are split into `num_groups` contiguous
 groups (group g <-> colour channel g: R, G, B). Channel k of n belongs to group

@@ -1,4 +1,4 @@
-"""Multi-Scale PixelRNN (SPEC.md section 5, last item): a small image, then the full one.
+"""Multi-Scale PixelRNN (docs/design.md section 5): a small image, then the full one.
 
 An unconditional PixelRNN models a small s x s image taken from the full n x n image; a
 conditional PixelRNN models the full image given the small one. The small image goes
@@ -8,7 +8,7 @@ pre-activations (RowLSTM / DiagonalBiLSTM `cond_BxHxWxD`, cond_to_state*). The m
 function of the small image only, so it is fully known before the full image is drawn and
 needs no mask: the conditional network stays causal in the full image (tested by Jacobian).
 
-The choices SPEC.md leaves OPEN, and why:
+The choices the paper leaves open, and why:
 * Subsampling: 'stride', s[i, j] = x[k i, k j] with k = n / s (the top-left pixel of every
   k x k block). It keeps exact levels (binary stays binary, 8-bit stays 8-bit), so the
   small image is itself data of the same kind. Average pooling would create levels that
@@ -63,7 +63,8 @@ from pixel_jax.models import layers
 from pixel_jax.models import network
 from pixel_jax.models.network_config import NetworkConfig
 
-CORES = ('row_lstm', 'diagonal_bilstm')
+# The cores a stage can use: the recurrent ones, whose layers take the conditioning map.
+RECURRENT_CORES = ('row_lstm', 'diagonal_bilstm')
 SUBSAMPLE_METHODS = ('stride',)
 
 
@@ -232,6 +233,6 @@ def get_multiscale_model(config: ml_collections.ConfigDict) -> MultiScalePixelRN
                             upsampler=upsampler, factor=factor)
 
 
-__all__ = ['CORES', 'MultiScalePixelRNN', 'SUBSAMPLE_METHODS', 'Upsampler',
+__all__ = ['MultiScalePixelRNN', 'RECURRENT_CORES', 'SUBSAMPLE_METHODS', 'Upsampler',
            'get_multiscale_model', 'has_stages', 'stage_variables', 'stride_mask', 'subsample',
            'upsampling_strides']
