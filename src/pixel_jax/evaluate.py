@@ -33,6 +33,7 @@ import numpy as np
 from pixel_jax import checkpointing
 from pixel_jax import config_files
 from pixel_jax import configs
+from pixel_jax import distributed
 from pixel_jax import evaluation
 from pixel_jax import image_grid
 from pixel_jax import runs
@@ -60,6 +61,7 @@ def define_flags() -> None:
                        'images of the split.')
   flags.DEFINE_string('heatmaps_dir', None, 'Where to write them (default: '
                       'WORKDIR/heatmaps).')
+  distributed.define_flags()
   flags.mark_flags_as_required(['workdir'])
 
 
@@ -143,6 +145,7 @@ def main(argv):
     raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
   checkpointing.quiet_orbax_logs()
   try:
+    distributed.initialize_from_flags()
     config = _config_from_flags()
     result = evaluate(config, FLAGS.workdir, FLAGS.split, FLAGS.checkpoint, FLAGS.heatmaps,
                       FLAGS.heatmaps_dir)
@@ -155,6 +158,8 @@ def main(argv):
           f'{result["num_examples"]} images): {result["loss"]:.4f} {result["unit"]} '
           f'({result["nll_nats"]:.3f} nats/image{stages}, {result["bits_per_dim"]:.4f} '
           f'bits/dim) | {result["checkpoint"]} checkpoint, step {result["step"]}')
+  if jax.process_index() != 0:  # Every process computed the same result; one reports it.
+    return
   print(line, flush=True)
   for path in result.get('heatmaps', ()):
     print(path, flush=True)

@@ -24,6 +24,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from pixel_jax import config_files
+from pixel_jax import distributed
 from pixel_jax import workdir as workdir_lib
 
 # jax and the model code (configs, train) are imported in parse_flags / main, after a busy
@@ -41,21 +42,8 @@ def define_flags() -> None:
                                   'or a config file (experiments/mnist_rowlstm.py).',
                                   lock_config=True)
   flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and samples.')
-  flags.DEFINE_enum('distributed', 'auto', ['auto', 'on', 'off'],
-                    'jax.distributed.initialize() for multi-host runs; "auto" calls it when '
-                    'a coordinator is configured in the environment (JAX_COORDINATOR_ADDRESS, '
-                    'a multi-task SLURM job or a multi-worker Cloud TPU).')
+  distributed.define_flags()
   flags.mark_flags_as_required(['config', 'workdir'])
-
-
-def _multihost_environment() -> bool:
-  """Whether the environment describes a multi-process job that JAX can join."""
-  env = os.environ
-  if env.get('JAX_COORDINATOR_ADDRESS'):
-    return True
-  if int(env.get('SLURM_NTASKS', '1') or 1) > 1:
-    return True
-  return len([h for h in env.get('TPU_WORKER_HOSTNAMES', '').split(',') if h]) > 1
 
 
 def _log_to_file(path: str) -> None:
@@ -96,6 +84,19 @@ def _raise_interrupt(signum, frame):  # pylint: disable=unused-argument
   raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _multihost_environment(argv: list[str]) -> bool:
+  """Whether this may be one process of a multi-process job, judged without importing jax
+  (main joins the job itself through distributed.initialize_from_flags)."""
+  if any(_flag_value(argv, f) for f in ('coordinator_address', 'num_processes', 'process_id')):
+    return True
+  env = os.environ
+  if env.get('JAX_COORDINATOR_ADDRESS'):
+    return True
+  if int(env.get('SLURM_NTASKS', '1') or 1) > 1:
+    return True
+  return len([h for h in env.get('TPU_WORKER_HOSTNAMES', '').split(',') if h]) > 1
+
+
 def _flag_value(argv: list[str], name: str) -> Optional[str]:
   """The value of --name=VALUE or --name VALUE in argv (the last one), else None."""
   value = None
@@ -114,7 +115,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   workdir = _flag_value(argv, 'workdir')
   distributed = _flag_value(argv, 'distributed') or 'auto'
   single_process = distributed == 'off' or (distributed == 'auto' and
-                                            not _multihost_environment())
+                                            not _multihost_environment(argv))
   if workdir and single_process and os.path.isdir(workdir):
     try:
       workdir_lib.lock(workdir).__enter__()  # Held until the process ends.
@@ -149,14 +150,11 @@ def main(argv):
   threading.excepthook = _thread_exception_to_log
   if FLAGS.verbosity < 1:
     sys.unraisablehook = _unraisable_to_log
-  distributed = FLAGS.distributed == 'on' or (FLAGS.distributed == 'auto' and
-                                              _multihost_environment())
   log_path = os.path.join(os.path.abspath(FLAGS.workdir), LOG_FILE)
   try:
     configs.validate(config)  # Every field, before the workdir or a device is touched.
-    if distributed:
-      jax.distributed.initialize()
-    is_chief = not distributed or jax.process_index() == 0
+    distributed.initialize_from_flags()
+    is_chief = jax.process_index() == 0
     if is_chief:  # Before any device work: a busy or unusable workdir costs nothing.
       workdir_lib.check_usable(FLAGS.workdir)
     with workdir_lib.lock(FLAGS.workdir, enabled=is_chief):

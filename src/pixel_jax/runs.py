@@ -15,6 +15,7 @@ import numpy as np
 
 from pixel_jax import checkpointing
 from pixel_jax import configs
+from pixel_jax import distributed
 from pixel_jax import input_pipeline
 from pixel_jax import models
 from pixel_jax import optim
@@ -23,13 +24,18 @@ from pixel_jax import train_state
 
 # Errors the command-line tools report as one line instead of a traceback.
 USER_ERRORS = (configs.ConfigError, checkpointing.CheckpointError,
-               input_pipeline.DatasetUnavailableError)
+               input_pipeline.DatasetUnavailableError, distributed.DistributedError)
 
 
 def open_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
-  """input_pipeline.open, with its field-naming ValueErrors as ConfigError."""
+  """input_pipeline.open, with its field-naming ValueErrors as ConfigError.
+
+  In a multi-process run, process 0 goes first (it may prepare the dataset in a shared
+  data_dir); the others open it once that is done.
+  """
   try:
-    return input_pipeline.open(config)
+    return distributed.chief_first(f'open {config.data.name}',
+                                   lambda: input_pipeline.open(config))
   except ValueError as e:
     raise configs.ConfigError(str(e)) from e
 

@@ -352,9 +352,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
     if due['sample']:
       sample(step)
 
+
+  rows = sharding.local_slice(t.batch_size, mesh)  # This process reads only its share.
+  if jax.process_count() > 1:
+    logging.info('Process %d reads rows %d:%d of every batch of %d.', jax.process_index(),
+                 rows.start, rows.stop, t.batch_size)
   batches: Iterator[np.ndarray] = input_pipeline.train_batches(
       config, train_images, seed=config.seed, start_step=start_step,
-      batch_size=t.batch_size, rows=sharding.local_slice(t.batch_size, mesh))
+      batch_size=t.batch_size, rows=rows)
   pending = None
   train_start = time.perf_counter()
   interrupted = False
