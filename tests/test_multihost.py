@@ -13,12 +13,10 @@ import jax
 import numpy as np
 import pytest
 
-from pixel_jax import checkpointing
 from pixel_jax import distributed
 from pixel_jax import input_pipeline
 from pixel_jax import metrics_writer
-from pixel_jax import models
-from pixel_jax import optim
+from pixel_jax import runs
 from pixel_jax import train
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -50,15 +48,8 @@ def _losses(workdir):
 
 
 def _params(config, workdir):
-  mesh = train.make_mesh(config)
-  model = models.get_model(config)
-  target = train.abstract_state(config, model, optim.make_optimizer(config), mesh)
-  ckpt = checkpointing.Checkpointer(workdir, keep=2)
-  try:
-    state, step = ckpt.restore(target)
-  finally:
-    ckpt.close()
-  return jax.device_get(state.params), step
+  run = runs.restore_run(workdir, 'latest', config)
+  return jax.device_get(run.state.params), run.step
 
 
 def _check(results, what):

@@ -107,6 +107,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.checkpoint_every = 500
   config.train.sample_every = 1000  # 0 disables periodic sample grids.
   config.train.keep_checkpoints = 3
+  # jax.profiler trace of these steps (first to last) into WORKDIR/profile; () for none.
+  config.train.profile_steps = ()
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 100
@@ -379,6 +381,10 @@ def _validate_train(config: ml_collections.ConfigDict) -> None:
     _int_at_least(config, f'train.{field}', 0, ' (0 turns it off)')
   _int_at_least(config, 'eval.batch_size', 1)
   _int_at_least(config, 'eval.max_examples', 0, ' (0: the whole split)')
+  steps = config.train.profile_steps
+  if not isinstance(steps, (tuple, list)) or not all(_is_int(s) and s >= 1 for s in steps):
+    raise ConfigError(f'config.train.profile_steps={steps!r} must be a tuple of step numbers '
+                      ">= 1, e.g. '(10, 12)' for steps 10 to 12, or () for none.")
 
 
 def _validate_sample(config: ml_collections.ConfigDict) -> None:

@@ -33,10 +33,12 @@ import numpy as np
 from pixel_jax import checkpointing
 from pixel_jax import config_files
 from pixel_jax import configs
+from pixel_jax import console
 from pixel_jax import distributed
 from pixel_jax import evaluation
 from pixel_jax import image_grid
 from pixel_jax import runs
+from pixel_jax import storage
 
 FLAGS = flags.FLAGS
 
@@ -108,7 +110,6 @@ def write_heatmaps(images_NxHxWxC: np.ndarray, nll_nats_NxHxW: np.ndarray, num_l
   dims = math.prod(images_NxHxWxC.shape[1:])
   captions = [f'{i}: {b.sum() * math.log(2.0):.2f} nats, {b.sum() / dims:.3f} bits/dim'
               for i, b in enumerate(bits)]
-  os.makedirs(output_dir, exist_ok=True)
   paths = []
   for i in range(len(bits)):
     panel = image_grid.heatmap_panel(images_NxHxWxC[i:i + 1], bits[i:i + 1], num_levels,
@@ -118,10 +119,7 @@ def write_heatmaps(images_NxHxWxC: np.ndarray, nll_nats_NxHxW: np.ndarray, num_l
       os.path.join(output_dir, 'heatmaps.png'),
       image_grid.heatmap_panel(images_NxHxWxC, bits, num_levels, vmax=vmax,
                                captions=captions)))
-  npy = os.path.join(output_dir, 'heatmaps.npy')
-  np.save(npy + '.tmp.npy', bits)
-  os.replace(npy + '.tmp.npy', npy)
-  return paths + [npy]
+  return paths + [storage.save_npy(os.path.join(output_dir, 'heatmaps.npy'), bits)]
 
 
 def _config_from_flags() -> ml_collections.ConfigDict:
@@ -144,6 +142,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
   checkpointing.quiet_orbax_logs()
+  console.quiet_library_logs()
   try:
     distributed.initialize_from_flags()
     config = _config_from_flags()
@@ -164,9 +163,7 @@ def main(argv):
   for path in result.get('heatmaps', ()):
     print(path, flush=True)
   if FLAGS.output:
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    with open(FLAGS.output, 'w') as f:
-      json.dump(result, f, indent=2)
+    storage.write_atomic(FLAGS.output, json.dumps(result, indent=2))
 
 
 def run(argv: Optional[list[str]] = None) -> None:

@@ -1,8 +1,8 @@
 """Sample grids and likelihood heatmaps as PNG files (Pillow only, no matplotlib or
 TensorFlow)."""
 
+import io
 import math
-import os
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -15,6 +15,8 @@ from PIL import ImageFont
 VIRIDIS = np.array([(68, 1, 84), (72, 36, 117), (65, 68, 135), (53, 95, 141), (42, 120, 142),
                     (33, 145, 140), (34, 168, 132), (68, 191, 112), (122, 209, 81),
                     (189, 223, 38), (253, 231, 37)], np.float32)
+
+from pixel_jax import storage
 
 
 def make_grid(images_NxHxWxC: np.ndarray, num_levels: int, ncols: int = 0,
@@ -54,17 +56,16 @@ def make_grid(images_NxHxWxC: np.ndarray, num_levels: int, ncols: int = 0,
 def save_png(path: str, array: np.ndarray, scale: int = 1) -> str:
   """Writes a uint8 [H, W, 3] (or [H, W]) array as PNG, creating the directory; returns path.
 
-  Written to a temporary name and renamed, so a reader never sees half a file.
+  `path` may be local or a URI (gs://...); a reader never sees half a file.
   """
   array = np.asarray(array, np.uint8)
   image = Image.fromarray(array)
   if scale > 1:
     image = image.resize((array.shape[1] * scale, array.shape[0] * scale),
                          Image.Resampling.NEAREST)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f'{path}.tmp.png'
-  image.save(tmp, format='PNG')
-  os.replace(tmp, path)
+  png = io.BytesIO()
+  image.save(png, format='PNG')
+  storage.write_atomic(path, png.getvalue())
   return path
 
 

@@ -41,7 +41,8 @@ def define_flags() -> None:
   config_flags.DEFINE_config_file('config', None, 'A shipped config name (mnist_rowlstm) '
                                   'or a config file (experiments/mnist_rowlstm.py).',
                                   lock_config=True)
-  flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and samples.')
+  flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and samples: a '
+                      'local path or a URI such as gs://bucket/run (shared by all hosts).')
   distributed.define_flags()
   flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -134,9 +135,11 @@ def main(argv):
 
   from pixel_jax import checkpointing
   from pixel_jax import configs
+  from pixel_jax import console
   from pixel_jax import train
   # pylint: enable=g-import-not-at-top
   checkpointing.quiet_orbax_logs()
+  console.quiet_library_logs()
   try:
     config = FLAGS.config
     config.keys()  # A config file that failed to load raises on first use.
@@ -164,7 +167,8 @@ def main(argv):
                    jax.process_count(), jax.local_devices())
       logging.info('Global devices: %d x %s (%s backend)', jax.device_count(),
                    jax.devices()[0].device_kind, jax.default_backend())
-      train.train_and_evaluate(config, FLAGS.workdir)
+      with console.logs_above_bar():
+        train.train_and_evaluate(config, FLAGS.workdir)
   except train.USER_ERRORS as e:
     _exit(str(e), log_path)
   except KeyboardInterrupt:

@@ -6,7 +6,6 @@ turns a workdir into (config, model, state, step).
 """
 
 import dataclasses
-import os
 from typing import Any, Optional
 
 import jax
@@ -20,6 +19,7 @@ from pixel_jax import input_pipeline
 from pixel_jax import models
 from pixel_jax import optim
 from pixel_jax import sharding
+from pixel_jax import storage
 from pixel_jax import train_state
 
 # Errors the command-line tools report as one line instead of a traceback.
@@ -69,8 +69,8 @@ class RestoredRun:
 
 def _has_checkpoint(workdir: str) -> bool:
   for name in (checkpointing.LATEST_DIR, checkpointing.BEST_DIR):
-    path = os.path.join(workdir, name)
-    if os.path.isdir(path) and any(n.isdigit() for n in os.listdir(path)):
+    path = storage.path(workdir) / name
+    if path.is_dir() and any(p.name.isdigit() for p in path.iterdir()):
       return True
   return False
 
@@ -98,13 +98,14 @@ def restore_run(workdir: str, checkpoint: str = 'best',
     ConfigError: the config breaks the config contract (configs.validate).
   """
   wanted = checkpointing.parse_checkpoint_flag(checkpoint)
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
+  root = storage.path(workdir)
+  if root.exists() and not root.is_dir():
     raise checkpointing.CheckpointError(f'--workdir={workdir} is a file, not a directory: give '
                                         'the --workdir of a training run.')
-  if not os.path.isdir(workdir):
+  if not root.is_dir():
     raise checkpointing.CheckpointError(f'{workdir} does not exist: give the --workdir of a '
                                         'training run.')
-  if config is None and not os.path.exists(os.path.join(workdir, checkpointing.CONFIG_FILE)):
+  if config is None and not (storage.path(workdir) / checkpointing.CONFIG_FILE).exists():
     raise checkpointing.CheckpointError(
         f'{workdir} holds no {checkpointing.CONFIG_FILE}: not a pixel_jax training workdir '
         '(train first with python -m pixel_jax.main).')

@@ -16,6 +16,7 @@ runs.restore_run (the best by validation loss, else the latest).
 This is the `sample` command; the samplers it calls are the library pixel_jax.sampling.
 """
 
+import io
 import os
 import sys
 import time
@@ -29,10 +30,12 @@ import ml_collections
 import numpy as np
 
 from pixel_jax import checkpointing
+from pixel_jax import console
 from pixel_jax import image_grid
 from pixel_jax import models
 from pixel_jax import runs
 from pixel_jax import sampling
+from pixel_jax import storage
 from pixel_jax.models import multiscale
 
 FLAGS = flags.FLAGS
@@ -71,10 +74,10 @@ def load_images_to_complete(config: ml_collections.ConfigDict, source: str,
   """The first `count` images of a split name or a .npy file, uint8 [N, H, W, C]."""
   d = config.data
   if source.endswith('.npy'):
-    if not os.path.exists(source):
+    if not storage.path(source).exists():
       raise SampleError(f'--complete={source} does not exist.')
     try:
-      images = np.load(source, allow_pickle=False)
+      images = np.load(io.BytesIO(storage.path(source).read_bytes()), allow_pickle=False)
     except (OSError, ValueError) as e:
       raise SampleError(f'--complete={source} is not a readable .npy array ({e}).') from e
     if not (np.issubdtype(images.dtype, np.integer) or images.dtype == bool):
@@ -143,7 +146,6 @@ def run_sampling(workdir: str, num_samples: Optional[int] = None,
     if not 0 <= keep <= size:
       raise SampleError(f'--keep_rows={keep} must lie in [0, {size}].')
   output_dir = output_dir or os.path.join(workdir, 'sampled')
-  os.makedirs(output_dir, exist_ok=True)
   variables = {'params': params}
   levels = config.data.num_levels
   rng = jax.random.key(seed)
@@ -153,8 +155,7 @@ def run_sampling(workdir: str, num_samples: Optional[int] = None,
                                       temperature=temperature))
   logging.info('%d samples (%s, T=%g) from step %d in %.1fs.', num_samples, method,
                temperature, step, time.time() - start)
-  np.save(os.path.join(output_dir, 'samples.npy'), images)
-  written['samples.npy'] = os.path.join(output_dir, 'samples.npy')
+  written['samples.npy'] = storage.save_npy(os.path.join(output_dir, 'samples.npy'), images)
   written['samples.png'] = image_grid.save_png(
       os.path.join(output_dir, 'samples.png'), image_grid.make_grid(images, levels),
       scale=scale)
@@ -170,8 +171,7 @@ def run_sampling(workdir: str, num_samples: Optional[int] = None,
         model, variables, jax.random.fold_in(rng, 1), len(originals), method=method,
         temperature=temperature, prefix=originals, prefix_mask=mask))
     for name, array in (('completion.npy', completions), ('originals.npy', originals)):
-      written[name] = os.path.join(output_dir, name)
-      np.save(written[name], array)
+      written[name] = storage.save_npy(os.path.join(output_dir, name), array)
     written['completion.png'] = image_grid.save_png(
         os.path.join(output_dir, 'completion.png'),
         completion_grid(mask, completions, originals, levels), scale=scale)
@@ -182,6 +182,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
   checkpointing.quiet_orbax_logs()
+  console.quiet_library_logs()
   try:
     written = run_sampling(FLAGS.workdir, FLAGS.num_samples, FLAGS.method, FLAGS.temperature,
                            FLAGS.complete, FLAGS.keep_rows, FLAGS.checkpoint, FLAGS.seed,

@@ -35,7 +35,9 @@ from pixel_jax import models
 from pixel_jax import optim
 from pixel_jax import runs
 from pixel_jax import sampling
+from pixel_jax import profiler
 from pixel_jax import sharding
+from pixel_jax import storage
 from pixel_jax import train_state
 from pixel_jax import workdir as workdir_lib
 
@@ -125,7 +127,7 @@ def unfinished_work(config: ml_collections.ConfigDict, workdir: str, step: int,
     elif best_step is None or (best_step < step and
                                evals[step] < evals.get(best_step, float('inf'))):
       todo.append('best')
-  if due['sample'] and not os.path.exists(sample_path(workdir, step)):
+  if due['sample'] and not storage.path(sample_path(workdir, step)).exists():
     todo.append('sample')
   if step == config.train.num_steps and not any(
       'final_eval_loss' in r and r['step'] == step for r in history):
@@ -228,6 +230,9 @@ class _Progress:
       self.images_per_s = n * t.batch_size / max(elapsed, 1e-9)
       self.bar.set_postfix(loss=f'{np.mean(self.window):.4g}',
                            img_s=f'{self.images_per_s:.1f}', refresh=False)
+      logging.info('Step %d: train loss %.4f %s (mean of %d steps), grad norm %.3g, '
+                   '%.1f images/s.', step, np.mean(self.window), evaluation.loss_unit(self.config),
+                   len(self.window), self.last['grad_norm'], self.images_per_s)
       self.writer.write(step, {'train_loss': float(np.mean(self.window)),
                                'train_loss_last': loss, 'grad_norm': self.last['grad_norm'],
                                'images_per_s': self.images_per_s,
@@ -258,7 +263,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   if is_chief:
     workdir = workdir_lib.check_usable(workdir)
   with workdir_lib.lock(workdir, enabled=is_chief):
-    return _train_and_evaluate(config, os.path.abspath(workdir), t0)
+    # Absolute, or a URI (gs://...).
+    return _train_and_evaluate(config, os.fspath(storage.path(workdir)), t0)
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: float
@@ -323,7 +329,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
                                       jit_eval_step)
 
   def evaluate_and_offer_best(step):
+    eval_start = time.perf_counter()
     result = evaluate(config.data.eval_split)
+    logging.info('Step %d: eval (%s) NLL %.4f %s over %d images, %.1f images/s.', step,
+                 config.data.eval_split, result['loss'], evaluation.loss_unit(config),
+                 result['num_examples'],
+                 result['num_examples'] / max(time.perf_counter() - eval_start, 1e-9))
     fault_injection.point('eval_done', step)
     summary['eval_loss'] = result['loss']
     summary.update(evaluation.stage_nlls(result, 'eval_'))
@@ -361,6 +372,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
       config, train_images, seed=config.seed, start_step=start_step,
       batch_size=t.batch_size, rows=rows)
   pending = None
+  step_profiler = profiler.StepProfiler(t.profile_steps, workdir, start_step)
   train_start = time.perf_counter()
   interrupted = False
   try:
@@ -371,8 +383,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
     if 'sample' in todo:
       sample(start_step)
     for step in range(start_step + 1, t.num_steps + 1):
+      step_profiler.step_starting(step)
       batch = sharding.to_global(next(batches), mesh, t.batch_size)
       state, metrics = jit_train_step(state, batch)
+      step_profiler.step_dispatched(step, (state, metrics))
       if pending is not None:
         progress.consume(*pending, ckpt.latest_dir)
       pending = (step, metrics)
@@ -411,6 +425,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
   except KeyboardInterrupt:
     interrupted = True
   finally:
+    step_profiler.stop()
     ckpt.wait()  # In-flight saves are of verified-finite states only.
     bar.close()
     writer.close()

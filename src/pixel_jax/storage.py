@@ -1,0 +1,59 @@
+"""Run files on local disk or cloud storage: every workdir path goes through etils.epath.
+
+A workdir may be a local directory or a URI that etils.epath understands: gs://bucket/run
+(Google Cloud Storage, through gcsfs, or TensorFlow's gfile when TensorFlow is installed),
+s3://..., az://... Checkpoints go through orbax, which also uses epath (and tensorstore for
+the arrays). A multi-host run needs a workdir that every host sees: a bucket, or a shared
+filesystem.
+
+Object stores have no rename and no append: `write_atomic` writes a local file under a
+temporary name and renames it, and uploads an object in one piece (an object becomes
+visible only whole).
+"""
+
+import io
+import os
+from typing import Union
+
+from etils import epath
+import numpy as np
+
+PathLike = Union[str, os.PathLike]
+
+
+def is_uri(path: PathLike) -> bool:
+  """Whether `path` names remote storage (gs://, s3://, ...) rather than a local file."""
+  return '://' in os.fspath(path)
+
+
+def path(p: PathLike) -> epath.Path:
+  """An epath.Path for `p`: URIs as they are, local paths made absolute (~ expanded)."""
+  text = os.fspath(p)
+  if is_uri(text):
+    return epath.Path(text)
+  return epath.Path(os.path.abspath(os.path.expanduser(text)))
+
+
+def write_atomic(p: PathLike, data: Union[str, bytes]) -> epath.Path:
+  """Writes `data` to `p` so that a reader sees the old file or the new one, never half.
+
+  Creates the parent directory. Returns the path.
+  """
+  target = path(p)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  first = target if is_uri(target) else target.parent / f'.{target.name}.tmp{os.getpid()}'
+  if isinstance(data, bytes):
+    first.write_bytes(data)
+  else:
+    first.write_text(data)
+  if first != target:
+    first.replace(target)
+  return target
+
+
+def save_npy(p: PathLike, array: np.ndarray) -> str:
+  """np.save to a local path or a URI, whole or not at all; returns the path as given."""
+  npy = io.BytesIO()
+  np.save(npy, array)
+  write_atomic(p, npy.getvalue())
+  return os.fspath(p)
