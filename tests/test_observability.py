@@ -1,0 +1,85 @@
+"""What a run shows: log lines beside the progress bar, quiet TFDS, and profiler traces."""
+
+import glob
+import logging as std_logging
+import os
+import sys
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import tqdm
+
+from pixel_jax import console
+from pixel_jax import profiler
+
+
+def _record(pathname, msg):
+  args = ('/d',) if '%s' in msg else ()
+  return std_logging.LogRecord('absl', std_logging.WARNING, pathname, 1, msg, args, None)
+
+
+def test_tfds_dataset_info_lines_are_dropped_and_others_kept():
+  console.quiet_library_logs()
+  console.quiet_library_logs()  # Idempotent: one filter.
+  handler = logging.get_absl_handler()
+  assert sum(isinstance(f, console._QuietTfds) for f in handler.filters) == 1
+  tfds_file = '/venv/site-packages/tensorflow_datasets/core/dataset_info.py'
+  assert not handler.filter(_record(tfds_file, 'Load dataset info from %s'))
+  assert handler.filter(_record(tfds_file, 'Reusing dataset %s'))
+  assert handler.filter(_record('/src/pixel_jax/train.py', 'Load dataset info from %s'))
+
+
+def _log_while_bar_is_shown(capsys, above_bar: bool) -> str:
+  capsys.readouterr()
+  bar = tqdm.tqdm(total=10, file=sys.stderr, desc='bar', mininterval=0)
+  bar.update(3)
+  # Straight to the absl handler: under pytest the root logger's handlers are pytest's own.
+  emit = lambda: logging.get_absl_handler().handle(_record('/src/x.py', 'a log line'))
+  if above_bar:
+    with console.logs_above_bar():
+      emit()
+  else:
+    emit()
+  bar.close()
+  return capsys.readouterr().err
+
+
+def _screen_line_before(text, needle):
+  """What the terminal line holds just before `needle` is printed on it."""
+  head = text[:text.index(needle)]
+  return head.replace('\r', '\n').split('\n')[-1]
+
+
+def test_log_lines_start_on_a_line_of_their_own(capsys):
+  _log_while_bar_is_shown(capsys, above_bar=False)  # absl's one-off "before flag parsing".
+  glued = _log_while_bar_is_shown(capsys, above_bar=False)
+  assert '3/10' in _screen_line_before(glued, 'a log line')  # The failure it prevents.
+  out = _log_while_bar_is_shown(capsys, above_bar=True)
+  assert 'bar' not in _screen_line_before(out, 'a log line')  # The bar was cleared first,
+  assert '3/10' in out[out.index('a log line'):]  # and drawn again below.
+  assert 'emit' not in vars(logging.get_absl_handler().python_handler)  # Restored.
+
+
+def _run_steps(steps_profiler, num_steps):
+  x = jnp.ones(4)
+  double = jax.jit(lambda v: v * 2)
+  for step in range(1, num_steps + 1):
+    steps_profiler.step_starting(step)
+    x = double(x)
+    steps_profiler.step_dispatched(step, x)
+  steps_profiler.stop()
+
+
+def test_profile_steps_write_a_trace_into_the_workdir(tmp_path):
+  _run_steps(profiler.StepProfiler((2, 3), str(tmp_path)), 5)
+  [run] = glob.glob(str(tmp_path / 'profile' / 'plugins' / 'profile' / '*'))
+  names = os.listdir(run)
+  assert any(n.endswith('.xplane.pb') for n in names), names
+  assert 'perfetto_trace.json.gz' in names
+
+
+def test_no_profile_when_resuming_past_the_steps(tmp_path):
+  _run_steps(profiler.StepProfiler((2, 3), str(tmp_path), start_step=3), 5)
+  _run_steps(profiler.StepProfiler((), str(tmp_path)), 2)
+  assert not (tmp_path / 'profile').exists()
