@@ -23,7 +23,6 @@ import json
 import logging as std_logging
 import os
 import re
-import shutil
 from typing import Any, Optional, Sequence, Union
 
 from absl import logging
@@ -31,6 +30,8 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+
+from pixel_jax import storage
 
 CONFIG_FILE = 'config.json'
 LATEST_DIR = 'checkpoints'
@@ -80,23 +81,19 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> str:
   """Writes config.json atomically (process 0 only); returns its path."""
   path = os.path.join(workdir, CONFIG_FILE)
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    storage.write_atomic(path, config.to_json_best_effort(indent=2, sort_keys=True))
   return path
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config saved by a run in workdir."""
   path = os.path.join(workdir, CONFIG_FILE)
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
+  root = storage.path(workdir)
+  if root.exists() and not root.is_dir():
     raise CheckpointError(f'--workdir={workdir} is a file, not a directory: give the '
                           '--workdir of a training run.')
   try:
-    with open(path) as f:
-      return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(json.loads(storage.path(path).read_text()))
   except FileNotFoundError:
     raise CheckpointError(f'{path} does not exist: {workdir} is not a pixel_jax workdir.'
                           ) from None
@@ -112,8 +109,7 @@ def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   Training fields (num_steps, learning rate, ...) may change between runs; the model and the
   data shape may not, since the checkpoints would not fit.
   """
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
+  if not (storage.path(workdir) / CONFIG_FILE).exists():
     return
   old, new = load_config(workdir).to_dict(), json.loads(config.to_json_best_effort())
   diffs = []
@@ -132,13 +128,14 @@ def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 def _check_directory(path: str) -> None:
   """Refuses a checkpoint directory that holds anything but orbax step directories."""
-  if not os.path.exists(path):
+  directory = storage.path(path)
+  if not directory.exists():
     return
-  if not os.path.isdir(path):
+  if not directory.is_dir():
     raise CheckpointError(f'{path} is not a directory; nothing was deleted. Use another '
                           '--workdir or move it away.')
-  foreign = sorted(n for n in os.listdir(path) if not (
-      (n.isdigit() and os.path.isdir(os.path.join(path, n))) or _TMP.match(n)))
+  foreign = sorted(p.name for p in directory.iterdir() if not (
+      (p.name.isdigit() and p.is_dir()) or _TMP.match(p.name)))
   if foreign:
     raise CheckpointError(f'{path} is not a pixel_jax checkpoint directory (it holds '
                           f'{", ".join(foreign[:5])}); nothing was deleted. Use another '
@@ -149,7 +146,7 @@ def optimizer_changes(workdir: str, config: ml_collections.ConfigDict) -> list[s
   """What differs in config.optim between the run saved in workdir and `config`, in words:
   ['optimizer changed from rmsprop to adam', 'config.optim.grad_clip_norm changed from 1.0
   to 0.0'] (empty when there is no saved config)."""
-  if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+  if not (storage.path(workdir) / CONFIG_FILE).exists():
     return []
   old = _get(load_config(workdir).to_dict(), 'optim') or {}
   new = _get(json.loads(config.to_json_best_effort()), 'optim') or {}
@@ -228,7 +225,7 @@ class Checkpointer:
                read_only: bool = False):
     if keep < 1:
       raise ValueError(f'config.train.keep_checkpoints={keep} must be >= 1.')
-    self.workdir = os.path.abspath(workdir)
+    self.workdir = os.fspath(storage.path(workdir))  # Absolute, or a URI (gs://...).
     self.read_only = read_only
     self.latest_dir = os.path.join(self.workdir, LATEST_DIR)
     self.best_dir = os.path.join(self.workdir, BEST_DIR)
@@ -310,13 +307,13 @@ class Checkpointer:
     target = os.path.join(self.set_aside_dir, f'{os.path.basename(self._directory(which))}_'
                           f'{step}')
     k = 1
-    while os.path.exists(target):
+    while storage.path(target).exists():
       k += 1
       target = os.path.join(self.set_aside_dir, f'{os.path.basename(self._directory(which))}_'
                             f'{step}.{k}')
     if jax.process_index() == 0:
-      os.makedirs(self.set_aside_dir, exist_ok=True)
-      shutil.move(source, target)
+      storage.path(self.set_aside_dir).mkdir(parents=True, exist_ok=True)
+      storage.path(source).rename(target)
     self._manager(which).reload()
     logging.warning('Checkpoint %s is unusable (%s); moved to %s.', source, reason, target)
     return target

@@ -10,13 +10,13 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
+from pixel_jax import storage
+
 # The viridis colour map (perceptually uniform, readable in grey and by colour-blind
 # readers) at 0, 0.1, ..., 1; colours in between are interpolated linearly.
 VIRIDIS = np.array([(68, 1, 84), (72, 36, 117), (65, 68, 135), (53, 95, 141), (42, 120, 142),
                     (33, 145, 140), (34, 168, 132), (68, 191, 112), (122, 209, 81),
                     (189, 223, 38), (253, 231, 37)], np.float32)
-
-from pixel_jax import storage
 
 
 def make_grid(images_NxHxWxC: np.ndarray, num_levels: int, ncols: int = 0,

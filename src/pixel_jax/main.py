@@ -32,7 +32,7 @@ from pixel_jax import workdir as workdir_lib
 # second instead of after seconds of imports.
 
 FLAGS = flags.FLAGS
-LOG_FILE = 'pixel_jax.log'  # In the workdir: every log line and traceback of each run.
+LOG_FILE = 'pixel_jax.log'  # In a local workdir: every log line and traceback of each run.
 
 
 def define_flags() -> None:
@@ -136,6 +136,7 @@ def main(argv):
   from pixel_jax import checkpointing
   from pixel_jax import configs
   from pixel_jax import console
+  from pixel_jax import storage
   from pixel_jax import train
   # pylint: enable=g-import-not-at-top
   checkpointing.quiet_orbax_logs()
@@ -153,7 +154,7 @@ def main(argv):
   threading.excepthook = _thread_exception_to_log
   if FLAGS.verbosity < 1:
     sys.unraisablehook = _unraisable_to_log
-  log_path = os.path.join(os.path.abspath(FLAGS.workdir), LOG_FILE)
+  log_path = os.path.join(os.fspath(storage.path(FLAGS.workdir)), LOG_FILE)
   try:
     configs.validate(config)  # Every field, before the workdir or a device is touched.
     distributed.initialize_from_flags()
@@ -161,7 +162,7 @@ def main(argv):
     if is_chief:  # Before any device work: a busy or unusable workdir costs nothing.
       workdir_lib.check_usable(FLAGS.workdir)
     with workdir_lib.lock(FLAGS.workdir, enabled=is_chief):
-      if is_chief:
+      if is_chief and not storage.is_uri(log_path):  # Object stores cannot append.
         _log_to_file(log_path)
       logging.info('JAX process %d / %d; local devices: %s', jax.process_index(),
                    jax.process_count(), jax.local_devices())

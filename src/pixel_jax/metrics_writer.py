@@ -4,14 +4,17 @@ Only process 0 writes; the others get a writer that does nothing, so callers nee
 `if jax.process_index() == 0` of their own.
 """
 
+import io
 import json
 import math
 import os
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, IO, Mapping, Optional
 
 from absl import logging
 import numpy as np
+
+from pixel_jax import storage
 
 METRICS_FILE = 'metrics.jsonl'
 
@@ -35,20 +38,21 @@ def _read_records(path: str) -> tuple[list[dict], list[tuple[int, str]]]:
   """(records, [(line number, text) of each damaged line])."""
   records: list[dict] = []
   damaged: list[tuple[int, str]] = []
-  if not os.path.exists(path):
+  file = storage.path(path)
+  if not file.exists():
     return records, damaged
-  with open(path, errors='replace') as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError:
-        record = None
-      if isinstance(record, dict) and isinstance(record.get('step'), int):
-        records.append(record)
-      else:
-        damaged.append((number, line))
+  text = io.StringIO(file.read_bytes().decode(errors='replace'), newline=None)
+  for number, line in enumerate(text, 1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:
+      record = None
+    if isinstance(record, dict) and isinstance(record.get('step'), int):
+      records.append(record)
+    else:
+      damaged.append((number, line))
   return records, damaged
 
 
@@ -67,7 +71,7 @@ class _EventFile:
     from tensorboardX import event_file_writer  # pylint: disable=g-import-not-at-top
     from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
     self._event_pb2 = event_pb2
-    os.makedirs(directory, exist_ok=True)
+    storage.path(directory).mkdir(parents=True, exist_ok=True)
     # The name starts with the second it was opened; the nanoseconds after it keep two
     # files of one second apart and in order (TensorBoard reads them sorted by name).
     self._writer = event_file_writer.EventsWriter(os.path.join(directory, 'events'),
@@ -105,10 +109,16 @@ class MetricsWriter:
     self._tb: Optional[_EventFile] = None
     if not enabled:
       return
-    os.makedirs(workdir, exist_ok=True)
+    storage.path(workdir).mkdir(parents=True, exist_ok=True)
     if resume_step is not None:
       self._truncate_after(resume_step)
-    self._file = open(self.path, 'a')
+    # Object stores cannot append: there metrics.jsonl is rewritten whole on each write.
+    self._lines: list[str] = []
+    self._file: Optional[IO[str]] = None
+    if storage.is_uri(self.path):
+      self._lines = [json.dumps(r) + '\n' for r in read_jsonl(self.path)]
+    else:
+      self._file = open(self.path, 'a')
     if tensorboard:
       self._tb = _EventFile(os.path.join(workdir, 'tensorboard'),
                             None if resume_step is None else resume_step + 1)
@@ -124,20 +134,18 @@ class MetricsWriter:
     kept = [r for r in records if r['step'] <= step]
     damaged_path = self.path.replace('.jsonl', '.damaged.txt')
     if damaged:
-      with open(damaged_path, 'a') as f:
-        for number, line in damaged:
-          f.write(f'{self.path}:{number}: {line.rstrip(chr(10))}\n')
+      earlier = storage.path(damaged_path)
+      lines = ''.join(f'{self.path}:{number}: {line.rstrip(chr(10))}\n'
+                      for number, line in damaged)
+      storage.write_atomic(damaged_path,
+                           (earlier.read_text() if earlier.exists() else '') + lines)
       logging.warning('%s: %d damaged line(s) skipped (line %s), copied to %s; the %d '
                       'readable records up to step %d are kept.', self.path, len(damaged),
                       ', '.join(str(n) for n, _ in damaged[:10]), damaged_path, len(kept),
                       step)
     if len(kept) == len(records) and not damaged:
       return
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w') as f:
-      for r in kept:
-        f.write(json.dumps(r) + '\n')
-    os.replace(tmp, self.path)
+    storage.write_atomic(self.path, ''.join(json.dumps(r) + '\n' for r in kept))
 
   def write(self, step: int, scalars: Mapping[str, Any]) -> None:
     """TensorBoard first, then metrics.jsonl (what a resumed run reads to know what is
@@ -150,8 +158,13 @@ class MetricsWriter:
       for k, v in record.items():
         if k != 'step' and isinstance(v, (int, float)) and not isinstance(v, bool):
           self._tb.write_summary(step, summary.scalar(k, v))
-    self._file.write(json.dumps(record) + '\n')
-    self._file.flush()
+    line = json.dumps(record) + '\n'
+    if self._file is None:
+      self._lines.append(line)
+      storage.write_atomic(self.path, ''.join(self._lines))
+    else:
+      self._file.write(line)
+      self._file.flush()
 
   def write_image(self, step: int, name: str, grid_HxWx3: np.ndarray) -> None:
     if self.enabled and self._tb is not None:
@@ -160,11 +173,12 @@ class MetricsWriter:
                                                  dataformats='HWC'))
 
   def flush(self) -> None:
-    if self.enabled:
+    if self.enabled and self._file is not None:
       self._file.flush()
 
   def close(self) -> None:
     if self.enabled:
-      self._file.close()
+      if self._file is not None:
+        self._file.close()
       if self._tb is not None:
         self._tb.close()

@@ -33,9 +33,9 @@ from pixel_jax import input_pipeline
 from pixel_jax import metrics_writer
 from pixel_jax import models
 from pixel_jax import optim
+from pixel_jax import profiler
 from pixel_jax import runs
 from pixel_jax import sampling
-from pixel_jax import profiler
 from pixel_jax import sharding
 from pixel_jax import storage
 from pixel_jax import train_state

@@ -7,6 +7,8 @@ lock left by a killed run is simply taken over by the next one. A second run on 
 workdir stops at once, naming the holder. Readers (evaluate, sample) take no lock: every
 checkpoint appears on disk by an atomic rename, so they never see half of one.
 
+A workdir in an object store (gs://...) cannot be locked: there `lock` only warns.
+
 `check_usable(workdir)` and `describe_os_error(error)` turn "the workdir is a file", "read-only"
 and "no space left" into one line that says which and where.
 """
@@ -22,6 +24,8 @@ import time
 from typing import Optional
 
 from absl import logging
+
+from pixel_jax import storage
 
 LOCK_FILE = 'pixel_jax.lock'
 _HELD: set[str] = set()  # Lock files this process holds.
@@ -83,18 +87,26 @@ def check_usable(workdir: str) -> str:
   Raises WorkdirError when it is a file, cannot be created, or cannot be written (read-only
   filesystem, permissions, a full disk), naming the path.
   """
-  path = os.path.abspath(workdir)
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise WorkdirError(f'--workdir={path} is a file, not a directory; use another --workdir.')
+  root = storage.path(workdir)
+  path = os.fspath(root)
   try:
-    os.makedirs(path, exist_ok=True)
-    probe = os.path.join(path, f'.pixel_jax_write_test.{os.getpid()}')
-    with open(probe, 'w') as f:
-      f.write('ok')
-    os.remove(probe)
+    if root.exists() and not root.is_dir():
+      raise WorkdirError(f'--workdir={path} is a file, not a directory; use another '
+                         '--workdir.')
+    root.mkdir(parents=True, exist_ok=True)
+    probe = root / f'.pixel_jax_write_test.{os.getpid()}'
+    probe.write_text('ok')
+    probe.unlink()
   except OSError as e:
     raise WorkdirError(describe_os_error(e, path) or f'cannot use --workdir={path}: {e}'
                        ) from e
+  except Exception as e:  # pylint: disable=broad-except
+    if not storage.is_uri(path):
+      raise
+    # Object-store clients raise their own errors (no credentials, no such bucket, ...).
+    reason = ' '.join(str(e).split())[:300] or type(e).__name__
+    raise WorkdirError(f'cannot write --workdir={path} ({type(e).__name__}: {reason}); '
+                       'check the bucket name and your credentials.') from e
   return path
 
 
@@ -185,5 +197,10 @@ class _NoLock:
 def lock(workdir: str, enabled: bool = True):
   """A context manager holding the workdir lock for its block; a no-op when this process
   holds it already, or when not `enabled` (processes other than 0 of a multi-host job)."""
+  if storage.is_uri(workdir):
+    if enabled:
+      logging.warning('%s is in an object store, which has no file locks: nothing stops a '
+                      'second training run on it; start only one.', workdir)
+    return _NoLock()
   workdir_lock = WorkdirLock(workdir)
   return workdir_lock if enabled and workdir_lock.path not in _HELD else _NoLock()
