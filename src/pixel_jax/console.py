@@ -39,11 +39,11 @@ def logs_above_bar() -> Iterator[None]:
     with tqdm.tqdm.external_write_mode(file=sys.stderr):
       emit(record)
 
-  handler.emit = emit_above_bar
+  handler.emit = emit_above_bar  # type: ignore[method-assign]  # This object only.
   try:
     yield
   finally:
     if patched_before:
-      handler.emit = emit
+      handler.emit = emit  # type: ignore[method-assign]
     else:
       del handler.emit

@@ -104,6 +104,8 @@ def barrier(name: str, timeout_s: float) -> None:
     return
   from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
   client = jax_distributed.global_state.client
+  if client is None:
+    raise DistributedError(f'Barrier {name!r} needs jax.distributed (not initialised).')
   try:
     client.wait_at_barrier(name, timeout_in_ms=int(timeout_s * 1000))
   except Exception as e:  # pylint: disable=broad-except
