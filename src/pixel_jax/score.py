@@ -22,6 +22,7 @@ anomalies you care about before trusting a threshold.
 """
 
 import csv
+import io
 import json
 import math
 import os
@@ -38,6 +39,7 @@ from pixel_jax import checkpointing
 from pixel_jax import evaluation
 from pixel_jax import image_files
 from pixel_jax import runs
+from pixel_jax import storage
 
 FLAGS = flags.FLAGS
 FIELDS = ('index', 'image', 'nll_nats', 'bits_per_dim')
@@ -90,18 +92,16 @@ def score_images(workdir: str, images: str, checkpoint: str = 'best', binarize: 
 
 
 def write_scores(rows: list[dict], output_dir: str) -> dict[str, str]:
-  """Writes scores.csv and scores.jsonl (each via a temporary file); returns their paths."""
-  os.makedirs(output_dir, exist_ok=True)
+  """Writes scores.csv and scores.jsonl (each whole or not at all; output_dir may be a URI
+  such as gs://...); returns their paths."""
   paths = {'csv': os.path.join(output_dir, 'scores.csv'),
            'jsonl': os.path.join(output_dir, 'scores.jsonl')}
-  with open(paths['csv'] + '.tmp', 'w', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-  with open(paths['jsonl'] + '.tmp', 'w') as f:
-    f.writelines(json.dumps(row) + '\n' for row in rows)
-  for path in paths.values():
-    os.replace(path + '.tmp', path)
+  table = io.StringIO(newline='')
+  writer = csv.DictWriter(table, fieldnames=FIELDS)
+  writer.writeheader()
+  writer.writerows(rows)
+  storage.write_atomic(paths['csv'], table.getvalue())
+  storage.write_atomic(paths['jsonl'], ''.join(json.dumps(row) + '\n' for row in rows))
   return paths
 
 
