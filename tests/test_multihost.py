@@ -70,8 +70,9 @@ def test_two_processes_train_like_one_process_with_two_devices(tmp_path):
   data_dir = str(tmp_path / 'tfds')
   common = [f'--config={TINY}', f'--workdir={workdir}', f'--config.data.data_dir={data_dir}']
   for num_steps in (3, NUM_STEPS):
+    profile = {'train.profile_steps': '(2, 2)'} if num_steps == 3 else {}
     results = processes.run_jax_job('pixel_jax.main', common + _flags(
-        **{'train.num_steps': num_steps}), 2, cwd=str(tmp_path))
+        **{'train.num_steps': num_steps, **profile}), 2, cwd=str(tmp_path))
     _check(results, f'training to step {num_steps}')
     assert 'Process 1 reads rows 4:8 of every batch of 8.' in results[1].output
     if num_steps == 3:
@@ -94,6 +95,8 @@ def test_two_processes_train_like_one_process_with_two_devices(tmp_path):
   assert len(os.listdir(os.path.join(workdir, 'tensorboard'))) == 2
   assert sorted(os.listdir(os.path.join(workdir, 'samples'))) == ['step_3.png', 'step_6.png']
   assert json.load(open(os.path.join(workdir, 'config.json')))['train']['num_steps'] == 6
+  # Each process traced step 2 into a folder of its own.
+  assert sorted(os.listdir(os.path.join(workdir, 'profile'))) == ['process_0', 'process_1']
 
   # pixel_jax.evaluate as a two-process job: the whole split, reported once.
   output = str(tmp_path / 'eval.json')

@@ -9,8 +9,9 @@ included, and lands in WORKDIR/profile/plugins/profile/<time>/ as
                              tensorboard --logdir WORKDIR/profile   (the "Profile" tab)
   perfetto_trace.json.gz     for https://ui.perfetto.dev ("Open trace file").
 Steps at the start of a run include compilation: profile a few steps after the first.
-Every process of a multi-host run writes its own host's file. With a URI workdir (gs://...)
-the trace is written to a local temporary directory and copied there when it stops.
+Every process of a multi-host run writes its own trace, into WORKDIR/profile/process_<i>/.
+With a URI workdir (gs://...) the trace is written to a local temporary directory and
+copied there when it stops.
 """
 
 import os
@@ -38,6 +39,8 @@ class StepProfiler:
                    self.last, start_step)
       self.first = self.last = 0
     self.logdir = os.path.join(workdir, PROFILE_DIR)
+    if jax.process_count() > 1:  # Processes may share a host name: one folder each.
+      self.logdir = os.path.join(self.logdir, f'process_{jax.process_index()}')
     self._trace_dir: Optional[str] = None
 
   def step_starting(self, step: int) -> None:
