@@ -1,5 +1,6 @@
 """Checkpoints: round trip, refusal of foreign directories and of another model."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -131,6 +132,24 @@ def test_restore_run(saved_run):
   config.model.hidden_channels += 2
   with pytest.raises(checkpointing.CheckpointError, match='different model config'):
     runs.restore_run(str(workdir), config=config)
+
+
+def test_config_saved_before_newer_fields_restores_and_resumes(saved_run):
+  """A config.json written before fields existed reads them as their defaults (one
+  warning) for evaluation and sampling, and a resume with today's config accepts it."""
+  config, workdir = saved_run
+  path = workdir / 'config.json'
+  saved = json.loads(path.read_text())
+  del saved['model']['out_hidden_layers'], saved['sample']['temperature']
+  path.write_text(json.dumps(saved))
+  run = runs.restore_run(str(workdir))
+  assert run.config.model.out_hidden_layers == config.model.out_hidden_layers
+  assert run.config.sample.temperature == config.sample.temperature
+  checkpointing.check_config(str(workdir), config)  # No "different model config".
+  config.model.out_hidden_layers += 1  # A real difference in a field it does record is
+  config.model.num_layers += 1         # still refused.
+  with pytest.raises(checkpointing.CheckpointError, match='model.num_layers: 2 -> 3'):
+    checkpointing.check_config(str(workdir), config)
 
 
 @pytest.mark.slow

@@ -85,15 +85,21 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> str:
   return path
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config saved by a run in workdir."""
+def load_config(workdir: str, defaults: Optional[ml_collections.ConfigDict] = None
+                ) -> ml_collections.ConfigDict:
+  """The config saved by a run in workdir.
+
+  With `defaults` (configs.base_config()), fields the saved config lacks - it was written
+  before they existed - are filled from it, with one warning naming them. A field is only
+  ever added with a default that keeps the older behaviour, so the run reads as it was.
+  """
   path = os.path.join(workdir, CONFIG_FILE)
   root = storage.path(workdir)
   if root.exists() and not root.is_dir():
     raise CheckpointError(f'--workdir={workdir} is a file, not a directory: give the '
                           '--workdir of a training run.')
   try:
-    return ml_collections.ConfigDict(json.loads(storage.path(path).read_text()))
+    saved = json.loads(storage.path(path).read_text())
   except FileNotFoundError:
     raise CheckpointError(f'{path} does not exist: {workdir} is not a pixel_jax workdir.'
                           ) from None
@@ -101,6 +107,26 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise CheckpointError(f'cannot read {path}: {e.strerror}.') from None
   except (json.JSONDecodeError, TypeError, ValueError) as e:
     raise CheckpointError(f'{path} is not a valid config file ({e}).') from None
+  if not isinstance(saved, dict):
+    raise CheckpointError(f'{path} is not a valid config file (not a JSON object).')
+  if defaults is not None:
+    added = _fill_missing(saved, defaults.to_dict())
+    if added:
+      logging.warning('%s predates the fields %s; reading them as these defaults.', path,
+                      ', '.join(f'config.{name}={value!r}' for name, value in added))
+  return ml_collections.ConfigDict(saved)
+
+
+def _fill_missing(saved: dict, defaults: dict, prefix: str = '') -> list[tuple[str, Any]]:
+  """Adds to `saved` (in place) every leaf of `defaults` it lacks; returns what was added."""
+  added: list[tuple[str, Any]] = []
+  for key, value in defaults.items():
+    if key not in saved:
+      saved[key] = value
+      added.append((prefix + key, value))
+    elif isinstance(value, dict) and isinstance(saved[key], dict):
+      added += _fill_missing(saved[key], value, f'{prefix}{key}.')
+  return added
 
 
 def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -117,8 +143,10 @@ def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     a, b = _get(old, field), _get(new, field)
     if isinstance(a, dict) and isinstance(b, dict):
       keys = sorted(set(a) | set(b))
+      # A field the old run lacks was added later, with a default that keeps the older
+      # model: it is no difference (the restore still checks every parameter's shape).
       diffs += [f'{field}.{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in keys
-                if a.get(k) != b.get(k)]
+                if k in a and a.get(k) != b.get(k)]
     elif a != b:
       diffs.append(f'{field}: {a!r} -> {b!r}')
   if diffs:

@@ -125,7 +125,7 @@ def write_heatmaps(images_NxHxWxC: np.ndarray, nll_nats_NxHxW: np.ndarray, num_l
 def _config_from_flags() -> ml_collections.ConfigDict:
   config = FLAGS.config
   if config is None:
-    config = checkpointing.load_config(FLAGS.workdir)
+    config = runs.load_config(FLAGS.workdir)
   config = ml_collections.ConfigDict(config.to_dict())  # Unlocked copy.
   for flag, field in (('data_name', 'name'), ('idx_dir', 'idx_dir'),
                       ('data_dir', 'data_dir'), ('binarization', 'binarization')):

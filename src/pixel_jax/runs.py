@@ -67,6 +67,11 @@ class RestoredRun:
   mesh: jax.sharding.Mesh
 
 
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run in workdir saved, fields added since then read as their defaults."""
+  return checkpointing.load_config(workdir, defaults=configs.base_config())
+
+
 def _has_checkpoint(workdir: str) -> bool:
   for name in (checkpointing.LATEST_DIR, checkpointing.BEST_DIR):
     path = storage.path(workdir) / name
@@ -114,7 +119,7 @@ def restore_run(workdir: str, checkpoint: str = 'best',
         f'{workdir} holds no checkpoint yet (nothing in {checkpointing.LATEST_DIR}/ or '
         f'{checkpointing.BEST_DIR}/).')
   if config is None:
-    config = checkpointing.load_config(workdir)
+    config = load_config(workdir)
   configs.validate(config)
   checkpointing.check_config(workdir, config)  # A given config must build the run's model.
   try:
