@@ -28,22 +28,24 @@ def perturb(variables, seed):
   return jax.tree.unflatten(treedef, leaves)
 
 
-def dependency_pattern(config, seed=0, num_images=4):
+def dependency_pattern(config, seed=0, num_images=4, label=None):
   """|d logits / d image| > 0 as a bool array [H, W, C (out), H, W, C (in)].
 
   A dependency counts if it shows for any of `num_images` random images: a ReLU that
-  happens to be off for one input must not hide a path the model has.
+  happens to be off for one input must not hide a path the model has. `label`: the class
+  given to a class-conditional model.
   """
   model = models.get_model(config)
   c, k = config.data.num_channels, config.data.num_levels
   rng = np.random.default_rng(seed)
   images = jnp.asarray(rng.uniform(0, k - 1, (num_images, 1, H, W, c)), jnp.float32)
-  variables = jax.jit(model.init)(jax.random.key(seed), images[0])
+  labels = None if label is None else jnp.array([label], jnp.int32)
+  variables = jax.jit(model.init)(jax.random.key(seed), images[0], labels_B=labels)
   variables = perturb(variables, seed)
   proj = jnp.asarray(rng.normal(size=(k,)), jnp.float32)  # Keeps every level's logit.
 
   def f(x):
-    return model.apply(variables, x)[0] @ proj  # [H, W, C]
+    return model.apply(variables, x, labels_B=labels)[0] @ proj  # [H, W, C]
 
   # Compiled once: op-by-op dispatch of the unrolled scans costs ~3x the CPU time.
   jac = jax.jit(jax.vmap(jax.jacfwd(f)))(images)[..., 0, :, :, :]  # [N, H, W, C, H, W, C]
@@ -196,3 +198,26 @@ def test_fused_gate_mask_is_per_gate():
   mask = layers.conv_mask((1, 1), 3, 4 * 3, 'B', num_groups=3, out_blocks=4)[0, 0]
   for gate in range(4):
     np.testing.assert_array_equal(mask[:, gate * 3:(gate + 1) * 3], np.tril(np.ones((3, 3))).T)
+
+
+@pytest.mark.parametrize('name, channels, variant',
+                         [(name, 3, 'residual') for name in models.MODEL_NAMES]
+                         + [('pixelcnn', 1, 'plain_unrolled')])
+def test_class_conditional_sees_exactly_its_receptive_field(tiny_config, name, channels,
+                                                            variant):
+  """The class adds a per-layer bias to every gate pre-activation: the receptive field
+  (colours included) is exactly the unconditional one, and the class changes the logits."""
+  levels = 2 if channels == 1 else 256
+  config = tiny_config(name, channels=channels, levels=levels, size=H, hidden_channels=12,
+                       out_hidden_channels=12, first_kernel_size=7, num_classes=3,
+                       **VARIANTS[variant])
+  got = dependency_pattern(config, label=2)
+  assert not (got & future_mask(channels)).any(), 'the model reads the future'
+  np.testing.assert_array_equal(got, expected_pattern(name, channels, 2))
+  model = models.get_model(config)
+  images = jnp.ones((2, H, W, channels))
+  variables = perturb(model.init(jax.random.key(0), images, labels_B=jnp.zeros(2, int)), 0)
+  logits = model.apply(variables, images, labels_B=jnp.array([0, 1]))[..., -1]
+  # The class reaches (nearly) every logit; a position whose head ReLUs are all off for
+  # both classes may coincide.
+  assert float((jnp.abs(logits[0] - logits[1]) > 0).mean()) > 0.9

@@ -176,6 +176,68 @@ def test_fallback_reads_real_test_set_from_idx_dir(tmp_path):
   assert data.describe('validation') == 'mnist_bundled, standing in for binarized_mnist'
 
 
+def test_labels_of_bundled_digits_idx_files_and_catalog(tmp_path, shared_data_dir):
+  """Class labels, in the images' order: the bundled digits, IDX label files (the fallback's
+  test split) and a TFDS catalog dataset's label feature."""
+  _write_t10k(tmp_path, 12)
+  config = _config(shared_data_dir, name='mnist', idx_dir=str(tmp_path))
+  data = input_pipeline.open(config)
+  train = data.load_labels('train')
+  assert train.dtype == np.int32 and len(train) == len(data.load('train')) == 4500
+  assert np.bincount(train).min() > 400 and set(train) == set(range(10))
+  np.testing.assert_array_equal(data.load_labels('test'), np.arange(12) % 10)
+  # A catalog dataset (mock data standing in for CIFAR-10): the 'label' feature.
+  rng = np.random.default_rng(0)
+  examples = [{'image': rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), 'label': i % 7}
+              for i in range(20)]
+
+  class Source:
+    def __init__(self, rows):
+      self.rows = rows
+
+    def __len__(self):
+      return len(self.rows)
+
+    def __getitem__(self, k):
+      return self.rows[k]
+
+    def __getitems__(self, keys):
+      return [self.rows[k] for k in keys]
+
+  colour = _config(str(tmp_path / 'tfds'), name='cifar10', image_size=8, num_channels=3,
+                   num_levels=256, binarization='none', allow_fallback=False)
+  with tfds.testing.mock_data(as_data_source_fn=lambda *a, **k: Source(examples)):
+    np.testing.assert_array_equal(input_pipeline.open(colour).load_labels('train'),
+                                  np.arange(20) % 7)
+  # Images without labels: one line naming the field to change.
+  unlabelled = Source([{'image': e['image']} for e in examples])
+  with tfds.testing.mock_data(as_data_source_fn=lambda *a, **k: unlabelled):
+    with pytest.raises(ValueError, match='has no labels.*num_classes=0'):
+      input_pipeline.open(colour).load_labels('train')
+
+
+def test_train_batches_carry_their_images_labels():
+  """Each label travels with its image, across epochs, resumption and row slices."""
+  config = configs.base_config()
+  index_images = np.arange(10).reshape(10, 1, 1, 1)  # Image k "is" k: found by its value.
+  labels = (np.arange(10) * 3 % 10).astype(np.int32)
+  config.data.num_levels = 256
+  stream = input_pipeline.train_batches(config, index_images.astype(np.uint8), seed=2,
+                                        batch_size=4, labels=labels)
+  for _ in range(7):
+    batch, batch_labels = next(stream)
+    np.testing.assert_array_equal(batch_labels, labels[batch[:, 0, 0, 0]])
+  rows = input_pipeline.train_batches(config, index_images.astype(np.uint8), seed=2,
+                                      batch_size=4, labels=labels, rows=slice(2, 4),
+                                      start_step=3)
+  batch, batch_labels = next(rows)
+  assert batch.shape[0] == 2
+  np.testing.assert_array_equal(batch_labels, labels[batch[:, 0, 0, 0]])
+  with pytest.raises(ValueError, match='one per image'):
+    next(input_pipeline.train_batches(config, index_images.astype(np.uint8), seed=0,
+                                      batch_size=2, labels=labels[:3]))
+
+
 def test_offline_never_probes_the_network(tmp_path, monkeypatch):
   probes = []
   monkeypatch.setattr(sources, 'network_reachable', lambda *a, **k: probes.append(1) or True)

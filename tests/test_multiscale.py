@@ -40,12 +40,14 @@ def ms_config(tiny_config, core='row_lstm', channels=1, levels=2, size=6, small=
 
 @functools.lru_cache(maxsize=None)
 def build(tiny_config, core='row_lstm', channels=1, levels=2, size=6, small=3, scan=True,
-          skip=False):
-  """A model and N(0, 0.5^2) variables everywhere (biases and initial states included)."""
+          skip=False, classes=0):
+  """A model and N(0, 0.5^2) variables everywhere (biases and initial states included);
+  class-conditional when `classes` > 0."""
   config = ms_config(tiny_config, core, channels, levels, size, small, scan_layers=scan,
-                     skip=skip)
+                     skip=skip, num_classes=classes)
   model = models.get_model(config)
-  shapes = jax.eval_shape(model.init, jax.random.key(0),
+  labels = jnp.zeros((1,), jnp.int32) if classes else None
+  shapes = jax.eval_shape(functools.partial(model.init, labels_B=labels), jax.random.key(0),
                           jnp.zeros((1, size, size, channels)))
   rs = np.random.RandomState(1)
   variables = jax.tree_util.tree_map(
@@ -201,3 +203,25 @@ def test_train_evaluate_and_sample_cli(tmp_path):
   assert images.shape == (4, 8, 8, 1) and set(np.unique(images)) <= {0, 1}
   assert os.path.getsize(written['stages.png']) > 0
 
+
+
+def test_class_conditional_two_stages(tiny_config):
+  """Both stages take the class (the full network beside the small image's map): cached
+  == naive, the labels change both stages' NLL, and the caches take map and class."""
+  model, variables = build(tiny_config, 'row_lstm', 1, 2, classes=3)
+  labels = np.array([2, 0, 1])
+  key = jax.random.key(3)
+  cached = np.asarray(sampling.sample(model, variables, key, 3, labels=labels))
+  naive = np.asarray(sampling.sample(model, variables, key, 3, 'naive', labels=labels))
+  np.testing.assert_array_equal(cached, naive)
+  x = random_images(model, 3, seed=2).astype(jnp.float32)
+  parts = model.apply(variables, x, labels_B=labels, method='nll_parts')
+  other = model.apply(variables, x, labels_B=labels[::-1], method='nll_parts')
+  for stage in ('small', 'conditional'):
+    assert float(jnp.abs(parts[stage] - other[stage]).max()) > 1e-4, stage
+  full = {'params': variables['params']['full_network']}
+  cond = model.apply(variables, x[:, ::2, ::2], method='condition')
+  expected = model.full_network.apply(full, x, cond, labels)
+  got = sampling.cached_logits(model.full_network, full, x.astype(jnp.int32), cond=cond,
+                               labels=jnp.asarray(labels))
+  np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)

@@ -773,10 +773,11 @@ BAD_FLAGS = [
     ('sample', ['--num_samples=0'], 'config.sample.num_samples=0'),
     ('sample', ['--temperature=-1'], 'config.sample.temperature=-1'),
     ('sample', ['--complete={npy}/float.npy'],
-     '--complete={npy}/float.npy holds float32 values; it must hold integer levels'),
-    ('sample', ['--complete={npy}/shape.npy'], 'Images to complete have shape (2, 9, 9, 1)'),
+     '--complete: {npy}/float.npy holds float32 values; give integer levels'),
+    ('sample', ['--complete={npy}/shape.npy'],
+     '--complete: {npy}/shape.npy holds an array of shape (2, 9, 9, 1); the model reads'),
     ('sample', ['--complete={npy}/range.npy'],
-     'Images to complete must hold levels in [0, 2), got [5, 5]'),
+     '--complete: {npy}/range.npy holds levels in [5, 5]; the model reads levels in [0, 1]'),
     ('sample', ['--complete=validation', '--keep_rows=99'], '--keep_rows=99 must lie in'),
 ]
 

@@ -41,17 +41,20 @@ CASES = [pytest.param(*case[1:], id=case[0]) for case in (
 
 @functools.lru_cache(maxsize=None)
 def _build(tiny_config, name, channels, levels, scan=True, skip=False, residual=True,
-           dtype='float32', out_hidden_layers=1):
-  """A tiny model and random variables (cached: built once per case)."""
+           dtype='float32', out_hidden_layers=1, classes=0):
+  """A tiny model and random variables (cached: built once per case); `classes` > 0 makes
+  it class-conditional."""
   config = tiny_config(name, channels=channels, levels=levels, size=SIZE,
                        hidden_channels=4 if channels == 1 else 6,
                        out_hidden_channels=8 if channels == 1 else 9, first_kernel_size=7,
                        scan_layers=scan, skip=skip, residual=residual, dtype=dtype,
-                       out_hidden_layers=out_hidden_layers)
+                       out_hidden_layers=out_hidden_layers, num_classes=classes)
   model = get_model(config)
   # Shapes from a trace only (compiling init costs seconds), then N(0, 0.5^2) everywhere:
   # initial states and biases, which init sets to zero, must be non-zero here.
-  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, SIZE, SIZE, channels)))
+  labels = jnp.zeros((1,), jnp.int32) if classes else None
+  shapes = jax.eval_shape(functools.partial(model.init, labels_B=labels), jax.random.key(0),
+                          jnp.zeros((1, SIZE, SIZE, channels)))
   rs = np.random.RandomState(1)
   variables = jax.tree_util.tree_map(
       lambda a: jnp.asarray(0.5 * rs.standard_normal(a.shape), jnp.float32), shapes)
@@ -278,3 +281,49 @@ def test_completion_grid_rows():
                                                                 (2, 4, 3)))
   np.testing.assert_array_equal(grid[11:15, 1:5, 0], originals[0, ..., 0] * 255)
   np.testing.assert_array_equal(grid[6:10, 1:5, 0], (1 - originals[0, ..., 0]) * 255)
+
+
+@pytest.mark.parametrize('name, channels, levels, scan, skip', [
+    ('row_lstm', 3, 256, False, True), ('diagonal_bilstm', 1, 2, True, False),
+    ('pixelcnn', 3, 256, True, True), ('gated_pixelcnn', 3, 256, False, False)])
+def test_class_conditional_cached_equals_naive(tiny_config, name, channels, levels, scan,
+                                               skip):
+  """The class enters every layer of both forms: cached == naive given labels, teacher
+  forcing through the caches is the forward pass, and completion is conditioned too."""
+  model, variables = _build(tiny_config, name, channels, levels, scan, skip, classes=4)
+  labels = np.array([3, 0, 2])
+  key = jax.random.key(5)
+  cached = sampling.sample(model, variables, key, 3, method='cached', labels=labels)
+  naive = sampling.sample(model, variables, key, 3, method='naive', labels=labels)
+  np.testing.assert_array_equal(np.asarray(cached), np.asarray(naive))
+  assert len(np.unique(np.asarray(cached))) > 1
+  images = _random_images(model, 3, seed=4)
+  expected = model.apply(variables, images.astype(jnp.float32), labels_B=labels)
+  got = sampling.cached_logits(model, variables, images, labels=jnp.asarray(labels))
+  np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
+  other = model.apply(variables, images.astype(jnp.float32), labels_B=labels[::-1])
+  assert float(jnp.abs(other[0] - expected[0]).max()) > 1e-3  # The class matters.
+  prefix = np.asarray(_random_images(model, 3, seed=6))
+  mask = np.zeros(prefix.shape, bool)
+  mask[:, :2] = True
+  done = [np.asarray(sampling.sample(model, variables, key, 3, method=m, prefix=prefix,
+                                     prefix_mask=mask, labels=labels))
+          for m in ('cached', 'naive')]
+  np.testing.assert_array_equal(done[0], done[1])
+  np.testing.assert_array_equal(done[0][:, :2], prefix[:, :2])
+
+
+def test_bad_labels_are_one_clear_error(tiny_config):
+  conditional, cond_vars = _build(tiny_config, 'pixelcnn', 1, 2, classes=4)
+  plain, plain_vars = _build(tiny_config, 'pixelcnn', 1, 2)
+  key = jax.random.key(0)
+  with pytest.raises(ValueError, match='class-conditional .num_classes=4.: give labels'):
+    sampling.sample(conditional, cond_vars, key, 2)
+  with pytest.raises(ValueError, match=r'labels must lie in \[0, 4\)'):
+    sampling.sample(conditional, cond_vars, key, 2, labels=[0, 4])
+  with pytest.raises(ValueError, match='labels must be 2 integer classes'):
+    sampling.sample(conditional, cond_vars, key, 2, labels=[0, 1, 2])
+  with pytest.raises(ValueError, match='not class-conditional'):
+    sampling.sample(plain, plain_vars, key, 2, labels=[0, 1])
+  with pytest.raises(ValueError, match='give labels'):
+    conditional.apply(cond_vars, jnp.zeros((1, SIZE, SIZE, 1)))

@@ -78,6 +78,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.skip = False  # Learnable 1x1 skip connection from every layer to the output.
   config.model.scan_layers = True  # nn.scan over identical layers: compile time flat in depth.
   config.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params stay fp32).
+  # K > 0: class-conditional on the dataset's labels in [0, K) (10 for MNIST and CIFAR-10);
+  # every layer adds a learned per-class bias to its gate pre-activations. 0: unconditional.
+  config.model.num_classes = 0
   # Multi-Scale PixelRNN, used when model.name = 'multiscale' (models/multiscale.py says why):
   # an unconditional PixelRNN on a small s x s image and a conditional one (the fields above)
   # on the full image.
@@ -337,6 +340,7 @@ def _validate_model(config: ml_collections.ConfigDict) -> None:
                       'integer >= 1 (e.g. 7).')
   for field in ('residual', 'skip', 'scan_layers'):
     _flag(config, f'model.{field}')
+  _int_at_least(config, 'model.num_classes', 0)
   _one_of(config, 'model.dtype', tuple(models.DTYPES))
   for field in ('hidden_channels', 'out_hidden_channels'):
     _int_at_least(config, f'model.{field}', d.num_channels,

@@ -72,8 +72,10 @@ def evaluate(config: Optional[ml_collections.ConfigDict], workdir: str, split: s
              heatmaps_dir: Optional[str] = None) -> dict:
   """Restores a checkpoint of `workdir` and returns its NLL on `split` of config.data.
 
-  `config` None uses the run's config.json. Returns {'loss', 'unit', 'nll_nats',
-  'bits_per_dim', 'num_examples', 'step', 'checkpoint', 'split', 'data' (what was really
+  `config` None uses the run's config.json. A class-conditional model
+  (config.model.num_classes > 0) is evaluated on the split's labels: the conditional NLL
+  -log p(x | class). Returns {'loss', 'unit', 'nll_nats', 'conditional' (whether it is
+  that), 'bits_per_dim', 'num_examples', 'step', 'checkpoint', 'split', 'data' (what was really
   read, e.g. 'mnist_idx (idx_dir=/data/mnist)'), 'binarization' (as applied, e.g. 'static
   (Bernoulli(x/255) sampled once, seed 0)')}, plus each stage's 'nll_nats_<stage>' for the
   multi-scale model. `heatmaps` > 0 also writes the heatmaps of the split's first images
@@ -86,12 +88,16 @@ def evaluate(config: Optional[ml_collections.ConfigDict], workdir: str, split: s
   config = run.config
   data = runs.open_data(config)
   images = runs.load_split(data, split)
-  result = evaluation.evaluate_images(config, run.model, run.state.params, images, run.mesh)
+  labels = runs.load_labels(data, split)  # None unless the model is class-conditional.
+  result = evaluation.evaluate_images(config, run.model, run.state.params, images, run.mesh,
+                                      labels=labels)
   result.update(unit=evaluation.loss_unit(config), step=run.step, checkpoint=run.checkpoint,
-                split=split, data=data.describe(split), binarization=data.info.binarization)
+                split=split, data=data.describe(split), binarization=data.info.binarization,
+                conditional=bool(config.model.num_classes))
   if heatmaps:
     shown = np.asarray(images[:heatmaps])
-    maps = evaluation.pixel_nlls(config, run.model, run.state.params, shown, run.mesh)
+    maps = evaluation.pixel_nlls(config, run.model, run.state.params, shown, run.mesh,
+                                 labels=None if labels is None else labels[:heatmaps])
     result['heatmaps'] = write_heatmaps(shown, maps, config.data.num_levels,
                                         heatmaps_dir or os.path.join(workdir, 'heatmaps'))
   return result
@@ -153,8 +159,10 @@ def main(argv):
     sys.exit(f'pixel_jax.evaluate: error: {e}')
   stages = ''.join(f', {k[len(evaluation.PART_PREFIX):]} stage {v:.3f}'
                    for k, v in evaluation.stage_nlls(result).items())  # Multi-scale only.
-  line = (f'{result["split"]} NLL of {result["data"]} (binarization {result["binarization"]}, '
-          f'{result["num_examples"]} images): {result["loss"]:.4f} {result["unit"]} '
+  kind = "conditional NLL (given each image's label)" if result['conditional'] else 'NLL'
+  line = (f'{result["split"]} {kind} of {result["data"]} (binarization '
+          f'{result["binarization"]}, {result["num_examples"]} images): '
+          f'{result["loss"]:.4f} {result["unit"]} '
           f'({result["nll_nats"]:.3f} nats/image{stages}, {result["bits_per_dim"]:.4f} '
           f'bits/dim) | {result["checkpoint"]} checkpoint, step {result["step"]}')
   if jax.process_index() != 0:  # Every process computed the same result; one reports it.

@@ -79,6 +79,24 @@ def _read_keys(ds, keys: list[int], what: str) -> np.ndarray:
   return images
 
 
+def _read_labels(source: sources.Source, split: str) -> np.ndarray:
+  """The 'label' of every example of `split`, int32 [N], in the images' order."""
+  ds = _data_source(source, split)
+  labels = []
+  for start in range(0, len(ds), _READ_CHUNK):
+    keys = list(range(start, min(start + _READ_CHUNK, len(ds))))
+    try:
+      examples = ds.__getitems__(keys)
+    except TypeError:  # tfds.testing.mock_data's __getitems__ (see _read_keys).
+      examples = [ds[k] for k in keys]
+    if examples and 'label' not in examples[0]:
+      raise ValueError(f'{source.name}/{split} has no labels; a class-conditional model '
+                       '(config.model.num_classes > 0) needs a dataset with a label '
+                       'feature, or set config.model.num_classes=0.')
+    labels += [int(np.asarray(ex['label'])) for ex in examples]
+  return np.asarray(labels, np.int32)
+
+
 def _read_images(source: sources.Source, split: str) -> np.ndarray:
   """All images of `split` as one uint8 array, read in chunks (batched ArrayRecord reads)."""
   ds = _data_source(source, split)
@@ -313,6 +331,14 @@ class Dataset:
     """What `split` is really read from, in words, e.g. 'mnist_idx (idx_dir=/data/mnist)'."""
     return self.source_for(split).describe()
 
+  def load_labels(self, split: str) -> np.ndarray:
+    """The class labels of `split`, int32 [N], in the order of load(split).
+
+    Raises:
+      ValueError: the dataset has no 'label' feature.
+    """
+    return _read_labels(self.source_for(split), split)
+
   def load(self, split: str) -> np.ndarray | StreamingSplit:
     """Loads a split as integer levels, ready for the model.
 
@@ -356,7 +382,8 @@ def open(config: ml_collections.ConfigDict) -> Dataset:  # pylint: disable=redef
 
 def train_batches(config: ml_collections.ConfigDict, images: np.ndarray | StreamingSplit, *,
                   seed: int, start_step: int = 0, batch_size: int,
-                  rows: slice = slice(None)) -> Iterator[np.ndarray]:
+                  rows: slice = slice(None), labels: Optional[np.ndarray] = None
+                  ) -> Iterator[np.ndarray | tuple[np.ndarray, np.ndarray]]:
   """Yields training batches forever; batch k depends only on (seed, k).
 
   Example p = k * batch_size + j of the stream is images[perm_e[p % N]] with e = p // N and
@@ -373,13 +400,20 @@ def train_batches(config: ml_collections.ConfigDict, images: np.ndarray | Stream
     batch_size: the global batch size.
     rows: the rows of each global batch to produce (sharding.local_slice: this process's
       share); only those images are read. Any split of the rows gives the same images.
+    labels: int [N], each image's class (Dataset.load_labels), for a class-conditional
+      model: then each batch comes with its images' labels.
 
   Yields:
-    uint8 [rows of batch_size, H, W, C] integer levels.
+    uint8 [rows of batch_size, H, W, C] integer levels; with `labels`, (those images,
+    int32 [rows of batch_size] their labels).
   """
   num = len(images)
   if num == 0 or batch_size <= 0:
     raise ValueError(f'Need images and a positive batch size; got {num} and {batch_size}.')
+  if labels is not None:
+    labels = np.asarray(labels, np.int32)
+    if labels.shape != (num,):
+      raise ValueError(f'labels have shape {labels.shape}; expected one per image, ({num},).')
   dynamic = False
   if isinstance(images, np.ndarray):  # A StreamingSplit checks each batch it reads.
     dynamic = (config.data.num_levels == 2 and config.data.binarization == 'dynamic' and
@@ -415,7 +449,7 @@ def train_batches(config: ml_collections.ConfigDict, images: np.ndarray | Stream
       u = _stream_seed(seed, 1, step).integers(0, 255, size=(batch_size,) + batch.shape[1:],
                                                dtype=np.uint8)[rows]
       batch = (u < batch).astype(np.uint8)
-    yield batch
+    yield batch if labels is None else (batch, labels[index[rows]])
     step += 1
 
 

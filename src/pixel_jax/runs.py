@@ -56,6 +56,24 @@ def load_split(data: input_pipeline.Dataset, split: str
   return images
 
 
+def load_labels(data: input_pipeline.Dataset, split: str) -> Optional[np.ndarray]:
+  """The labels of `split` for a class-conditional config (None for an unconditional one),
+  checked against config.model.num_classes; ValueErrors become ConfigError."""
+  k = data.config.model.num_classes
+  if not k:
+    return None
+  try:
+    labels = data.load_labels(split)
+  except ValueError as e:
+    raise configs.ConfigError(str(e)) from e
+  if labels.size and (labels.min() < 0 or labels.max() >= k):
+    raise configs.ConfigError(
+        f'Split {split!r} of config.data.name={data.config.data.name!r} has labels in '
+        f'[{labels.min()}, {labels.max()}], but config.model.num_classes={k}; set it to at '
+        f'least {labels.max() + 1}.')
+  return labels
+
+
 @dataclasses.dataclass(frozen=True)
 class RestoredRun:
   """A checkpoint of a training run, ready to evaluate or sample from."""

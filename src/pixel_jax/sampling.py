@@ -18,9 +18,12 @@ sub-pixels are copied into the output and conditioned on; only the others are sa
 
 Conditioning (the full-image stage of the Multi-Scale PixelRNN): `cond`, a map [N, H, W, D]
 fully known before sampling, is passed to every layer (model.apply(variables, images, cond));
-the caches add its per-layer 1x1 projection at each position. A model with stages
-(models.has_stages: the Multi-Scale PixelRNN) is drawn stage by stage, each through the
-single-network samplers (`_sample_stages`).
+the caches add its per-layer 1x1 projection at each position. A class-conditional network
+(num_classes > 0) draws image i of class labels[i]: the naive sampler passes the labels
+to model.apply, the cached one the network's conditioning map of them
+(AutoregressiveNetwork.conditioning), so both feed every layer the same one-hot class.
+A model with stages (models.has_stages: the Multi-Scale PixelRNN) is drawn stage by stage,
+each through the single-network samplers (`_sample_stages`).
 
 Usage:
   images = sampling.sample(model, variables, jax.random.key(0), num_samples=16)
@@ -70,7 +73,7 @@ def _commit(images: jnp.ndarray, start: jnp.ndarray, known: jnp.ndarray, r, c, c
 
 
 def _sample_naive(model, variables, rng, images, known, temperature,
-                  num_subpixels: Optional[int] = None, cond=None):
+                  num_subpixels: Optional[int] = None, cond=None, labels=None):
   """The reference: a full forward pass for every sub-pixel, in raster then R, G, B order.
 
   `num_subpixels` stops after the first that many sub-pixels (benchmarks time a prefix).
@@ -80,11 +83,12 @@ def _sample_naive(model, variables, rng, images, known, temperature,
   total = height * width * channels if num_subpixels is None else num_subpixels
 
   extra = () if cond is None else (cond,)
+  kwargs = {} if labels is None else {'labels_B': labels}
 
   def body(s, images):
     r, c, ch = s // (width * channels), (s // channels) % width, s % channels
-    logits = model.apply(variables, images.astype(jnp.float32),
-                         *extra)  # [N, H, W, C, K]
+    logits = model.apply(variables, images.astype(jnp.float32), *extra,
+                         **kwargs)  # [N, H, W, C, K]
     drawn = _choose(logits[:, r, c, ch], _subpixel_key(rng, r, c, ch, width, channels),
                     temperature)
     return _commit(images, start, known, r, c, ch, drawn)[0]
@@ -93,12 +97,15 @@ def _sample_naive(model, variables, rng, images, known, temperature,
 
 
 def _run_cached(model, variables, rng, images, known, temperature, keep_logits=False,
-                cond=None):
+                cond=None, labels=None):
   """Rows, then columns, then channels; each visit costs one position of every layer.
 
   With keep_logits, also returns the logits [N, H, W, C, K] each visit used (with every
   sub-pixel known this is teacher forcing through the caches, for tests).
   """
+  if labels is not None:  # The class joins the conditioning map every layer reads.
+    cond = model.apply(variables, cond, labels,
+                       method=models.AutoregressiveNetwork.conditioning)
   net = sampling_cache.CachedNetwork(model, variables, cond)
   n, height, width, channels = images.shape
   num_classes = net.cfg.num_levels
@@ -136,29 +143,34 @@ def _run_cached(model, variables, rng, images, known, temperature, keep_logits=F
   return images, all_logits
 
 
-def _sample_cached(model, variables, rng, images, known, temperature, cond=None):
-  return _run_cached(model, variables, rng, images, known, temperature, cond=cond)[0]
+def _sample_cached(model, variables, rng, images, known, temperature, cond=None,
+                   labels=None):
+  return _run_cached(model, variables, rng, images, known, temperature, cond=cond,
+                     labels=labels)[0]
 
 
 @functools.partial(jax.jit, static_argnames=('model',))
 def cached_logits(model: Any, variables: Any, images_NxHxWxC: jnp.ndarray,
-                  cond: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+                  cond: Optional[jnp.ndarray] = None,
+                  labels: Optional[jnp.ndarray] = None) -> jnp.ndarray:
   """Logits [N, H, W, C, K] of given images computed through the sampling caches.
 
   Every sub-pixel is known, so the cached sampler only conditions; the result must equal
-  model.apply(variables, images[, cond]) up to float rounding. Used to test the caches.
+  model.apply(variables, images, cond, labels) up to float rounding. Used to test the
+  caches.
   """
   images = images_NxHxWxC.astype(jnp.int32)
   return _run_cached(model, variables, jax.random.key(0), images,
                      jnp.ones(images.shape, bool), jnp.float32(1.0), keep_logits=True,
-                     cond=cond)[1]
+                     cond=cond, labels=labels)[1]
 
 
 @functools.partial(jax.jit, static_argnames=('model', 'method'))
-def _sample_jit(model, method, variables, rng, images, known, temperature, cond=None):
+def _sample_jit(model, method, variables, rng, images, known, temperature, cond=None,
+                labels=None):
   fn = _sample_cached if method == 'cached' else _sample_naive
   return fn(model, variables, rng, images, known, temperature,
-            cond=cond).astype(jnp.uint8)
+            cond=cond, labels=labels).astype(jnp.uint8)
 
 
 def starting_images(model: Any, num_samples: int, prefix: Optional[Any] = None,
@@ -189,7 +201,8 @@ def starting_images(model: Any, num_samples: int, prefix: Optional[Any] = None,
 
 def sample(model: Any, variables: Any, rng: jax.Array, num_samples: int,
            method: str = 'cached', temperature: float = 1.0, prefix: Optional[Any] = None,
-           prefix_mask: Optional[Any] = None, cond: Optional[Any] = None) -> jnp.ndarray:
+           prefix_mask: Optional[Any] = None, cond: Optional[Any] = None,
+           labels: Optional[Any] = None) -> jnp.ndarray:
   """Draws images from the model, or completes partially known ones.
 
   Args:
@@ -206,6 +219,8 @@ def sample(model: Any, variables: Any, rng: jax.Array, num_samples: int,
       copied unchanged into the output and conditioned on.
     cond: optional conditioning map [N, H, W, D] given to every layer (the conditional
       stage of models/multiscale.py); the model must have been built to take it.
+    labels: integers [N] in [0, num_classes): the class of each image, required by (and
+      only by) a class-conditional model (config.model.num_classes > 0).
 
   Returns:
     uint8 images [N, H, W, C] with levels in [0, num_levels).
@@ -218,11 +233,13 @@ def sample(model: Any, variables: Any, rng: jax.Array, num_samples: int,
     raise ValueError(f'temperature={temperature!r} must be >= 0.')
   if model.num_levels > 256:
     raise ValueError(f'num_levels={model.num_levels} does not fit the uint8 output.')
+  labels = check_labels(model, labels, int(num_samples))
   if models.has_stages(model):
     if cond is not None:
       raise ValueError('cond is for a single conditional network, not a multi-stage model.')
     return _sample_stages(model, variables, rng, int(num_samples), method=method,
-                          temperature=temperature, prefix=prefix, prefix_mask=prefix_mask)
+                          temperature=temperature, prefix=prefix, prefix_mask=prefix_mask,
+                          labels=labels)
   if cond is not None:
     size = model.image_size
     if cond.ndim != 4 or tuple(cond.shape[:3]) != (num_samples, size, size):
@@ -233,12 +250,34 @@ def sample(model: Any, variables: Any, rng: jax.Array, num_samples: int,
     sampling_cache.network_config(model)  # Fails early, with one line, on other models.
   images, known = starting_images(model, int(num_samples), prefix, prefix_mask)
   return _sample_jit(model, method, variables, rng, images, known,
-                     jnp.asarray(temperature, jnp.float32), cond)
+                     jnp.asarray(temperature, jnp.float32), cond, labels)
+
+
+def check_labels(model: Any, labels: Optional[Any], num_samples: int
+                 ) -> Optional[jnp.ndarray]:
+  """Labels as int32 [num_samples] for a class-conditional model, None for another; one
+  clear ValueError for missing, unexpected, misshapen or out-of-range labels."""
+  k = getattr(model, 'num_classes', 0)
+  if not k:
+    if labels is not None:
+      raise ValueError('labels were given, but the model is not class-conditional '
+                       '(config.model.num_classes=0).')
+    return None
+  if labels is None:
+    raise ValueError(f'The model is class-conditional (num_classes={k}): give labels, one '
+                     'class per image.')
+  labels = np.asarray(labels)
+  if labels.shape != (num_samples,) or not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f'labels must be {num_samples} integer classes (one per image); got '
+                     f'{labels.dtype} of shape {labels.shape}.')
+  if labels.min() < 0 or labels.max() >= k:
+    raise ValueError(f'labels must lie in [0, {k}); got [{labels.min()}, {labels.max()}].')
+  return jnp.asarray(labels, jnp.int32)
 
 
 def _sample_stages(model: Any, variables: Any, rng: jax.Array, num_samples: int,
                    method: str, temperature: float, prefix: Optional[Any],
-                   prefix_mask: Optional[Any]) -> jnp.ndarray:
+                   prefix_mask: Optional[Any], labels: Optional[Any] = None) -> jnp.ndarray:
   """Two-stage ancestral sampling of a Multi-Scale PixelRNN (models/multiscale.py).
 
   The small image is drawn first (its key: fold_in(rng, 0)), then the full image given
@@ -267,13 +306,14 @@ def _sample_stages(model: Any, variables: Any, rng: jax.Array, num_samples: int,
     small_prefix = small_prefix if small_known is not None else None
   small = sample(model.small_network, small_vars,
                  jax.random.fold_in(rng, 0), num_samples, method=method,
-                 temperature=temperature, prefix=small_prefix, prefix_mask=small_known)
+                 temperature=temperature, prefix=small_prefix, prefix_mask=small_known,
+                 labels=labels)
   cond = model.apply(variables, small, method=multiscale.MultiScalePixelRNN.condition)
   full_prefix = jnp.asarray(values).at[:, ::k, ::k].set(small.astype(jnp.int32))
   return sample(model.full_network, full_vars,
                 jax.random.fold_in(rng, 1), num_samples, method=method,
                 temperature=temperature, prefix=full_prefix, prefix_mask=known | stride,
-                cond=cond)
+                cond=cond, labels=labels)
 
 
-__all__ = ['METHODS', 'cached_logits', 'sample', 'starting_images']
+__all__ = ['METHODS', 'cached_logits', 'check_labels', 'sample', 'starting_images']

@@ -9,7 +9,9 @@
 for a binary model). Writes OUTPUT_DIR/scores.csv and OUTPUT_DIR/scores.jsonl (default
 OUTPUT_DIR: WORKDIR/scores), one row per image in input order: index, image (file name or
 FILE[i]), nll_nats (the exact negative log-likelihood of the whole image) and bits_per_dim
-(nll_nats / (H * W * C * ln 2)).
+(nll_nats / (H * W * C * ln 2)). A class-conditional run scores the marginal likelihood
+under a uniform class prior, -log p(x) = -log (1/K) sum_y p(x | y), and adds the column
+most_likely_class (argmax_y p(x | y)).
 
 For out-of-distribution and anomaly screening, a higher NLL means the model finds the image
 less likely. CAVEAT: a likelihood is not a calibrated out-of-distribution score. Deep
@@ -43,6 +45,7 @@ from pixel_jax import storage
 
 FLAGS = flags.FLAGS
 FIELDS = ('index', 'image', 'nll_nats', 'bits_per_dim')
+CLASS_FIELD = 'most_likely_class'  # Class-conditional runs only.
 
 
 def define_flags() -> None:
@@ -73,22 +76,40 @@ def score_images(workdir: str, images: str, checkpoint: str = 'best', binarize: 
     batch_size: images per forward pass; None keeps config.eval.batch_size.
 
   Returns:
-    ([{'index', 'image', 'nll_nats', 'bits_per_dim'} per image], the restored run).
+    ([{'index', 'image', 'nll_nats', 'bits_per_dim'} per image, plus 'most_likely_class'
+    for a class-conditional run], the restored run).
   """
   if not os.path.exists(os.path.join(workdir, checkpointing.CONFIG_FILE)):
     runs.restore_run(workdir, checkpoint)  # Raises the error that says what is missing.
-  config = checkpointing.load_config(workdir)
+  config = runs.load_config(workdir)
   # The images are checked against the run's data shape before the checkpoint is loaded.
   levels, names = image_files.load_images(images, config, binarize)
   if batch_size is not None:
     config.eval.batch_size = batch_size  # Validated with the rest by restore_run.
   run = runs.restore_run(workdir, checkpoint, config)
-  maps = evaluation.pixel_nlls(run.config, run.model, run.state.params, levels, run.mesh)
-  nll = maps.astype(np.float64).sum(axis=(1, 2))
+  k = run.config.model.num_classes
+  step_fn = evaluation.make_pixel_nll_step(run.model, run.mesh)
+
+  def nll_given(labels):
+    return evaluation.pixel_nlls(run.config, run.model, run.state.params, levels, run.mesh,
+                                 step_fn, labels).astype(np.float64).sum(axis=(1, 2))
+
+  best = None
+  if k:  # Marginal over a uniform class prior: -log (1/K) sum_y exp(-NLL(x | y)).
+    per_class = np.stack([nll_given(np.full(len(levels), y, np.int32)) for y in range(k)])
+    low = per_class.min(axis=0)
+    nll = low - np.log(np.exp(low - per_class).sum(axis=0)) + math.log(k)
+    best = per_class.argmin(axis=0)
+  else:
+    nll = nll_given(None)
   dims = math.prod(levels.shape[1:])
-  return [{'index': i, 'image': name, 'nll_nats': float(n),
+  rows = [{'index': i, 'image': name, 'nll_nats': float(n),
            'bits_per_dim': float(n / (dims * math.log(2.0)))}
-          for i, (name, n) in enumerate(zip(names, nll))], run
+          for i, (name, n) in enumerate(zip(names, nll))]
+  if best is not None:
+    for row, y in zip(rows, best):
+      row[CLASS_FIELD] = int(y)
+  return rows, run
 
 
 def write_scores(rows: list[dict], output_dir: str) -> dict[str, str]:
@@ -97,7 +118,7 @@ def write_scores(rows: list[dict], output_dir: str) -> dict[str, str]:
   paths = {'csv': os.path.join(output_dir, 'scores.csv'),
            'jsonl': os.path.join(output_dir, 'scores.jsonl')}
   table = io.StringIO(newline='')
-  writer = csv.DictWriter(table, fieldnames=FIELDS)
+  writer = csv.DictWriter(table, fieldnames=list(rows[0]) if rows else FIELDS)
   writer.writeheader()
   writer.writerows(rows)
   storage.write_atomic(paths['csv'], table.getvalue())

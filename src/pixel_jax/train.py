@@ -59,12 +59,13 @@ def _all_finite(tree: Any) -> jax.Array:
   return jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]).all()
 
 
-def train_step(state: train_state.TrainState, images_BxHxWxC: jax.Array, *, model: Any,
+def train_step(state: train_state.TrainState, images_BxHxWxC: jax.Array,
+               labels_B: Optional[jax.Array] = None, *, model: Any,
                tx: optax.GradientTransformation) -> tuple[train_state.TrainState, dict]:
-  """One optimiser step on the mean NLL (nats/image) of a global batch; pure (jitted by
-  the loop)."""
+  """One optimiser step on the mean NLL (nats/image) of a global batch (given its labels
+  for a class-conditional model); pure (jitted by the loop)."""
   def loss_fn(params):
-    return evaluation.nll_fn(params, images_BxHxWxC, model=model).mean()
+    return evaluation.nll_fn(params, images_BxHxWxC, labels_B, model=model).mean()
 
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -78,11 +79,13 @@ def train_step(state: train_state.TrainState, images_BxHxWxC: jax.Array, *, mode
 
 def make_train_step(model: Any, tx: optax.GradientTransformation,
                     mesh: jax.sharding.Mesh) -> Callable:
-  """train_step jitted as the loop runs it: (state, batch) -> (state, metrics), the state
+  """train_step jitted as the loop runs it: (state, batch, labels or None) -> (state,
+  metrics), the state
   replicated and donated, the batch split over the mesh. The benchmarks time this function."""
   rep = sharding.replicated(mesh)
   return jax.jit(functools.partial(train_step, model=model, tx=tx),
-                 in_shardings=(rep, sharding.batch_sharding(mesh)),
+                 in_shardings=(rep, sharding.batch_sharding(mesh),
+                               sharding.batch_sharding(mesh)),
                  out_shardings=(rep, rep), donate_argnums=(0,))
 
 
@@ -175,12 +178,15 @@ def write_samples(config: ml_collections.ConfigDict, model: Any, params: Any, st
                   ) -> str:
   """Draws config.sample.num_samples images and saves workdir/samples/step_N.png.
 
+  A class-conditional model draws classes 0, 1, ..., K-1, 0, 1, ... in turn.
   Returns the PNG path.
   """
   rng = jax.random.fold_in(jax.random.key(config.seed + 1), step)
-  images = sampling.sample(model, {'params': params}, rng, config.sample.num_samples,
+  n, k = config.sample.num_samples, config.model.num_classes
+  images = sampling.sample(model, {'params': params}, rng, n,
                            method=config.sample.method,
-                           temperature=config.sample.temperature)
+                           temperature=config.sample.temperature,
+                           labels=np.arange(n) % k if k else None)
   grid = image_grid.make_grid(np.asarray(jax.device_get(images)), config.data.num_levels)
   path = sample_path(workdir, step)
   if jax.process_index() == 0:
@@ -280,6 +286,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
   # Data before the checkpoint directories and compilation: a data error costs nothing.
   data = runs.open_data(config)
   train_images = runs.load_split(data, config.data.train_split)
+  train_labels = runs.load_labels(data, config.data.train_split)
   data_text = data.describe(config.data.train_split)
   if config.data.num_levels == 2:
     data_text += f', binarization {data.info.binarization}'
@@ -303,11 +310,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
     logging.info('Completing the work of step %d that the previous run did not finish: %s.',
                  start_step, ', '.join(todo))
 
-  eval_cache: dict[str, np.ndarray | input_pipeline.StreamingSplit] = {}
+  eval_cache: dict[str, tuple] = {}
 
-  def split_images(split):
+  def split_data(split):
+    """(images, labels or None) of an evaluation split, read once."""
     if split not in eval_cache:
-      eval_cache[split] = runs.load_split(data, split)
+      eval_cache[split] = (runs.load_split(data, split), runs.load_labels(data, split))
     return eval_cache[split]
 
   jit_train_step = make_train_step(model, tx, mesh)
@@ -325,8 +333,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
     summary['eval_loss'] = evals[-1]['eval_loss']
 
   def evaluate(split):
-    return evaluation.evaluate_images(config, model, state.params, split_images(split), mesh,
-                                      jit_eval_step)
+    images, labels = split_data(split)
+    return evaluation.evaluate_images(config, model, state.params, images, mesh,
+                                      jit_eval_step, labels=labels)
 
   def evaluate_and_offer_best(step):
     eval_start = time.perf_counter()
@@ -368,9 +377,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
   if jax.process_count() > 1:
     logging.info('Process %d reads rows %d:%d of every batch of %d.', jax.process_index(),
                  rows.start, rows.stop, t.batch_size)
-  batches: Iterator[np.ndarray] = input_pipeline.train_batches(
+  batches: Iterator = input_pipeline.train_batches(
       config, train_images, seed=config.seed, start_step=start_step,
-      batch_size=t.batch_size, rows=rows)
+      batch_size=t.batch_size, rows=rows, labels=train_labels)
   pending = None
   step_profiler = profiler.StepProfiler(t.profile_steps, workdir, start_step)
   train_start = time.perf_counter()
@@ -384,8 +393,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
       sample(start_step)
     for step in range(start_step + 1, t.num_steps + 1):
       step_profiler.step_starting(step)
-      batch = sharding.to_global(next(batches), mesh, t.batch_size)
-      state, metrics = jit_train_step(state, batch)
+      batch, labels = next(batches) if train_labels is not None else (next(batches), None)
+      state, metrics = jit_train_step(
+          state, sharding.to_global(batch, mesh, t.batch_size),
+          None if labels is None else sharding.to_global(labels, mesh, t.batch_size))
       step_profiler.step_dispatched(step, (state, metrics))
       if pending is not None:
         progress.consume(*pending, ckpt.latest_dir)

@@ -27,7 +27,10 @@ class TrainState:
 def create_train_state(rng: jax.Array, *, model: Any, tx: optax.GradientTransformation,
                        image_shape: tuple[int, int, int]) -> TrainState:
   """Fresh parameters and optimiser state; traced under jit with replicated out_shardings."""
-  params = model.init(rng, jnp.zeros((1,) + tuple(image_shape), jnp.float32))['params']
+  # A class-conditional model is initialised with a label (class 0).
+  labels = jnp.zeros((1,), jnp.int32) if model.num_classes else None
+  params = model.init(rng, jnp.zeros((1,) + tuple(image_shape), jnp.float32),
+                      labels_B=labels)['params']
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 

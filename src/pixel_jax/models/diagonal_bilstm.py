@@ -127,8 +127,9 @@ class DiagonalBiLSTM(nn.Module):
   """Diagonal BiLSTM: [B, H, W, F] -> [B, H, W, hidden].
 
   Input-to-state: a 1x1 mask-B convolution per direction (it commutes with the skew).
-  `cond_BxHxWxD`, when given, adds an unmasked 1x1 convolution of it to each direction's
-  input-to-state pre-activations (Multi-Scale PixelRNN).
+  `cond_BxHxWxD`, when given, adds an unmasked 1x1 convolution of it (layers.ConditionBias)
+  to each direction's input-to-state pre-activations (a class, the Multi-Scale PixelRNN's
+  small image).
   """
   hidden: int
   num_groups: int = 1
@@ -140,7 +141,8 @@ class DiagonalBiLSTM(nn.Module):
     self.input_to_state = {
         name: layers.MaskedConv2D(4 * h, (1, 1), 'B', self.num_groups, out_blocks=4,
                                   dtype=self.dtype) for name in DIRECTIONS}
-    self.cond_to_state = {name: nn.Dense(4 * h, dtype=self.dtype) for name in DIRECTIONS}
+    self.cond_to_state = {name: layers.ConditionBias(4 * h, dtype=self.dtype)
+                          for name in DIRECTIONS}
     self.state_to_state = self.param('state_to_state',
                                      nn.initializers.lecun_normal(batch_axis=(0,)),
                                      (2, 2 * h, 4 * h))
@@ -151,7 +153,7 @@ class DiagonalBiLSTM(nn.Module):
             cond_NxD: Optional[jnp.ndarray]) -> jnp.ndarray:
     """One direction's input-to-state pre-activations (1x1: any [..., F])."""
     gates = self.input_to_state[direction](x_NxF)
-    return gates if cond_NxD is None else gates + self.cond_to_state[direction](cond_NxD)
+    return self.cond_to_state[direction](gates, cond_NxD)
 
   def __call__(self, x_BxHxWxF: jnp.ndarray,
                cond_BxHxWxD: Optional[jnp.ndarray] = None) -> jnp.ndarray:

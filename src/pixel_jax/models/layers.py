@@ -1,4 +1,5 @@
-"""Building blocks shared by every network: masked convolution, LSTM cell, output head.
+"""Building blocks shared by every network: masked convolution, LSTM cell, output head, and
+the conditioning hook (ConditionBias).
 
 Users import them (with the cores) from the public module pixel_jax.layers.
 """
@@ -113,6 +114,33 @@ class MaskedConv2D(nn.Module):
     y = jnp.einsum('nijf,ijfo->no', window_NxIxJxF.astype(self.dtype),
                    kernel[:rows, :cols])
     return y if bias is None else y + bias[None, :]
+
+
+class ConditionBias(nn.Module):
+  """The conditioning hook of every core: pre-activation + a learned projection of `cond`.
+
+  `cond` [..., D] is known before the image (a class as a one-hot vector broadcast over the
+  positions, the Multi-Scale PixelRNN's map of the small image, or both concatenated), so
+  adding a function of it at a position adds no dependence on any pixel: causality is
+  unchanged. With a one-hot class this is a learned per-layer, per-class bias. A core makes
+  itself conditional by passing each gate pre-activation through one of these, in its
+  full-image and one-position forms alike (cond None: the pre-activation unchanged, no
+  parameters). Parameters: 'kernel' [D, features] and 'bias', as nn.Dense.
+  """
+  features: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, pre_activation: jnp.ndarray,
+               cond: Optional[jnp.ndarray]) -> jnp.ndarray:
+    if cond is None:
+      return pre_activation
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (cond.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    projection = jnp.matmul(cond.astype(self.dtype), kernel.astype(self.dtype))
+    bias = bias.astype(self.dtype).reshape((1,) * (projection.ndim - 1) + (-1,))
+    return pre_activation + (projection + bias).astype(pre_activation.dtype)
 
 
 def lstm_cell(gates_Nx4h: jnp.ndarray, c_prev_Nxh: jnp.ndarray

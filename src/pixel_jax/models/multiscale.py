@@ -51,7 +51,7 @@ The choices the paper leaves open, and why:
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -152,6 +152,10 @@ class MultiScalePixelRNN(nn.Module):
     return self.full_network.image_size
 
   @property
+  def num_classes(self) -> int:
+    return self.full_network.num_classes
+
+  @property
   def num_channels(self) -> int:
     return self.full_network.num_channels
 
@@ -163,44 +167,49 @@ class MultiScalePixelRNN(nn.Module):
     """The conditioning map [B, n, n, c] of a small image (float or integer levels)."""
     return self.upsampler(small_BxSxSxC.astype(jnp.float32))
 
-  def conditional_logits(self, images_BxNxNxC: jnp.ndarray, small_BxSxSxC: jnp.ndarray
-                         ) -> jnp.ndarray:
-    """Logits [B, n, n, C, K] of the full-image stage given a small image.
+  def conditional_logits(self, images_BxNxNxC: jnp.ndarray, small_BxSxSxC: jnp.ndarray,
+                         labels_B: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+    """Logits [B, n, n, C, K] of the full-image stage given a small image (and a class).
 
     Causal in `images` (raster order, R then G then B, by the masks); sees every pixel
     of `small` at every position (through the conditioning map).
     """
-    return self.full_network(images_BxNxNxC, self.condition(small_BxSxSxC))
+    return self.full_network(images_BxNxNxC, self.condition(small_BxSxSxC), labels_B)
 
-  def stage_logits(self, images_BxNxNxC: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+  def stage_logits(self, images_BxNxNxC: jnp.ndarray, labels_B: Optional[jnp.ndarray] = None
+                   ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """(small-stage logits [B, s, s, C, K], full-stage logits [B, n, n, C, K]).
 
-    The small image is derived from `images` (stride subsampling).
+    The small image is derived from `images` (stride subsampling). A class-conditional
+    model (num_classes > 0) conditions both stages on `labels_B`.
     """
     small = subsample(images_BxNxNxC, self.factor)
-    return self.small_network(small), self.conditional_logits(images_BxNxNxC, small)
+    return (self.small_network(small, None, labels_B),
+            self.conditional_logits(images_BxNxNxC, small, labels_B))
 
-  def nll_parts(self, images_BxNxNxC: jnp.ndarray) -> dict[str, jnp.ndarray]:
+  def nll_parts(self, images_BxNxNxC: jnp.ndarray, labels_B: Optional[jnp.ndarray] = None
+                ) -> dict[str, jnp.ndarray]:
     """Per-image NLL in nats of each stage: {'small': [B], 'conditional': [B]}.
 
     'conditional' sums over the sub-pixels that are not stride pixels; the two parts sum to
     the exact joint NLL (module docstring), which equals nll_per_image(self(images)).
     """
-    small_logits, full_logits = self.stage_logits(images_BxNxNxC)
+    small_logits, full_logits = self.stage_logits(images_BxNxNxC, labels_B)
     small = subsample(images_BxNxNxC, self.factor)
     free = ~stride_mask(images_BxNxNxC.shape[1], self.factor)  # [n, n]
     logp = losses.log_prob_per_subpixel(full_logits, images_BxNxNxC)
     return {'small': losses.nll_per_image(small_logits, small),
             'conditional': -jnp.where(free[None, :, :, None], logp, 0.0).sum(axis=(1, 2, 3))}
 
-  def __call__(self, images_BxNxNxC: jnp.ndarray) -> jnp.ndarray:
+  def __call__(self, images_BxNxNxC: jnp.ndarray, labels_B: Optional[jnp.ndarray] = None
+               ) -> jnp.ndarray:
     """Joint logits [B, n, n, C, K]: the small stage's at the stride positions, the
     conditional stage's elsewhere, so nll_per_image of them is the exact joint NLL.
 
     For scoring only: they are not causal in raster order (sampling draws the stages).
     """
     layers.check_images(images_BxNxNxC, self.image_size, self.num_channels)
-    small_logits, full_logits = self.stage_logits(images_BxNxNxC)
+    small_logits, full_logits = self.stage_logits(images_BxNxNxC, labels_B)
     return full_logits.at[:, ::self.factor, ::self.factor].set(small_logits)
 
 

@@ -3,6 +3,15 @@
 images -> scale to [-1, 1] -> kxk mask-A convolution to 2h features -> num_layers blocks of
 the core (models/cores.py; optionally scanned) -> [sum of per-layer skip projections] ->
 output head -> logits.
+
+Class conditioning (cfg.num_classes = K > 0): the network takes labels [B] in [0, K) and
+hands every block the one-hot class, broadcast over the positions, as (part of) its
+conditioning map (`conditioning`; after the Multi-Scale PixelRNN's map when there is one).
+Each block adds a learned projection of that map to every gate pre-activation
+(layers.ConditionBias): with a one-hot class, a per-layer, per-class bias, as in the
+conditional PixelCNN of van den Oord et al. (2016, "Conditional Image Generation with
+PixelCNN Decoders"). It is the same at every position and reads no pixel, so causality is
+unchanged; the cached sampler hands each block the map at the position it visits.
 """
 
 from typing import Any, Optional
@@ -37,6 +46,10 @@ class AutoregressiveNetwork(nn.Module):
   def num_levels(self) -> int:
     return self.cfg.num_levels
 
+  @property
+  def num_classes(self) -> int:
+    return self.cfg.num_classes
+
   def setup(self):
     cfg = self.cfg
     self.input_conv = cores.input_layer(cfg)
@@ -50,10 +63,41 @@ class AutoregressiveNetwork(nn.Module):
                                   cfg.out_hidden_channels, cfg.out_hidden_layers,
                                   dtype=cfg.dtype)
 
+  def conditioning(self, cond_BxHxWxD: Optional[jnp.ndarray] = None,
+                   labels_B: Optional[jnp.ndarray] = None) -> Optional[jnp.ndarray]:
+    """The map every block reads: `cond` (e.g. the Multi-Scale PixelRNN's), then the
+    one-hot class of `labels` broadcast over the positions, along the channels; None for an
+    unconditional network without `cond`.
+
+    Raises:
+      ValueError: labels missing for a class-conditional network, or given to one that
+        is not.
+    """
+    k = self.cfg.num_classes
+    if k == 0:
+      if labels_B is not None:
+        raise ValueError('labels were given to a network that is not class-conditional '
+                         '(config.model.num_classes=0).')
+      return cond_BxHxWxD
+    if labels_B is None:
+      raise ValueError(f'This network is class-conditional (config.model.num_classes={k}): '
+                       'give labels [B] of classes in [0, num_classes).')
+    labels_B = jnp.asarray(labels_B)
+    if labels_B.ndim != 1:
+      raise ValueError(f'labels must be [B] class indices; got shape {labels_B.shape}.')
+    size = self.cfg.image_size
+    one_hot = jax.nn.one_hot(labels_B, k, dtype=self.cfg.dtype)
+    class_map = jnp.broadcast_to(one_hot[:, None, None, :], (one_hot.shape[0], size, size, k))
+    if cond_BxHxWxD is None:
+      return class_map
+    return jnp.concatenate([cond_BxHxWxD, class_map.astype(cond_BxHxWxD.dtype)], axis=-1)
+
   def __call__(self, images_BxHxWxC: jnp.ndarray,
-               cond_BxHxWxD: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+               cond_BxHxWxD: Optional[jnp.ndarray] = None,
+               labels_B: Optional[jnp.ndarray] = None) -> jnp.ndarray:
     cfg = self.cfg
     layers.check_images(images_BxHxWxC, cfg.image_size, cfg.num_channels)
+    cond_BxHxWxD = self.conditioning(cond_BxHxWxD, labels_B)
     x = self.input_conv(layers.scale_input(images_BxHxWxC, cfg.num_levels))
     if cfg.scan_layers:
       x, skips = self.blocks(x, cond_BxHxWxD)

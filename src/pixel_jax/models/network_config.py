@@ -33,6 +33,8 @@ class NetworkConfig:
     scan_layers: nn.scan over the identical blocks: compile time independent of depth.
     residual: add each block's input to its output.
     kernel_size: the PixelCNN blocks' spatial kernel (unused by the PixelRNN cores).
+    num_classes: K > 0 makes the network class-conditional (it then takes labels [B] in
+      [0, K)); 0: unconditional.
     dtype: compute dtype; parameters stay float32.
   """
   core: str
@@ -48,6 +50,7 @@ class NetworkConfig:
   scan_layers: bool = True
   residual: bool = True
   kernel_size: int = 3
+  num_classes: int = 0
   dtype: Any = jnp.float32
 
   @property
@@ -64,7 +67,8 @@ class NetworkConfig:
                image_size=d.image_size, out_hidden_channels=m.out_hidden_channels,
                out_hidden_layers=m.out_hidden_layers,
                first_kernel_size=m.first_kernel_size, skip=m.skip,
-               scan_layers=m.scan_layers, residual=m.residual, dtype=DTYPES[m.dtype])
+               scan_layers=m.scan_layers, residual=m.residual,
+               num_classes=m.num_classes, dtype=DTYPES[m.dtype])
 
 
 __all__ = ['DTYPES', 'NetworkConfig']

@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pixel_jax.models.layers import ConditionBias
 from pixel_jax.models.layers import MaskedConv2D
 from pixel_jax.models.network_config import NetworkConfig
 
@@ -25,7 +26,8 @@ Cache = dict[str, jnp.ndarray]
 
 class ConvBlock(nn.Module):
   """The PixelCNN residual bottleneck block; returns (output, skip), skip None unless
-  cfg.skip. PixelCNN takes no conditioning map."""
+  cfg.skip. A conditioning map (a class, layers.ConditionBias) adds a learned bias to each
+  of the three convolutions' pre-activations."""
   cfg: NetworkConfig
 
   def setup(self):
@@ -34,18 +36,27 @@ class ConvBlock(nn.Module):
     self.reduce = conv(cfg.hidden_channels, 1)
     self.masked_conv = conv(cfg.hidden_channels, cfg.kernel_size)
     self.expand = conv(cfg.features, 1)
+    bias = lambda f: ConditionBias(f, dtype=cfg.dtype)
+    self.cond_reduce = bias(cfg.hidden_channels)
+    self.cond_masked_conv = bias(cfg.hidden_channels)
+    self.cond_expand = bias(cfg.features)
     if cfg.skip:
       self.skip = conv(cfg.features, 1)
 
-  def _finish(self, x: jnp.ndarray, y: jnp.ndarray):
-    y = self.expand(nn.relu(y))
+  def _reduce(self, x: jnp.ndarray, cond: Optional[jnp.ndarray]) -> jnp.ndarray:
+    """The masked convolution's input: ReLU of the conditioned 1x1 reduction."""
+    return nn.relu(self.cond_reduce(self.reduce(nn.relu(x)), cond))
+
+  def _finish(self, x: jnp.ndarray, y: jnp.ndarray, cond: Optional[jnp.ndarray]):
+    """y: the masked convolution's output; then the expansion, residual and skip."""
+    y = self.cond_masked_conv(y, cond)
+    y = self.cond_expand(self.expand(nn.relu(y)), cond)
     out = (x + y if self.cfg.residual else y).astype(x.dtype)
     return out, (self.skip(out) if self.cfg.skip else None)
 
   def __call__(self, x_BxHxWx2h: jnp.ndarray, cond_BxHxWxD: Optional[jnp.ndarray] = None):
-    del cond_BxHxWxD
-    y = self.masked_conv(nn.relu(self.reduce(nn.relu(x_BxHxWx2h))))
-    return self._finish(x_BxHxWx2h, y)
+    y = self.masked_conv(self._reduce(x_BxHxWx2h, cond_BxHxWxD))
+    return self._finish(x_BxHxWx2h, y, cond_BxHxWxD)
 
   def init_cache(self, n: int) -> Cache:
     cfg, q = self.cfg, self.cfg.kernel_size // 2
@@ -54,16 +65,15 @@ class ConvBlock(nn.Module):
 
   def position(self, cache: Cache, x_Nx2h: jnp.ndarray, cond_NxD: Optional[jnp.ndarray],
                r: jnp.ndarray, c: jnp.ndarray):
-    del cond_NxD
     k, q = self.cfg.kernel_size, self.cfg.kernel_size // 2
-    a = nn.relu(self.reduce(nn.relu(x_Nx2h)))
+    a = self._reduce(x_Nx2h, cond_NxD)
     zero = jnp.zeros((), jnp.int32)
     conv_in = jax.lax.dynamic_update_slice(
         cache['conv_in'], a.astype(cache['conv_in'].dtype)[:, None, None, :],
         (zero, r + q, c + q, zero))
     n, h = a.shape
     window = jax.lax.dynamic_slice(conv_in, (zero, r, c, zero), (n, q + 1, k, h))
-    out, skip = self._finish(x_Nx2h, self.masked_conv.at_window(window))
+    out, skip = self._finish(x_Nx2h, self.masked_conv.at_window(window), cond_NxD)
     return out, skip, {'conv_in': conv_in}, {}
 
   def end_row(self, cache: Cache, cond_NxWxD: Optional[jnp.ndarray]) -> Cache:

@@ -57,8 +57,9 @@ def _write(buffer_NxWxF: jnp.ndarray, c: jnp.ndarray, value_NxF: jnp.ndarray) ->
 class RowLSTM(nn.Module):
   """Row LSTM: [B, H, W, F] -> hidden states [B, H, W, hidden].
 
-  `cond_BxHxWxD`, when given, goes through an unmasked 1x1 convolution (cond_to_state)
-  added to the input-to-state pre-activations (Multi-Scale PixelRNN).
+  `cond_BxHxWxD`, when given, goes through an unmasked 1x1 convolution (cond_to_state, a
+  layers.ConditionBias) added to the input-to-state pre-activations (a class, the
+  Multi-Scale PixelRNN's small image).
   """
   hidden: int
   num_groups: int = 1
@@ -68,18 +69,15 @@ class RowLSTM(nn.Module):
     h = self.hidden
     self.input_to_state = layers.MaskedConv2D(4 * h, (1, 3), 'B', self.num_groups,
                                               out_blocks=4, dtype=self.dtype)
-    self.cond_to_state = nn.Dense(4 * h, dtype=self.dtype)
+    self.cond_to_state = layers.ConditionBias(4 * h, dtype=self.dtype)
     self.state_to_state = self.param('state_to_state', nn.initializers.lecun_normal(),
                                      (3 * h, 4 * h))
     self.initial_h = self.param('initial_h', nn.initializers.zeros, (h,))
     self.initial_c = self.param('initial_c', nn.initializers.zeros, (h,))
 
-  def _with_cond(self, gates: jnp.ndarray, cond: Optional[jnp.ndarray]) -> jnp.ndarray:
-    return gates if cond is None else gates + self.cond_to_state(cond)
-
   def __call__(self, x_BxHxWxF: jnp.ndarray,
                cond_BxHxWxD: Optional[jnp.ndarray] = None) -> jnp.ndarray:
-    gates_is = self._with_cond(self.input_to_state(x_BxHxWxF), cond_BxHxWxD)
+    gates_is = self.cond_to_state(self.input_to_state(x_BxHxWxF), cond_BxHxWxD)
     kernel = self.state_to_state.astype(self.dtype)
     carry = layers.initial_state(self.initial_h, self.initial_c,
                                  gates_is[:, 0, :, :self.hidden])
@@ -109,7 +107,7 @@ class RowLSTM(nn.Module):
     """(h [N, hidden] at (r, c), updated caches, the left-neighbour input to keep once the
     pixel is final). Buffers read during a row (the row above) are never written in it."""
     taps = jnp.stack([cache['x_left'], x_NxF.astype(self.dtype)], axis=1)  # c-1, c.
-    gates_is = self._with_cond(self.input_to_state.at_window(taps[:, None]), cond_NxD)
+    gates_is = self.cond_to_state(self.input_to_state.at_window(taps[:, None]), cond_NxD)
     h_above = _read(cache['h_above'], c, 3).reshape(x_NxF.shape[0], -1)
     c_above = _read(cache['c_above'], c, 1)[:, 0]
     h_new, c_new = row_lstm_step(self.state_to_state.astype(self.dtype), h_above,
