@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from pixel_jax.models import causal
+from pixel_jax.models.layers import ConditionBias
 from pixel_jax.models.layers import MaskedConv2D
 from pixel_jax.models.network_config import NetworkConfig
 
@@ -101,7 +102,9 @@ class GatedInput(nn.Module):
 
 class GatedBlock(nn.Module):
   """One Gated PixelCNN layer on the stream [vertical ; horizontal]; returns (stream,
-  skip), skip None unless cfg.skip. Takes no conditioning map."""
+  skip), skip None unless cfg.skip. A conditioning map (a class) adds a learned bias to
+  both stacks' gate pre-activations (layers.ConditionBias), the paper's conditional
+  tanh(W_f * x + V_f h) * sigmoid(W_g * x + V_g h)."""
   cfg: NetworkConfig
 
   INPUT_LAYER = GatedInput
@@ -113,6 +116,8 @@ class GatedBlock(nn.Module):
     self.vertical = VerticalConv(2 * h, k, dtype=cfg.dtype)
     self.horizontal = MaskedConv2D(2 * h, (1, k), 'B', c, out_blocks=2, dtype=cfg.dtype)
     self.link = nn.Dense(2 * h, dtype=cfg.dtype)
+    self.cond_vertical = ConditionBias(2 * h, dtype=cfg.dtype)
+    self.cond_horizontal = ConditionBias(2 * h, dtype=cfg.dtype)
     self.horizontal_out = MaskedConv2D(h, num_groups=c, dtype=cfg.dtype)
     if cfg.skip:
       self.skip = MaskedConv2D(cfg.features, num_groups=c, dtype=cfg.dtype)
@@ -129,11 +134,12 @@ class GatedBlock(nn.Module):
     return hz_out, (self.skip(hz_out) if self.cfg.skip else None)
 
   def __call__(self, x_BxHxWx2h: jnp.ndarray, cond_BxHxWxD: Optional[jnp.ndarray] = None):
-    del cond_BxHxWxD
     q = self.cfg.kernel_size // 2
     v, hz = jnp.split(x_BxHxWx2h, 2, axis=-1)
-    v_pre = self.vertical(jnp.pad(v, ((0, 0), (q, 0), (0, 0), (0, 0))))
-    hz_out, skip = self._horizontal(hz, self.horizontal(hz), causal.shift_down(v_pre, 1))
+    v_pre = self.cond_vertical(self.vertical(jnp.pad(v, ((0, 0), (q, 0), (0, 0), (0, 0)))),
+                               cond_BxHxWxD)
+    h_pre = self.cond_horizontal(self.horizontal(hz), cond_BxHxWxD)
+    hz_out, skip = self._horizontal(hz, h_pre, causal.shift_down(v_pre, 1))
     return jnp.concatenate([gate(v_pre).astype(v.dtype), hz_out], axis=-1), skip
 
   # One position at a time (the cached sampler).
@@ -152,7 +158,7 @@ class GatedBlock(nn.Module):
                r: jnp.ndarray, c: jnp.ndarray):
     """The horizontal stack at (r, c); the vertical half of the stream is passed on
     unchanged (the next block's vertical input comes through end_row)."""
-    del cond_NxD, r
+    del r
     q = self.cfg.kernel_size // 2
     v, hz = jnp.split(x_Nx2h, 2, axis=-1)
     zero = jnp.zeros((), jnp.int32)
@@ -162,8 +168,8 @@ class GatedBlock(nn.Module):
     window = jax.lax.dynamic_slice(h_row, (zero, c, zero), (n, q + 1, h))
     v_pre_above = jax.lax.dynamic_index_in_dim(cache['v_pre_above'], c, axis=1,
                                                keepdims=False)
-    hz_out, skip = self._horizontal(hz, self.horizontal.at_window(window[:, None]),
-                                    v_pre_above)
+    h_pre = self.cond_horizontal(self.horizontal.at_window(window[:, None]), cond_NxD)
+    hz_out, skip = self._horizontal(hz, h_pre, v_pre_above)
     return jnp.concatenate([v, hz_out], axis=-1), skip, {**cache, 'h_row': h_row}, {}
 
   def end_row(self, cache: Cache, cond_NxWxD: Optional[jnp.ndarray],
@@ -171,11 +177,10 @@ class GatedBlock(nn.Module):
     """Row r is complete and `row` is this block's input stream over it: the vertical stack
     of row r. Returns the cache and the row passed on to the next block (its vertical
     half is this block's vertical output)."""
-    del cond_NxWxD
     v, hz = jnp.split(row_NxWx2h, 2, axis=-1)
     rows = jnp.concatenate([cache['v_rows'], v[:, None].astype(cache['v_rows'].dtype)],
                            axis=1)
-    v_pre = self.vertical(rows)[:, 0]
+    v_pre = self.cond_vertical(self.vertical(rows)[:, 0], cond_NxWxD)
     cache = {**cache, 'v_rows': rows[:, 1:],
              'v_pre_above': v_pre.astype(cache['v_pre_above'].dtype)}
     return cache, jnp.concatenate([gate(v_pre).astype(v.dtype), hz], axis=-1)
