@@ -157,17 +157,6 @@ def run_sampling(workdir: str, num_samples: Optional[int] = None,
   params = jax.device_put(jax.device_get(run.state.params), jax.devices()[0])
   num_samples, method = config.sample.num_samples, config.sample.method
   temperature = config.sample.temperature
-  if complete:  # Checked before any sampling.
-    originals = load_images_to_complete(config, complete, num_samples)
-    size = config.data.image_size
-    keep = size // 2 if keep_rows is None else keep_rows
-    if not 0 <= keep <= size:
-      raise SampleError(f'--keep_rows={keep} must lie in [0, {size}].')
-  output_dir = output_dir or os.path.join(workdir, 'sampled')
-  variables = {'params': params}
-  levels = config.data.num_levels
-  rng = jax.random.key(seed)
-  written = {}
   k = config.model.num_classes
   classes = parse_labels(labels, k)
   if k and classes is None:
@@ -190,6 +179,11 @@ def run_sampling(workdir: str, num_samples: Optional[int] = None,
     keep = size // 2 if keep_rows is None else keep_rows
     if not 0 <= keep <= size:
       raise SampleError(f'--keep_rows={keep} must lie in [0, {size}].')
+  output_dir = output_dir or os.path.join(workdir, 'sampled')
+  variables = {'params': params}
+  levels = config.data.num_levels
+  rng = jax.random.key(seed)
+  written = {}
   start = time.time()
   images = np.asarray(sampling.sample(model, variables, rng, total, method=method,
                                       temperature=temperature, labels=sample_labels))

@@ -47,6 +47,9 @@ The choices the paper leaves open, and why:
 * The two networks are plain AutoregressiveNetworks with the same core ('row_lstm' or
   'diagonal_bilstm'); the small one has its own depth, width and residual flag, the full
   one uses config.model's. Both keep the cached samplers.
+* Class-conditional (config.model.num_classes > 0): both stages take the labels; the full
+  network reads the small image's map and the one-hot class side by side
+  (AutoregressiveNetwork.conditioning).
 """
 
 import dataclasses
