@@ -1,6 +1,7 @@
 """Experiment configs and the config contract: they load, keep base_config's fields, pass
 configs.validate and build; every bad value is one ConfigError line naming its field."""
 
+import functools
 import glob
 import os
 import re
@@ -39,7 +40,8 @@ PARAMETERS = {
     'imagenet32_rowlstm': 76_052_224, 'imagenet64_multiscale': 122_870_464,
     'imagenet64_rowlstm': 46_049_024, 'mnist_diagbilstm': 72_577,
     'mnist_diagbilstm_1x32': 44_737, 'mnist_gated_pixelcnn': 67_793,
-    'mnist_multiscale': 138_770, 'mnist_pixelcnn': 69_409, 'mnist_rowlstm': 79_073,
+    'mnist_multiscale': 138_770, 'mnist_pixelcnn': 69_409, 'mnist_pixelcnn_classes': 79_969,
+    'mnist_rowlstm': 79_073,
     'tiny': 5_441, 'tiny_multiscale': 12_314,
 }
 
@@ -106,7 +108,8 @@ def test_paper_sizes():
 def _num_params(config) -> int:
   model = models.get_model(config)
   size, channels = config.data.image_size, config.data.num_channels
-  shapes = jax.eval_shape(model.init, jax.random.key(0),
+  labels = jax.numpy.zeros((1,), int) if config.model.num_classes else None
+  shapes = jax.eval_shape(functools.partial(model.init, labels_B=labels), jax.random.key(0),
                           jax.numpy.zeros((1, size, size, channels)))
   return sum(a.size for a in jax.tree.leaves(shapes))
 
