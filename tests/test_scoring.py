@@ -40,7 +40,7 @@ def _workdir(path, config):
                      x.sharding) for x in leaves])
   state = state.replace(params=params)
   ckpt = checkpointing.Checkpointer(str(path), keep=1)
-  ckpt.save(0, state, force=True)
+  ckpt.save(0, state)
   ckpt.close()
   return state, model, mesh
 
