@@ -163,7 +163,7 @@ def run_sampling(workdir: str, num_samples: Optional[int] = None,
     classes = np.arange(k, dtype=np.int32)
   # Class-conditional: num_samples of each class, class by class.
   sample_labels = None if classes is None else np.repeat(classes, num_samples)
-  total = num_samples if classes is None else len(sample_labels)
+  total = num_samples if sample_labels is None else len(sample_labels)
   if complete:  # Inputs checked before anything is drawn.
     originals, complete_labels = load_images_to_complete(config, complete, num_samples)
     if k and complete_labels is None:  # Files: the classes come from --labels.
