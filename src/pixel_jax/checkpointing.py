@@ -352,7 +352,9 @@ class Checkpointer:
     OptimizerChangedError."""
     path = os.path.join(str(manager.directory), str(step))
     try:
-      saved = manager.item_metadata(step)['state'].tree
+      saved = manager.item_metadata(step)['state']
+      # orbax >= 0.11 wraps the tree of array metadata in an object; older ones return it.
+      saved = getattr(saved, 'tree', saved)
       saved_params = _shapes(saved['params'])
     except Exception as e:  # pylint: disable=broad-except
       raise _Corrupt(f'its metadata cannot be read: {_reason(e)}') from e
