@@ -98,7 +98,7 @@ class CompiledStep:
     step, self.state, self.images = build_step(config)
     self.rss_before = _rss_bytes()
     t0 = time.perf_counter()
-    self.compiled = step.lower(self.state, self.images).compile()
+    self.compiled = step.lower(self.state, self.images, None).compile()
     self.compile_s = time.perf_counter() - t0
     self.loss = float('nan')
     self.run(1)  # Warm-up.
@@ -108,7 +108,7 @@ class CompiledStep:
     times = []
     for _ in range(steps):
       t0 = time.perf_counter()
-      self.state, metrics = self.compiled(self.state, self.images)
+      self.state, metrics = self.compiled(self.state, self.images, None)
       jax.block_until_ready(metrics)
       times.append(time.perf_counter() - t0)
     self.loss = float(metrics['nll_nats'])

@@ -155,7 +155,7 @@ def _step_flops(config) -> dict:
   config.model.scan_layers = False
   step, state, images = bench_models.build_step(config, devices=jax.devices('cpu')[:1])
   with unrolled_scans():
-    traced = step.trace(state, images)
+    traced = step.trace(state, images, None)
   lowered = traced.lower()
   cost = lowered.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost

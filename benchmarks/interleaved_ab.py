@@ -48,12 +48,12 @@ def worker(what: str, model_name: str, batch: int) -> None:
   else:
     import bench_models  # pylint: disable=import-outside-toplevel
     built = bench_models.build_step(bench_models.make_config(model_name, 'mnist', batch))
-    if len(built) == 3:  # The training loop's own step: (state, batch) -> (state, metrics).
+    if len(built) == 3:  # The training loop's own step: (state, batch, labels) -> (state, metrics).
       step, train_state, images = built
       state = [train_state]
 
       def call():
-        state[0], metrics = step(state[0], images)
+        state[0], metrics = step(state[0], images, None)
         return metrics
     else:  # A checkout from before: a copy of the step on (params, opt_state, batch).
       step, params, opt_state, images = built

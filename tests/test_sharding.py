@@ -57,11 +57,11 @@ def test_multihost_environment_is_recognised(monkeypatch):
   """`--distributed=auto` joins a multi-process job only when the environment names one."""
   for name in ('JAX_COORDINATOR_ADDRESS', 'SLURM_NTASKS', 'TPU_WORKER_HOSTNAMES'):
     monkeypatch.delenv(name, raising=False)
-  assert not main._multihost_environment()
+  assert not main._multihost_environment([])
   for name, value, multihost in (('SLURM_NTASKS', '1', False), ('SLURM_NTASKS', '4', True),
                                  ('TPU_WORKER_HOSTNAMES', 'w0', False),
                                  ('TPU_WORKER_HOSTNAMES', 'w0,w1', True),
                                  ('JAX_COORDINATOR_ADDRESS', '10.0.0.1:1234', True)):
     with monkeypatch.context() as m:
       m.setenv(name, value)
-      assert main._multihost_environment() == multihost, (name, value)
+      assert main._multihost_environment([]) == multihost, (name, value)

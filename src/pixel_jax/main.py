@@ -22,6 +22,7 @@ from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+import tqdm
 
 from pixel_jax import config_files
 from pixel_jax import distributed
@@ -196,12 +197,16 @@ def _exit(line: str, log_path: str, skip_exit_handlers: bool = False) -> None:
         f.write(traceback.format_exc() + f'pixel_jax: error: {line}\n')
   except OSError:
     pass
+  sys.stdout.flush()
+  # On a line of its own: a progress bar still open (the run stopped inside the loop) is
+  # closed first, which ends its line.
+  for bar in list(getattr(tqdm.tqdm, '_instances', ())):
+    bar.close()
+  sys.stderr.write(f'pixel_jax: error: {line}\n')
+  sys.stderr.flush()
   if skip_exit_handlers:
-    sys.stdout.flush()
-    sys.stderr.write(f'pixel_jax: error: {line}\n')
-    sys.stderr.flush()
     os._exit(1)  # pylint: disable=protected-access
-  sys.exit(f'pixel_jax: error: {line}')
+  sys.exit(1)
 
 
 if __name__ == '__main__':

@@ -42,10 +42,15 @@ def write_atomic(p: PathLike, data: Union[str, bytes]) -> epath.Path:
   target = path(p)
   target.parent.mkdir(parents=True, exist_ok=True)
   first = target if is_uri(target) else target.parent / f'.{target.name}.tmp{os.getpid()}'
-  if isinstance(data, bytes):
-    first.write_bytes(data)
-  else:
-    first.write_text(data)
+  try:
+    if isinstance(data, bytes):
+      first.write_bytes(data)
+    else:
+      first.write_text(data)
+  except OSError:
+    if first != target:  # A failed write (e.g. a full disk) leaves no partial file behind.
+      first.unlink(missing_ok=True)
+    raise
   if first != target:
     first.replace(target)
   return target
