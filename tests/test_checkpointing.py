@@ -167,3 +167,30 @@ def test_cli_reports_corrupt_directory_in_one_line(saved_run):
   assert last.startswith('pixel_jax: error: ') and 'nothing was deleted' in last
   assert 'Traceback' not in result.stderr
   assert _snapshot(workdir) == before
+
+
+def test_steps_leave_whole_and_a_killed_deletion_is_finished(tmp_path):
+  """Steps beyond `keep` leave by an atomic rename; what a deletion killed mid-way left in
+  deleted_steps/ (files already gone) is removed when the directory is opened again."""
+  config = tiny.get_config()
+  mesh, model, tx = _parts(config)
+  state = train_state.init_state(config, model, tx, mesh)
+  ckpt = checkpointing.Checkpointer(str(tmp_path), keep=2)
+  for step in (1, 2, 3):
+    ckpt.save(step, state.replace(step=state.step + step))
+  ckpt.close()
+  latest = tmp_path / checkpointing.LATEST_DIR
+  assert sorted(os.listdir(latest)) == ['2', '3']  # Step 1 went; nothing of it is left.
+  # A kill during the deletion of step 2: its directory is already out of the step list,
+  # half its files are gone.
+  trash = latest / checkpointing.DELETED_STEPS_DIR
+  trash.mkdir()
+  os.rename(latest / '2', trash / '2')
+  metadata = trash / '2' / '_CHECKPOINT_METADATA'
+  assert metadata.exists()
+  metadata.unlink()
+  reopened = checkpointing.Checkpointer(str(tmp_path), keep=2)
+  assert reopened.steps('latest') == [3] and not trash.exists()
+  restored, step = reopened.restore(train_state.abstract_state(config, model, tx, mesh))
+  reopened.close()
+  assert step == 3 and int(restored.step) == 3

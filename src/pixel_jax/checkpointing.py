@@ -9,7 +9,10 @@ Layout of a workdir:
 
 Orbax writes each step to a temporary directory and renames it when complete, so a run
 killed at any moment leaves only whole checkpoints (plus, possibly, a temporary directory
-that is ignored), and readers never see half of one.
+that is ignored), and readers never see half of one. Removal is atomic the same way: a step
+that falls out of the kept set is first renamed into `<dir>/deleted_steps/` (on a local or
+mounted filesystem) and only then deleted, so a kill during a deletion never leaves half a
+step among the checkpoints; what a killed deletion left there is removed when the run goes on.
 
 Every checkpoint holds, beside the state, a SHA-256 checksum of each part of it (step,
 params, opt_state) computed from the arrays that were saved; a restore recomputes them from
@@ -37,6 +40,8 @@ CONFIG_FILE = 'config.json'
 LATEST_DIR = 'checkpoints'
 BEST_DIR = 'checkpoints_best'
 SET_ASIDE_DIR = 'checkpoints_set_aside'
+# Steps on their way out are renamed into this subdirectory first (see the module docstring).
+DELETED_STEPS_DIR = 'deleted_steps'
 # Fields that fix the parameter shapes or the meaning of the loss: a resumed run must match.
 MODEL_FIELDS = ('model', 'data.image_size', 'data.num_channels', 'data.num_levels')
 _TMP = re.compile(r'.*\.orbax-checkpoint-tmp.*')
@@ -163,7 +168,8 @@ def _check_directory(path: str) -> None:
     raise CheckpointError(f'{path} is not a directory; nothing was deleted. Use another '
                           '--workdir or move it away.')
   foreign = sorted(p.name for p in directory.iterdir() if not (
-      (p.name.isdigit() and p.is_dir()) or _TMP.match(p.name)))
+      (p.name.isdigit() and p.is_dir()) or _TMP.match(p.name)
+      or (p.name == DELETED_STEPS_DIR and p.is_dir())))
   if foreign:
     raise CheckpointError(f'{path} is not a pixel_jax checkpoint directory (it holds '
                           f'{", ".join(foreign[:5])}); nothing was deleted. Use another '
@@ -272,10 +278,23 @@ class Checkpointer:
       self._latest = manager(self.latest_dir, **options)
       self._best = manager(self.best_dir, **options, **best)
       return
+    # Orbax deletes a local step file by file (a kill mid-way would leave a step directory
+    # that is neither whole nor gone); a rename into DELETED_STEPS_DIR is atomic. Object
+    # stores have no atomic rename and keep orbax's own deletion.
+    trash = None if storage.is_uri(self.workdir) else DELETED_STEPS_DIR
     self._latest = manager(self.latest_dir, max_to_keep=keep, create=True,
-                           enable_async_checkpointing=async_save)
+                           enable_async_checkpointing=async_save, todelete_subdir=trash)
     self._best = manager(self.best_dir, max_to_keep=1, keep_checkpoints_without_metrics=False,
-                         create=True, enable_async_checkpointing=async_save, **best)
+                         create=True, enable_async_checkpointing=async_save,
+                         todelete_subdir=trash, **best)
+    for which in ('latest', 'best'):
+      self._empty_deleted_steps(which)
+
+  def _empty_deleted_steps(self, which: str) -> None:
+    """Deletes the steps renamed into DELETED_STEPS_DIR (while no save of `which` runs)."""
+    trash = storage.path(self._directory(which)) / DELETED_STEPS_DIR
+    if jax.process_index() == 0 and trash.exists():
+      trash.rmtree()
 
   def _manager(self, which: str) -> ocp.CheckpointManager:
     return self._best if which == 'best' else self._latest
@@ -317,6 +336,7 @@ class Checkpointer:
     """Whether `step` must be written: False when the same state is already on disk."""
     manager = self._manager(which)
     manager.wait_until_finished()
+    self._empty_deleted_steps(which)
     if step not in manager.all_steps():
       return True
     try:
@@ -452,6 +472,9 @@ class Checkpointer:
     """Blocks until every asynchronous save is on disk."""
     self._latest.wait_until_finished()
     self._best.wait_until_finished()
+    if not self.read_only:
+      for which in ('latest', 'best'):
+        self._empty_deleted_steps(which)
 
   def close(self) -> None:
     self.wait()
