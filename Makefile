@@ -18,12 +18,14 @@ $(PY):
 install: $(PY)
 	$(PY) -m pip install -q -c $(LOCK) -e '.[dev,offline,tf]'
 
-# ruff (pyflakes, pycodestyle, import order, bugbear) and mypy on src/; pyproject.toml has both.
+# ruff (pyflakes, pycodestyle, import order, bugbear, and the formatter's check) and mypy on
+# src/; pyproject.toml configures all three.
 lint:
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy src
 
-# Rewrites the tree in the [tool.ruff.format] style (not yet part of lint).
+# Rewrites the tree in the [tool.ruff.format] style (`make lint` checks it).
 format:
 	$(PY) -m ruff format .
 

@@ -8,6 +8,6 @@ one copy of them, at the top level.
 import setuptools
 
 setuptools.setup(
-    packages=setuptools.find_packages('src') + ['pixel_jax.experiments'],
-    package_dir={'': 'src', 'pixel_jax.experiments': 'experiments'},
+  packages=setuptools.find_packages('src') + ['pixel_jax.experiments'],
+  package_dir={'': 'src', 'pixel_jax.experiments': 'experiments'},
 )

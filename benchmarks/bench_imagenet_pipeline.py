@@ -54,16 +54,21 @@ def write_npz(folder: pathlib.Path, num_train: int) -> None:
   val_dir.mkdir(parents=True)
   for n, start in enumerate(range(0, num_train, ROWS_PER_FILE), start=1):
     rows = min(ROWS_PER_FILE, num_train - start)
-    np.savez(train_dir / f'train_data_batch_{n}.npz',
-             data=rng.integers(0, 256, (rows, row), dtype=np.uint8),
-             labels=rng.integers(1, 1001, rows))
-  np.savez(val_dir / 'val_data.npz',
-           data=rng.integers(0, 256, (NUM_VALIDATION, row), dtype=np.uint8),
-           labels=rng.integers(1, 1001, NUM_VALIDATION))
+    np.savez(
+      train_dir / f'train_data_batch_{n}.npz',
+      data=rng.integers(0, 256, (rows, row), dtype=np.uint8),
+      labels=rng.integers(1, 1001, rows),
+    )
+  np.savez(
+    val_dir / 'val_data.npz',
+    data=rng.integers(0, 256, (NUM_VALIDATION, row), dtype=np.uint8),
+    labels=rng.integers(1, 1001, NUM_VALIDATION),
+  )
 
 
 def make_config(manual_dir: str, data_dir: str, streaming: bool):
   from pixel_jax import configs  # pylint: disable=g-import-not-at-top
+
   config = configs.imagenet_config('row_lstm', IMAGE_SIZE)
   config.data.update(manual_dir=manual_dir, data_dir=data_dir, streaming=streaming)
   return config
@@ -72,6 +77,7 @@ def make_config(manual_dir: str, data_dir: str, streaming: bool):
 def child(args) -> dict:
   """One process: prepare, or run the pipeline as a training process would."""
   from pixel_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+
   config = make_config(args.manual_dir, args.data_dir, args.streaming)
   baseline = current_rss_mib()
   start = time.perf_counter()
@@ -85,15 +91,26 @@ def child(args) -> dict:
     checksum += int(next(stream)[:, 0, 0, 0].sum())
   for batch, mask in input_pipeline.eval_batches(data.load('validation'), 100):
     checksum += int(batch[mask][:, 0, 0, 0].sum())
-  return {'baseline_mib': baseline, 'peak_mib': peak_rss_mib(),
-          'images_per_s': args.steps * BATCH / (time.perf_counter() - start),
-          'num_train': len(images), 'checksum': checksum}
+  return {
+    'baseline_mib': baseline,
+    'peak_mib': peak_rss_mib(),
+    'images_per_s': args.steps * BATCH / (time.perf_counter() - start),
+    'num_train': len(images),
+    'checksum': checksum,
+  }
 
 
-def run_child(mode: str, manual_dir: pathlib.Path, data_dir: pathlib.Path, streaming: bool,
-              steps: int) -> dict:
-  command = [sys.executable, __file__, f'--child={mode}', f'--manual_dir={manual_dir}',
-             f'--data_dir={data_dir}', f'--steps={steps}']
+def run_child(
+  mode: str, manual_dir: pathlib.Path, data_dir: pathlib.Path, streaming: bool, steps: int
+) -> dict:
+  command = [
+    sys.executable,
+    __file__,
+    f'--child={mode}',
+    f'--manual_dir={manual_dir}',
+    f'--data_dir={data_dir}',
+    f'--steps={steps}',
+  ]
   if streaming:
     command.append('--streaming')
   result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -123,14 +140,18 @@ def main():
     if not manual_dir.exists():
       write_npz(manual_dir, num)
     prepared = run_child('prepare', manual_dir, data_dir, True, args.steps)
-    print(f'N={num:6d}: prepared in {prepared["prepare_s"]:.0f} s '
-          f'(peak RSS {prepared["peak_mib"]:.0f} MiB)', flush=True)
+    print(
+      f'N={num:6d}: prepared in {prepared["prepare_s"]:.0f} s '
+      f'(peak RSS {prepared["peak_mib"]:.0f} MiB)',
+      flush=True,
+    )
     for streaming in (True, False):
       results[num, streaming] = run_child('run', manual_dir, data_dir, streaming, args.steps)
-  print(f'\nImageNet {IMAGE_SIZE}x{IMAGE_SIZE} input pipeline, one process, {args.steps} '
-        f'train batches of {BATCH} + one validation pass ({NUM_VALIDATION} images):')
-  print(f'{"pipeline":10s} ' + ' '.join(f'{f"N={n}":>20s}' for n in sizes) +
-        f' {"ratio":>7s}')
+  print(
+    f'\nImageNet {IMAGE_SIZE}x{IMAGE_SIZE} input pipeline, one process, {args.steps} '
+    f'train batches of {BATCH} + one validation pass ({NUM_VALIDATION} images):'
+  )
+  print(f'{"pipeline":10s} ' + ' '.join(f'{f"N={n}":>20s}' for n in sizes) + f' {"ratio":>7s}')
   for streaming, label in ((True, 'streamed'), (False, 'in memory')):
     cells = [results[n, streaming] for n in sizes]
     text = ' '.join(f'{c["peak_mib"]:7.0f} MiB peak RSS' for c in cells)
@@ -138,9 +159,12 @@ def main():
     print(f'{label:10s} {text} {ratio:7.2f}')
   for streaming, label in ((True, 'streamed'), (False, 'in memory')):
     cells = [results[n, streaming] for n in sizes]
-    print(f'{label:10s} after imports: ' +
-          ', '.join(f'{c["baseline_mib"]:.0f} MiB' for c in cells) + '; read rate: ' +
-          ', '.join(f'{c["images_per_s"]:.0f} img/s' for c in cells))
+    print(
+      f'{label:10s} after imports: '
+      + ', '.join(f'{c["baseline_mib"]:.0f} MiB' for c in cells)
+      + '; read rate: '
+      + ', '.join(f'{c["images_per_s"]:.0f} img/s' for c in cells)
+    )
 
 
 if __name__ == '__main__':

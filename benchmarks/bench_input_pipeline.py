@@ -46,22 +46,33 @@ def main():
   data_dir = args.data_dir or tempfile.mkdtemp(prefix='tfds_')
   mesh = sharding.make_mesh()
   consumed = training_rate()
-  print(f'training consumes {consumed:.0f} images/s (Row LSTM, MNIST size, batch 16, '
-        f'{jax.device_count()} device(s))')
-  print(f'{"dataset":16s} {"binarization":12s} {"pipeline img/s":>15s} '
-        f'{"+ mesh placement":>17s} {"x training":>11s}')
+  print(
+    f'training consumes {consumed:.0f} images/s (Row LSTM, MNIST size, batch 16, '
+    f'{jax.device_count()} device(s))'
+  )
+  print(
+    f'{"dataset":16s} {"binarization":12s} {"pipeline img/s":>15s} '
+    f'{"+ mesh placement":>17s} {"x training":>11s}'
+  )
   cases = [  # (dataset, binarization, levels, channels, image size)
-      ('mnist_bundled', 'static', 2, 1, 28), ('mnist_bundled', 'dynamic', 2, 1, 28),
-      ('photos_bundled', 'none', 256, 3, 32)]
+    ('mnist_bundled', 'static', 2, 1, 28),
+    ('mnist_bundled', 'dynamic', 2, 1, 28),
+    ('photos_bundled', 'none', 256, 3, 32),
+  ]
   for name, binarization, levels, channels, size in cases:
     config = configs.base_config()
-    config.data.update(name=name, data_dir=data_dir, binarization=binarization,
-                       num_levels=levels, num_channels=channels, image_size=size)
+    config.data.update(
+      name=name,
+      data_dir=data_dir,
+      binarization=binarization,
+      num_levels=levels,
+      num_channels=channels,
+      image_size=size,
+    )
     images = input_pipeline.open(config).load('train')
     alone = pipeline_rate(config, images, args.steps)
     placed = pipeline_rate(config, images, args.steps, mesh)
-    print(f'{name:16s} {binarization:12s} {alone:15.0f} {placed:17.0f} '
-          f'{placed / consumed:10.0f}x')
+    print(f'{name:16s} {binarization:12s} {alone:15.0f} {placed:17.0f} {placed / consumed:10.0f}x')
 
 
 if __name__ == '__main__':

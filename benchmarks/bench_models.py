@@ -29,19 +29,21 @@ from pixel_jax import train
 from pixel_jax import train_state
 
 SIZES = {
-    'mnist': dict(layers=7, hidden=16, size=28, channels=1, levels=2, out_hidden=32),
-    'cifar': dict(layers=12, hidden=128, size=32, channels=3, levels=256, out_hidden=1024),
+  'mnist': dict(layers=7, hidden=16, size=28, channels=1, levels=2, out_hidden=32),
+  'cifar': dict(layers=12, hidden=128, size=32, channels=3, levels=256, out_hidden=1024),
 }
 PIXELCNN_LAYERS = {'mnist': 7, 'cifar': 15}
 
 
-def make_config(model, size, batch, num_layers=None, image_size=None, dtype='float32',
-                scan_layers=True):
+def make_config(
+  model, size, batch, num_layers=None, image_size=None, dtype='float32', scan_layers=True
+):
   s = SIZES[size]
   config = configs.base_config()
   config.model.name = model
   config.model.num_layers = num_layers or (
-      PIXELCNN_LAYERS[size] if model == 'pixelcnn' else s['layers'])
+    PIXELCNN_LAYERS[size] if model == 'pixelcnn' else s['layers']
+  )
   config.model.hidden_channels = s['hidden']
   config.model.out_hidden_channels = s['out_hidden']
   config.model.dtype = dtype
@@ -65,10 +67,12 @@ def build_step(config, devices: Optional[list[Any]] = None):
   state = train_state.init_state(config, model, tx, mesh)
   d = config.data
   images = np.random.default_rng(0).integers(
-      0, d.num_levels, (config.train.batch_size, d.image_size, d.image_size, d.num_channels),
-      dtype=np.uint8)
-  return (train.make_train_step(model, tx, mesh), state,
-          sharding.shard_global_batch(images, mesh))
+    0,
+    d.num_levels,
+    (config.train.batch_size, d.image_size, d.image_size, d.num_channels),
+    dtype=np.uint8,
+  )
+  return (train.make_train_step(model, tx, mesh), state, sharding.shard_global_batch(images, mesh))
 
 
 def memory_of(compiled) -> dict:
@@ -76,8 +80,10 @@ def memory_of(compiled) -> dict:
   m = compiled.memory_analysis()
   if m is None:
     return {}
-  out = {k: int(getattr(m, f'{k}_size_in_bytes')) for k in (
-      'argument', 'output', 'alias', 'temp', 'generated_code')}
+  out = {
+    k: int(getattr(m, f'{k}_size_in_bytes'))
+    for k in ('argument', 'output', 'alias', 'temp', 'generated_code')
+  }
   out['peak'] = out['argument'] + out['output'] - out['alias'] + out['temp']
   return out
 
@@ -122,11 +128,16 @@ def measure(config, steps: int) -> dict:
   times = step.run(steps)
   cost = step.compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return dict(compile_s=step.compile_s, step_s=float(np.median(times)),
-              step_s_min=float(np.min(times)), steps_timed=steps, loss=step.loss,
-              xla_flops_compiled=float(cost.get('flops', float('nan'))) if cost else None,
-              memory=memory_of(step.compiled),
-              rss_growth_bytes=max(0, _peak_rss_bytes() - step.rss_before))
+  return dict(
+    compile_s=step.compile_s,
+    step_s=float(np.median(times)),
+    step_s_min=float(np.min(times)),
+    steps_timed=steps,
+    loss=step.loss,
+    xla_flops_compiled=float(cost.get('flops', float('nan'))) if cost else None,
+    memory=memory_of(step.compiled),
+    rss_growth_bytes=max(0, _peak_rss_bytes() - step.rss_before),
+  )
 
 
 def main():
@@ -139,20 +150,29 @@ def main():
   args = parser.parse_args()
   print(f'devices: {jax.devices()}')
   rows = []
-  header = f"{'size':6} {'model':16} {'layers':>6} {'compile s':>9} {'step ms':>9} " \
-           f"{'images/s':>9} {'GFLOP/step':>10}"
+  header = (
+    f'{"size":6} {"model":16} {"layers":>6} {"compile s":>9} {"step ms":>9} '
+    f'{"images/s":>9} {"GFLOP/step":>10}'
+  )
   print(header)
   for size in args.sizes.split(','):
     for name in args.models.split(','):
       config = make_config(name, size, args.batch)
       r = measure(config, args.steps if size == 'mnist' else max(2, args.steps // 4))
-      r.update(size=size, model=name, layers=config.model.num_layers, batch=args.batch,
-               images_per_s=args.batch / r['step_s'])
+      r.update(
+        size=size,
+        model=name,
+        layers=config.model.num_layers,
+        batch=args.batch,
+        images_per_s=args.batch / r['step_s'],
+      )
       rows.append(r)
-      print(f"{size:6} {name:16} {r['layers']:6d} {r['compile_s']:9.2f} "
-            f"{1e3 * r['step_s']:9.1f} {r['images_per_s']:9.1f} "
-            f"{(r['xla_flops_compiled'] or float('nan')) / 1e9:10.2f}",
-            flush=True)
+      print(
+        f'{size:6} {name:16} {r["layers"]:6d} {r["compile_s"]:9.2f} '
+        f'{1e3 * r["step_s"]:9.1f} {r["images_per_s"]:9.1f} '
+        f'{(r["xla_flops_compiled"] or float("nan")) / 1e9:10.2f}',
+        flush=True,
+      )
   if args.out:
     with open(args.out, 'w') as f:
       json.dump(rows, f, indent=1)

@@ -36,8 +36,9 @@ def load_config(path: str):
   return module.get_config()
 
 
-def train_once(config_path: str, dtype: str, steps: int, idx_dir: str = '',
-               log_every: int = 25) -> dict:
+def train_once(
+  config_path: str, dtype: str, steps: int, idx_dir: str = '', log_every: int = 25
+) -> dict:
   """Trains one run with config.model.dtype = dtype; returns its NLLs and timing."""
   config = load_config(config_path)
   config.model.dtype = dtype
@@ -53,13 +54,22 @@ def train_once(config_path: str, dtype: str, steps: int, idx_dir: str = '',
       records = [json.loads(line) for line in f]
   rates = [r['images_per_s'] for r in records if 'images_per_s' in r][1:]
   step_s = config.train.batch_size / float(np.median(rates)) if rates else float('nan')
-  return dict(dtype=dtype, config=os.path.relpath(config_path, REPO), steps=steps,
-              seed=config.seed, batch=config.train.batch_size, unit=summary['unit'],
-              initial_train_loss=summary['initial_train_loss'],
-              train_loss=summary['train_loss'], eval_loss=summary['eval_loss'],
-              test_loss=summary.get('test_loss'), step_s=step_s,
-              images_per_s=config.train.batch_size / step_s,
-              train_time_s=summary['train_time_s'], data=summary['data'])
+  return dict(
+    dtype=dtype,
+    config=os.path.relpath(config_path, REPO),
+    steps=steps,
+    seed=config.seed,
+    batch=config.train.batch_size,
+    unit=summary['unit'],
+    initial_train_loss=summary['initial_train_loss'],
+    train_loss=summary['train_loss'],
+    eval_loss=summary['eval_loss'],
+    test_loss=summary.get('test_loss'),
+    step_s=step_s,
+    images_per_s=config.train.batch_size / step_s,
+    train_time_s=summary['train_time_s'],
+    data=summary['data'],
+  )
 
 
 def interleaved_step_s(config_path: str, rounds: int = 6, steps: int = 5) -> dict:
@@ -92,15 +102,19 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', default=os.path.join(REPO, 'experiments/mnist_rowlstm.py'))
   parser.add_argument('--steps', type=int, default=300)
-  parser.add_argument('--idx_dir', default='',
-                      help='MNIST IDX folder: also report the real 10k test set NLL.')
+  parser.add_argument(
+    '--idx_dir', default='', help='MNIST IDX folder: also report the real 10k test set NLL.'
+  )
   parser.add_argument('--out', default='')
   args = parser.parse_args()
   rows = run(args.config, args.steps, args.idx_dir)
   for r in rows:
-    print(f"{r['dtype']:9} validation {r['eval_loss']:.3f} {r['unit']}  "
-          f"step {1e3 * r['step_s']:.1f} ms in training, "
-          f"{1e3 * r['step_s_interleaved']:.1f} ms interleaved", flush=True)
+    print(
+      f'{r["dtype"]:9} validation {r["eval_loss"]:.3f} {r["unit"]}  '
+      f'step {1e3 * r["step_s"]:.1f} ms in training, '
+      f'{1e3 * r["step_s_interleaved"]:.1f} ms interleaved',
+      flush=True,
+    )
   if args.out:
     with open(args.out, 'w') as f:
       json.dump(rows, f, indent=1)

@@ -19,15 +19,25 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUN = ['--config.train.num_steps=24', '--config.train.checkpoint_every=3',
-       '--config.train.eval_every=6', '--config.train.sample_every=6',
-       '--config.train.log_every=3', '--config.eval.max_examples=32']
+RUN = [
+  '--config.train.num_steps=24',
+  '--config.train.checkpoint_every=3',
+  '--config.train.eval_every=6',
+  '--config.train.sample_every=6',
+  '--config.train.log_every=3',
+  '--config.eval.max_examples=32',
+]
 
 
 def command(workdir):
-  return [sys.executable, '-m', 'pixel_jax.main',
-          f'--config={os.path.join(REPO, "experiments", "tiny.py")}', f'--workdir={workdir}',
-          *RUN]
+  return [
+    sys.executable,
+    '-m',
+    'pixel_jax.main',
+    f'--config={os.path.join(REPO, "experiments", "tiny.py")}',
+    f'--workdir={workdir}',
+    *RUN,
+  ]
 
 
 def timed(cmd, env):
@@ -38,8 +48,9 @@ def timed(cmd, env):
 
 def second_run_seconds(root, env):
   workdir = os.path.join(root, f'busy_{time.time_ns()}')
-  first = subprocess.Popen(command(workdir), env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+  first = subprocess.Popen(
+    command(workdir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  )
   lock = os.path.join(workdir, 'pixel_jax.lock')
   while first.poll() is None and not (os.path.exists(lock) and os.path.getsize(lock)):
     time.sleep(0.02)
@@ -60,17 +71,23 @@ def main():
     env['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
     full, _ = timed(command(os.path.join(root, 'warm')), env)  # Fills the compile cache.
     full, result = timed(command(os.path.join(root, 'full')), env)
-    print(f'uninterrupted 24-step run (compile cache warm): {full:.1f} s: '
-          f'{result.stdout.strip().splitlines()[-1]}')
+    print(
+      f'uninterrupted 24-step run (compile cache warm): {full:.1f} s: '
+      f'{result.stdout.strip().splitlines()[-1]}'
+    )
     for _ in range(args.repeats):
       seconds, code, last, still_running = second_run_seconds(root, env)
-      print(f'second main on a busy workdir: exit {code} after {seconds:.2f} s (first still '
-            f'running: {still_running}): {last}')
+      print(
+        f'second main on a busy workdir: exit {code} after {seconds:.2f} s (first still '
+        f'running: {still_running}): {last}'
+      )
     killed = os.path.join(root, 'killed')
     timed(command(killed), dict(env, PIXEL_JAX_KILL_AT='step:12'))
     resumed, result = timed(command(killed), env)
-    print(f'resume after SIGKILL at step 12: {resumed:.1f} s (exit {result.returncode}): '
-          f'{result.stdout.strip().splitlines()[-1]}')
+    print(
+      f'resume after SIGKILL at step 12: {resumed:.1f} s (exit {result.returncode}): '
+      f'{result.stdout.strip().splitlines()[-1]}'
+    )
     again, result = timed(command(killed), env)
     print(f'rerun of the finished run: {again:.1f} s: {result.stdout.strip().splitlines()[-1]}')
   print(f'load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs')

@@ -38,8 +38,11 @@ from pixel_jax import models
 from pixel_jax import sampling
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MNIST_EXPERIMENTS = {'row_lstm': 'mnist_rowlstm.py', 'diagonal_bilstm': 'mnist_diagbilstm.py',
-                     'pixelcnn': 'mnist_pixelcnn.py'}
+MNIST_EXPERIMENTS = {
+  'row_lstm': 'mnist_rowlstm.py',
+  'diagonal_bilstm': 'mnist_diagbilstm.py',
+  'pixelcnn': 'mnist_pixelcnn.py',
+}
 TARGETS = {'row_lstm': 20.0, 'diagonal_bilstm': 20.0, 'pixelcnn': 10.0}  # At 28x28.
 
 
@@ -85,22 +88,29 @@ def bench_one(model_name, size, args):
   model = models.get_model(config)
   d = config.data
   n, subpixels = args.batch, d.image_size * d.image_size * d.num_channels
-  variables = jax.jit(model.init)(jax.random.key(0),
-                                  jnp.zeros((1, d.image_size, d.image_size, d.num_channels)))
+  variables = jax.jit(model.init)(
+    jax.random.key(0), jnp.zeros((1, d.image_size, d.image_size, d.num_channels))
+  )
 
   # Cached: the whole batch, compiled once, then timed in full.
   start = time.perf_counter()
   jax.block_until_ready(sampling.sample(model, variables, jax.random.key(1), n))
   cached_first = time.perf_counter() - start
   keys = iter(range(2, 2 + args.repeats))
-  cached_s, _ = _timed(lambda: sampling.sample(model, variables, jax.random.key(next(keys)),
-                                               n), args.repeats)
+  cached_s, _ = _timed(
+    lambda: sampling.sample(model, variables, jax.random.key(next(keys)), n), args.repeats
+  )
 
   # Naive: the real loop over its first naive_steps sub-pixels, extrapolated.
   steps = min(args.naive_steps, subpixels)
   images, known = sampling.starting_images(model, n)
-  naive = jax.jit(functools.partial(sampling._sample_naive, model,  # pylint: disable=protected-access
-                                    num_subpixels=steps))
+  naive = jax.jit(
+    functools.partial(
+      sampling._sample_naive,
+      model,  # pylint: disable=protected-access
+      num_subpixels=steps,
+    )
+  )
   run_naive = lambda: naive(variables, jax.random.key(1), images, known, jnp.float32(1.0))
   jax.block_until_ready(run_naive())
   naive_part_s, _ = _timed(run_naive, args.repeats)
@@ -114,19 +124,27 @@ def bench_one(model_name, size, args):
 
   m = config.model
   return {
-      'model': model_name, 'size': size,
-      'shape': [d.image_size, d.image_size, d.num_channels], 'levels': d.num_levels,
-      'layers': m.num_layers, 'hidden': m.hidden_channels, 'out_hidden': m.out_hidden_channels,
-      'batch': n, 'subpixels_per_image': subpixels,
-      'cached_s_per_batch': cached_s, 'cached_first_call_s': cached_first,
-      'cached_images_per_s': n / cached_s,
-      'naive_timed_subpixels': steps, 'naive_timed_s': naive_part_s,
-      'naive_s_per_batch_extrapolated': naive_s, 'naive_images_per_s': n / naive_s,
-      'naive_fwd_s_per_batch': forward_s * subpixels,
-      'speedup_vs_naive_loop': naive_s / cached_s,
-      'speedup_vs_naive_fwd': forward_s * subpixels / cached_s,
-      'speedup': min(naive_s, forward_s * subpixels) / cached_s,
-      'target_speedup': TARGETS[model_name] if size == 'mnist' else None,
+    'model': model_name,
+    'size': size,
+    'shape': [d.image_size, d.image_size, d.num_channels],
+    'levels': d.num_levels,
+    'layers': m.num_layers,
+    'hidden': m.hidden_channels,
+    'out_hidden': m.out_hidden_channels,
+    'batch': n,
+    'subpixels_per_image': subpixels,
+    'cached_s_per_batch': cached_s,
+    'cached_first_call_s': cached_first,
+    'cached_images_per_s': n / cached_s,
+    'naive_timed_subpixels': steps,
+    'naive_timed_s': naive_part_s,
+    'naive_s_per_batch_extrapolated': naive_s,
+    'naive_images_per_s': n / naive_s,
+    'naive_fwd_s_per_batch': forward_s * subpixels,
+    'speedup_vs_naive_loop': naive_s / cached_s,
+    'speedup_vs_naive_fwd': forward_s * subpixels / cached_s,
+    'speedup': min(naive_s, forward_s * subpixels) / cached_s,
+    'target_speedup': TARGETS[model_name] if size == 'mnist' else None,
   }
 
 
@@ -135,8 +153,12 @@ def main():
   parser.add_argument('--models', default='row_lstm,diagonal_bilstm,pixelcnn')
   parser.add_argument('--sizes', default='mnist,cifar')
   parser.add_argument('--batch', type=int, default=16)
-  parser.add_argument('--naive_steps', type=int, default=32,
-                      help='Naive sub-pixels timed before extrapolating to the image.')
+  parser.add_argument(
+    '--naive_steps',
+    type=int,
+    default=32,
+    help='Naive sub-pixels timed before extrapolating to the image.',
+  )
   parser.add_argument('--repeats', type=int, default=2, help='Timed calls; best is kept.')
   parser.add_argument('--cifar_layers', type=int, default=4)
   parser.add_argument('--cifar_hidden', type=int, default=16)
@@ -145,33 +167,55 @@ def main():
   args = parser.parse_args()
 
   rows = []
-  header = (f'{"model":16s} {"size":6s} {"LxH":>6s} {"cached img/s":>13s} '
-            f'{"naive img/s":>12s} {"naive_fwd img/s":>16s} {"cached/naive":>13s} '
-            f'{"target":>7s}')
-  print(f'JAX {jax.__version__} on {jax.devices()[0].device_kind} '
-        f'({jax.default_backend()}), {os.cpu_count()} CPUs')
+  header = (
+    f'{"model":16s} {"size":6s} {"LxH":>6s} {"cached img/s":>13s} '
+    f'{"naive img/s":>12s} {"naive_fwd img/s":>16s} {"cached/naive":>13s} '
+    f'{"target":>7s}'
+  )
+  print(
+    f'JAX {jax.__version__} on {jax.devices()[0].device_kind} '
+    f'({jax.default_backend()}), {os.cpu_count()} CPUs'
+  )
   print(header)
   for size in args.sizes.split(','):
     for name in args.models.split(','):
       row = bench_one(name, size, args)
       rows.append(row)
       target = f'{row["target_speedup"]:.0f}x' if row['target_speedup'] else '-'
-      print(f'{name:16s} {size:6s} {row["layers"]:>2d}x{row["hidden"]:<3d} '
-            f'{row["cached_images_per_s"]:13.2f} {row["naive_images_per_s"]:12.4f} '
-            f'{row["batch"] / row["naive_fwd_s_per_batch"]:16.4f} '
-            f'{row["speedup"]:12.1f}x {target:>7s}', flush=True)
-  print(f'naive: the loop timed over {args.naive_steps} sub-pixels and extrapolated to '
-        'H*W*C; naive_fwd: one forward pass x H*W*C; cached: whole batches timed. '
-        'cached/naive uses the faster naive estimate.')
-  missed = [f'{r["model"]} ({r["speedup"]:.1f}x < {r["target_speedup"]:.0f}x)' for r in rows
-            if r['target_speedup'] and r['speedup'] < r['target_speedup']]
+      print(
+        f'{name:16s} {size:6s} {row["layers"]:>2d}x{row["hidden"]:<3d} '
+        f'{row["cached_images_per_s"]:13.2f} {row["naive_images_per_s"]:12.4f} '
+        f'{row["batch"] / row["naive_fwd_s_per_batch"]:16.4f} '
+        f'{row["speedup"]:12.1f}x {target:>7s}',
+        flush=True,
+      )
+  print(
+    f'naive: the loop timed over {args.naive_steps} sub-pixels and extrapolated to '
+    'H*W*C; naive_fwd: one forward pass x H*W*C; cached: whole batches timed. '
+    'cached/naive uses the faster naive estimate.'
+  )
+  missed = [
+    f'{r["model"]} ({r["speedup"]:.1f}x < {r["target_speedup"]:.0f}x)'
+    for r in rows
+    if r['target_speedup'] and r['speedup'] < r['target_speedup']
+  ]
   print('targets at 28x28: ' + ('missed by ' + ', '.join(missed) if missed else 'all met'))
   if args.out:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
-      json.dump({'results': rows, 'args': vars(args), 'jax': jax.__version__,
-                 'backend': jax.default_backend(), 'device': jax.devices()[0].device_kind,
-                 'machine': platform.machine(), 'cpus': os.cpu_count()}, f, indent=2)
+      json.dump(
+        {
+          'results': rows,
+          'args': vars(args),
+          'jax': jax.__version__,
+          'backend': jax.default_backend(),
+          'device': jax.devices()[0].device_kind,
+          'machine': platform.machine(),
+          'cpus': os.cpu_count(),
+        },
+        f,
+        indent=2,
+      )
     print(f'wrote {args.out}')
 
 

@@ -28,17 +28,30 @@ SIZE_SWEEP_LAYERS = 4
 DEPTH_SWEEP_SIZE = 32
 
 
-def measure(model: str, image_size: int, layers: int, scan_layers: bool, steps: int,
-            batch: int = 16) -> dict:
+def measure(
+  model: str, image_size: int, layers: int, scan_layers: bool, steps: int, batch: int = 16
+) -> dict:
   """Compile and step time of one small binary network (MNIST widths, any size/depth)."""
-  config = bench_models.make_config(model, 'mnist', batch, num_layers=layers,
-                                    image_size=image_size, scan_layers=scan_layers)
-  row = dict(model=model, image_size=image_size, layers=layers, scan_layers=scan_layers,
-             hidden=config.model.hidden_channels, batch=batch)
+  config = bench_models.make_config(
+    model, 'mnist', batch, num_layers=layers, image_size=image_size, scan_layers=scan_layers
+  )
+  row = dict(
+    model=model,
+    image_size=image_size,
+    layers=layers,
+    scan_layers=scan_layers,
+    hidden=config.model.hidden_channels,
+    batch=batch,
+  )
   r = bench_models.measure(config, steps)
-  row.update(compile_s=r['compile_s'], step_s=r['step_s'], step_s_min=r['step_s_min'],
-             steps_timed=steps, images_per_s=batch / r['step_s'],
-             temp_bytes=r['memory'].get('temp'))
+  row.update(
+    compile_s=r['compile_s'],
+    step_s=r['step_s'],
+    step_s_min=r['step_s_min'],
+    steps_timed=steps,
+    images_per_s=batch / r['step_s'],
+    temp_bytes=r['memory'].get('temp'),
+  )
   return row
 
 
@@ -48,8 +61,9 @@ def size_sweep(models, steps: int, sizes=IMAGE_SIZES, layers: int = SIZE_SWEEP_L
       yield measure(model, n, layers, False, steps)
 
 
-def depth_sweep(models, steps: int, depths=DEPTHS, image_size: int = DEPTH_SWEEP_SIZE,
-                scan_options=(True, False)):
+def depth_sweep(
+  models, steps: int, depths=DEPTHS, image_size: int = DEPTH_SWEEP_SIZE, scan_options=(True, False)
+):
   """Every depth with each scan_layers option: the depth curve and the scan comparison."""
   for model in models:
     for layers in depths:
@@ -58,9 +72,12 @@ def depth_sweep(models, steps: int, depths=DEPTHS, image_size: int = DEPTH_SWEEP
 
 
 def print_row(row: dict) -> None:
-  print(f"{row['model']:16} n={row['image_size']:3d} L={row['layers']:3d} "
-        f"scan={str(row['scan_layers']):5} compile {row['compile_s']:7.2f} s  "
-        f"step {1e3 * row['step_s']:9.1f} ms", flush=True)
+  print(
+    f'{row["model"]:16} n={row["image_size"]:3d} L={row["layers"]:3d} '
+    f'scan={str(row["scan_layers"]):5} compile {row["compile_s"]:7.2f} s  '
+    f'step {1e3 * row["step_s"]:9.1f} ms',
+    flush=True,
+  )
 
 
 def main() -> None:

@@ -57,10 +57,10 @@ def matmul_flops_per_s(n: int = 2048, repeats: int = 30, dtype: Any = jnp.float3
     t0 = time.perf_counter()
     dot(a, b).block_until_ready()
     best = min(best, time.perf_counter() - t0)
-  return 2.0 * n ** 3 / best
+  return 2.0 * n**3 / best
 
 
-def memory_bytes_per_s(num_floats: int = 64 * 2 ** 20, repeats: int = 10) -> float:
+def memory_bytes_per_s(num_floats: int = 64 * 2**20, repeats: int = 10) -> float:
   """Best bytes/s of y = x + 1 over a 256 MiB float32 array (one read, one write).
 
   The reference for memory-bound work: activations saved in the forward pass are written
@@ -79,8 +79,7 @@ def memory_bytes_per_s(num_floats: int = 64 * 2 ** 20, repeats: int = 10) -> flo
   return 2 * 4 * num_floats / best
 
 
-def small_matmul_flops_per_s(m: int, k: int, n: int, batch: int = 1,
-                             repeats: int = 20) -> float:
+def small_matmul_flops_per_s(m: int, k: int, n: int, batch: int = 1, repeats: int = 20) -> float:
   """Median FLOP/s of a [batch, m, k] x [batch, k, n] product: one scan step's matmul."""
   a = jax.random.normal(jax.random.key(1), (batch, m, k), jnp.float32)
   b = jax.random.normal(jax.random.key(2), (batch, k, n), jnp.float32)
@@ -121,8 +120,9 @@ def _dot_flops(eqn) -> float:
   prod = lambda dims: float(np.prod(dims, dtype=np.float64))
   lhs_free = [d for i, d in enumerate(lhs) if i not in lc and i not in lb]
   rhs_free = [d for i, d in enumerate(rhs) if i not in rc and i not in rb]
-  return 2.0 * prod([lhs[i] for i in lb]) * prod([lhs[i] for i in lc]) * prod(
-      lhs_free) * prod(rhs_free)
+  return (
+    2.0 * prod([lhs[i] for i in lb]) * prod([lhs[i] for i in lc]) * prod(lhs_free) * prod(rhs_free)
+  )
 
 
 def jaxpr_dot_flops(jaxpr) -> float:
@@ -162,12 +162,16 @@ def _step_flops(config) -> dict:
   # Both checks guard the method: no loop left whose body XLA would count once, and the
   # XLA total covers every matrix product of the step (scan bodies times their length).
   loops = lowered.as_text().count('stablehlo.while')
-  row = dict(flops=float(cost['flops']),
-             transcendentals=float(cost.get('transcendentals', 0.0)),
-             dot_flops=jaxpr_dot_flops(traced.jaxpr))
+  row = dict(
+    flops=float(cost['flops']),
+    transcendentals=float(cost.get('transcendentals', 0.0)),
+    dot_flops=jaxpr_dot_flops(traced.jaxpr),
+  )
   if loops or row['flops'] < row['dot_flops']:
-    raise AssertionError(f'FLOP count is not trustworthy: {loops} while loops left, '
-                         f'XLA {row["flops"]:.4g} < matmul-only {row["dot_flops"]:.4g}.')
+    raise AssertionError(
+      f'FLOP count is not trustworthy: {loops} while loops left, '
+      f'XLA {row["flops"]:.4g} < matmul-only {row["dot_flops"]:.4g}.'
+    )
   return row
 
 
@@ -190,10 +194,18 @@ def scan_matmul(config) -> tuple[int, int, int, int] | None:
 def run(model: str, size: str, steps: int, scan_layers: bool, batch: int = 16) -> dict:
   """One row: timing, memory, FLOPs and utilisation of `model` at `size`."""
   config = bench_models.make_config(model, size, batch, scan_layers=scan_layers)
-  row = dict(model=model, size=size, layers=config.model.num_layers,
-             hidden=config.model.hidden_channels, image_size=config.data.image_size,
-             channels=config.data.num_channels, levels=config.data.num_levels,
-             batch=batch, scan_layers=scan_layers, dtype=config.model.dtype)
+  row = dict(
+    model=model,
+    size=size,
+    layers=config.model.num_layers,
+    hidden=config.model.hidden_channels,
+    image_size=config.data.image_size,
+    channels=config.data.num_channels,
+    levels=config.data.num_levels,
+    batch=batch,
+    scan_layers=scan_layers,
+    dtype=config.model.dtype,
+  )
   row.update(bench_models.measure(config, steps))
   row['images_per_s'] = batch / row['step_s']
   row.update(step_flops(config))
@@ -205,8 +217,9 @@ def run(model: str, size: str, steps: int, scan_layers: bool, batch: int = 16) -
   shape = scan_matmul(config)
   if shape:
     row['scan_matmul_shape'] = list(shape)
-    row['scan_matmul_flop_s'] = small_matmul_flops_per_s(shape[1], shape[2], shape[3],
-                                                         batch=shape[0])
+    row['scan_matmul_flop_s'] = small_matmul_flops_per_s(
+      shape[1], shape[2], shape[3], batch=shape[0]
+    )
     # Fwd + bwd each walk every layer's scan once, strictly in order.
     row['sequential_steps'] = 2 * row['layers'] * row['scan_steps_per_layer']
   return row

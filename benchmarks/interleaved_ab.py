@@ -33,20 +33,24 @@ def worker(what: str, model_name: str, batch: int) -> None:
   """Builds and compiles one timed call, then times one call per 'go' line on stdin."""
   sys.path.insert(0, os.path.join(os.getcwd(), 'benchmarks'))
   import jax  # pylint: disable=import-outside-toplevel
+
   if what == 'sampling':
     import bench_sampling  # pylint: disable=import-outside-toplevel
     from pixel_jax import models  # pylint: disable=import-outside-toplevel
     from pixel_jax import sampling  # pylint: disable=import-outside-toplevel
+
     args = argparse.Namespace(cifar_layers=4, cifar_hidden=16, cifar_out_hidden=64)
     config = bench_sampling.make_config(model_name, 'mnist', args)
     model = models.get_model(config)
     d = config.data
     variables = jax.jit(model.init)(
-        jax.random.key(0), jax.numpy.zeros((1, d.image_size, d.image_size, d.num_channels)))
+      jax.random.key(0), jax.numpy.zeros((1, d.image_size, d.image_size, d.num_channels))
+    )
     keys = iter(range(1, 1 << 30))
     call = lambda: sampling.sample(model, variables, jax.random.key(next(keys)), batch)
   else:
     import bench_models  # pylint: disable=import-outside-toplevel
+
     built = bench_models.build_step(bench_models.make_config(model_name, 'mnist', batch))
     if len(built) == 3:  # The training loop's own step: (state, batch, labels) -> (state, metrics).
       step, train_state, images = built
@@ -62,6 +66,7 @@ def worker(what: str, model_name: str, batch: int) -> None:
       def call():
         state[0], state[1], loss = step(state[0], state[1], images)
         return loss
+
   jax.block_until_ready(call())  # Compile.
   print('ready', flush=True)
   for _ in sys.stdin:
@@ -86,23 +91,35 @@ def main():
   if not (args.a and args.b):
     parser.error('give both checkouts: --a=OLD --b=NEW')
   checkouts = {'A': os.path.abspath(args.a), 'B': os.path.abspath(args.b)}
-  print(f'{args.what}: A = {checkouts["A"]}, B = {checkouts["B"]}, {args.calls} calls '
-        f'each, ABBA; seconds per call (batch {args.batch}); load {os.getloadavg()[0]:.1f}')
+  print(
+    f'{args.what}: A = {checkouts["A"]}, B = {checkouts["B"]}, {args.calls} calls '
+    f'each, ABBA; seconds per call (batch {args.batch}); load {os.getloadavg()[0]:.1f}'
+  )
   print(f'{"model":16s} {"A s":>9s} {"B s":>9s} {"B/A":>6s}  B/A quartiles')
   for name in args.models.split(','):
     workers = {
-        rev: subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), f'--what={args.what}',
-             f'--batch={args.batch}', f'--worker={name}'],
-            cwd=root, env={**os.environ, 'PYTHONPATH': os.path.join(root, 'src')},
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for rev, root in checkouts.items()}
+      rev: subprocess.Popen(
+        [
+          sys.executable,
+          os.path.abspath(__file__),
+          f'--what={args.what}',
+          f'--batch={args.batch}',
+          f'--worker={name}',
+        ],
+        cwd=root,
+        env={**os.environ, 'PYTHONPATH': os.path.join(root, 'src')},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+      )
+      for rev, root in checkouts.items()
+    }
     for w in workers.values():
       if w.stdout.readline().strip() != 'ready':
         raise SystemExit(f'A {name} worker failed to start; see its error above.')
     times = {'A': [], 'B': []}
     for i in range(args.calls):
-      for rev in ('AB' if i % 2 == 0 else 'BA'):
+      for rev in 'AB' if i % 2 == 0 else 'BA':
         workers[rev].stdin.write('go\n')
         workers[rev].stdin.flush()
         times[rev].append(float(workers[rev].stdout.readline()))
@@ -111,9 +128,12 @@ def main():
       w.wait()
     ratios = [b / a for a, b in zip(times['A'], times['B'])]
     q = statistics.quantiles(ratios, n=4)
-    print(f'{name:16s} {statistics.median(times["A"]):9.4f} '
-          f'{statistics.median(times["B"]):9.4f} {statistics.median(ratios):6.3f}  '
-          f'{q[0]:.3f}..{q[2]:.3f}  (load {os.getloadavg()[0]:.1f})', flush=True)
+    print(
+      f'{name:16s} {statistics.median(times["A"]):9.4f} '
+      f'{statistics.median(times["B"]):9.4f} {statistics.median(ratios):6.3f}  '
+      f'{q[0]:.3f}..{q[2]:.3f}  (load {os.getloadavg()[0]:.1f})',
+      flush=True,
+    )
 
 
 if __name__ == '__main__':

@@ -28,16 +28,16 @@ def main() -> None:
   config = checkpointing.load_config(args.workdir)
   if config.data.num_levels != 2:
     raise SystemExit('ood_examples.py: error: the made-up images are for binary models.')
-  digits = np.asarray(runs.load_split(runs.open_data(config), args.split)[:args.num_digits])
+  digits = np.asarray(runs.load_split(runs.open_data(config), args.split)[: args.num_digits])
   shape = digits.shape[1:]
   rng = np.random.default_rng(0)
   made_up = {
-      'blank (all black)': np.zeros(shape, np.uint8),
-      'all white': np.ones(shape, np.uint8),
-      'noise p=0.5': (rng.random(shape) < 0.5).astype(np.uint8),
-      'noise p=0.1': (rng.random(shape) < 0.1).astype(np.uint8),
-      'digit 0 inverted': 1 - digits[0],
-      'digit 0 upside down': digits[0][::-1],
+    'blank (all black)': np.zeros(shape, np.uint8),
+    'all white': np.ones(shape, np.uint8),
+    'noise p=0.5': (rng.random(shape) < 0.5).astype(np.uint8),
+    'noise p=0.1': (rng.random(shape) < 0.1).astype(np.uint8),
+    'digit 0 inverted': 1 - digits[0],
+    'digit 0 upside down': digits[0][::-1],
   }
   images = np.concatenate([digits, np.stack(list(made_up.values()))]).astype(np.uint8)
   np.save(args.out, images)

@@ -21,8 +21,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLORS = {'row_lstm': 'tab:blue', 'diagonal_bilstm': 'tab:orange', 'pixelcnn': 'tab:green'}
-LABELS = {'row_lstm': 'Row LSTM', 'diagonal_bilstm': 'Diagonal BiLSTM',
-          'pixelcnn': 'PixelCNN'}
+LABELS = {'row_lstm': 'Row LSTM', 'diagonal_bilstm': 'Diagonal BiLSTM', 'pixelcnn': 'PixelCNN'}
 
 
 def _plain_log_axes(ax, xs) -> None:
@@ -37,8 +36,9 @@ def _plain_log_axes(ax, xs) -> None:
 def _conditions_text(section: dict) -> str:
   c = section.get('conditions', {})
   load = c.get('load_average', [float('nan')])[0]
-  return f"{c.get('time_utc', '?')[:16]} UTC, {c.get('cpu_count', '?')} CPU cores, " \
-         f"1-min load {load:.1f}"
+  return (
+    f'{c.get("time_utc", "?")[:16]} UTC, {c.get("cpu_count", "?")} CPU cores, 1-min load {load:.1f}'
+  )
 
 
 def plot_scaling(scaling: dict, path: str) -> None:
@@ -47,20 +47,38 @@ def plot_scaling(scaling: dict, path: str) -> None:
   for model in COLORS:
     rows = [r for r in scaling['size'] if r['model'] == model]
     if rows:
-      axes[0].plot([r['image_size'] for r in rows], [1e3 * r['step_s'] for r in rows], 'o-',
-                   color=COLORS[model], label=LABELS[model])
+      axes[0].plot(
+        [r['image_size'] for r in rows],
+        [1e3 * r['step_s'] for r in rows],
+        'o-',
+        color=COLORS[model],
+        label=LABELS[model],
+      )
     for scan, style in ((False, 'o-'), (True, 's--')):
       rows = [r for r in scaling['depth'] if r['model'] == model and r['scan_layers'] == scan]
       if rows:
-        axes[1].plot([r['layers'] for r in rows], [1e3 * r['step_s'] for r in rows], style,
-                     color=COLORS[model],
-                     label=f"{LABELS[model]} ({'nn.scan' if scan else 'unrolled'})")
-  axes[0].set(xscale='log', yscale='log', xlabel='image side n (n x n x 1)',
-              ylabel='training step (ms)',
-              title=f"vs image size ({scaling.get('size_sweep_layers', '?')} layers)")
-  axes[1].set(xscale='log', yscale='log', xlabel='layers', ylabel='training step (ms)',
-              title=f"vs depth ({scaling.get('depth_sweep_image_size', '?')}x"
-                    f"{scaling.get('depth_sweep_image_size', '?')}x1)")
+        axes[1].plot(
+          [r['layers'] for r in rows],
+          [1e3 * r['step_s'] for r in rows],
+          style,
+          color=COLORS[model],
+          label=f'{LABELS[model]} ({"nn.scan" if scan else "unrolled"})',
+        )
+  axes[0].set(
+    xscale='log',
+    yscale='log',
+    xlabel='image side n (n x n x 1)',
+    ylabel='training step (ms)',
+    title=f'vs image size ({scaling.get("size_sweep_layers", "?")} layers)',
+  )
+  axes[1].set(
+    xscale='log',
+    yscale='log',
+    xlabel='layers',
+    ylabel='training step (ms)',
+    title=f'vs depth ({scaling.get("depth_sweep_image_size", "?")}x'
+    f'{scaling.get("depth_sweep_image_size", "?")}x1)',
+  )
   _plain_log_axes(axes[0], [r['image_size'] for r in scaling['size']])
   _plain_log_axes(axes[1], [r['layers'] for r in scaling['depth']])
   for ax in axes:
@@ -80,14 +98,13 @@ def plot_scan(scaling: dict, path: str) -> None:
       rows = [r for r in scaling['depth'] if r['model'] == model and r['scan_layers'] == scan]
       if not rows:
         continue
-      label = f"{LABELS[model]} ({'nn.scan' if scan else 'unrolled'})"
+      label = f'{LABELS[model]} ({"nn.scan" if scan else "unrolled"})'
       depths = [r['layers'] for r in rows]
-      axes[0].plot(depths, [1e3 * r['step_s'] for r in rows], style, color=COLORS[model],
-                   label=label)
-      axes[1].plot(depths, [r['compile_s'] for r in rows], style, color=COLORS[model],
-                   label=label)
-  axes[0].set(xlabel='layers', ylabel='training step (ms)', title='step time',
-              yscale='log')
+      axes[0].plot(
+        depths, [1e3 * r['step_s'] for r in rows], style, color=COLORS[model], label=label
+      )
+      axes[1].plot(depths, [r['compile_s'] for r in rows], style, color=COLORS[model], label=label)
+  axes[0].set(xlabel='layers', ylabel='training step (ms)', title='step time', yscale='log')
   axes[1].set(xlabel='layers', ylabel='compile (s)', title='compile time')
   _plain_log_axes(axes[0], [r['layers'] for r in scaling['depth']])
   axes[0].set_xscale('linear')
@@ -97,8 +114,11 @@ def plot_scan(scaling: dict, path: str) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
   size = scaling.get('depth_sweep_image_size', '?')
-  fig.suptitle(f'config.model.scan_layers True vs False; {size}x{size}x1, h=16, batch 16; '
-               f'CPU: {_conditions_text(scaling)}', fontsize=9)
+  fig.suptitle(
+    f'config.model.scan_layers True vs False; {size}x{size}x1, h=16, batch 16; '
+    f'CPU: {_conditions_text(scaling)}',
+    fontsize=9,
+  )
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -108,18 +128,36 @@ def plot_utilisation(models_section: dict, path: str) -> None:
   """Achieved FLOP/s of each training step beside the same run's matmul FLOP/s."""
   rows = models_section['rows']
   fig, ax = plt.subplots(figsize=(8, 4))
-  labels = [f"{LABELS[r['model']]}\n{r['size']}" for r in rows]
+  labels = [f'{LABELS[r["model"]]}\n{r["size"]}' for r in rows]
   xs = range(len(rows))
-  ax.bar([x - 0.2 for x in xs], [r['achieved_flop_s'] / 1e9 for r in rows], 0.4,
-         color=[COLORS[r['model']] for r in rows], label='training step (achieved)')
-  ax.bar([x + 0.2 for x in xs], [r['matmul_flop_s'] / 1e9 for r in rows], 0.4,
-         color='lightgrey', label='2048x2048 fp32 matmul (same process)')
+  ax.bar(
+    [x - 0.2 for x in xs],
+    [r['achieved_flop_s'] / 1e9 for r in rows],
+    0.4,
+    color=[COLORS[r['model']] for r in rows],
+    label='training step (achieved)',
+  )
+  ax.bar(
+    [x + 0.2 for x in xs],
+    [r['matmul_flop_s'] / 1e9 for r in rows],
+    0.4,
+    color='lightgrey',
+    label='2048x2048 fp32 matmul (same process)',
+  )
   for x, r in zip(xs, rows):
-    ax.text(x - 0.2, r['achieved_flop_s'] / 1e9, f"{100 * r['utilisation']:.0f}%",
-            ha='center', va='bottom', fontsize=8)
+    ax.text(
+      x - 0.2,
+      r['achieved_flop_s'] / 1e9,
+      f'{100 * r["utilisation"]:.0f}%',
+      ha='center',
+      va='bottom',
+      fontsize=8,
+    )
   ax.set_xticks(list(xs), labels, fontsize=7)
-  ax.set(ylabel='GFLOP/s', title='Utilisation: achieved / matmul FLOP/s (FLOPs: loops '
-                                 'unrolled, XLA cost analysis)')
+  ax.set(
+    ylabel='GFLOP/s',
+    title='Utilisation: achieved / matmul FLOP/s (FLOPs: loops unrolled, XLA cost analysis)',
+  )
   ax.title.set_fontsize(9)
   ax.legend(fontsize=7)
   ax.grid(True, axis='y', alpha=0.3)
@@ -134,15 +172,33 @@ def plot_sampling(sampling: dict, path: str) -> None:
   rows = sampling['rows']
   fig, ax = plt.subplots(figsize=(8, 4))
   xs = range(len(rows))
-  labels = [f"{LABELS[r['model']]}\n{'x'.join(map(str, r['shape']))} "
-            f"{r['layers']}x{r['hidden']}" for r in rows]
-  ax.bar([x - 0.2 for x in xs], [r['naive_images_per_s'] for r in rows], 0.4,
-         color='lightgrey', label='naive (one forward pass per sub-pixel)')
-  ax.bar([x + 0.2 for x in xs], [r['cached_images_per_s'] for r in rows], 0.4,
-         color=[COLORS[r['model']] for r in rows], label='cached')
+  labels = [
+    f'{LABELS[r["model"]]}\n{"x".join(map(str, r["shape"]))} {r["layers"]}x{r["hidden"]}'
+    for r in rows
+  ]
+  ax.bar(
+    [x - 0.2 for x in xs],
+    [r['naive_images_per_s'] for r in rows],
+    0.4,
+    color='lightgrey',
+    label='naive (one forward pass per sub-pixel)',
+  )
+  ax.bar(
+    [x + 0.2 for x in xs],
+    [r['cached_images_per_s'] for r in rows],
+    0.4,
+    color=[COLORS[r['model']] for r in rows],
+    label='cached',
+  )
   for x, r in zip(xs, rows):
-    ax.text(x + 0.2, r['cached_images_per_s'], f"{r['speedup']:.0f}x", ha='center',
-            va='bottom', fontsize=8)
+    ax.text(
+      x + 0.2,
+      r['cached_images_per_s'],
+      f'{r["speedup"]:.0f}x',
+      ha='center',
+      va='bottom',
+      fontsize=8,
+    )
   ax.set_xticks(list(xs), labels, fontsize=7)
   ax.set(yscale='log', ylabel='images/s (batch 16)', title='Sampling speed')
   ax.legend(fontsize=7)
@@ -157,10 +213,12 @@ def plot_all(result: dict, figures: str) -> list[str]:
   """Every figure whose section is in `result`; returns the paths written."""
   os.makedirs(figures, exist_ok=True)
   written = []
-  jobs = [('scaling', 'scaling.png', plot_scaling), ('scaling', 'scan_vs_unrolled.png',
-                                                     plot_scan),
-          ('models', 'utilisation.png', plot_utilisation),
-          ('sampling', 'sampling.png', plot_sampling)]
+  jobs = [
+    ('scaling', 'scaling.png', plot_scaling),
+    ('scaling', 'scan_vs_unrolled.png', plot_scan),
+    ('models', 'utilisation.png', plot_utilisation),
+    ('sampling', 'sampling.png', plot_sampling),
+  ]
   for section, name, fn in jobs:
     if result.get(section):
       path = os.path.join(figures, name)

@@ -40,13 +40,19 @@ SCAN_LAYERS = {'mnist': False, 'cifar': True}
 def conditions() -> dict:
   """What a timing depends on besides the code: when, on what, under which load."""
   import jax  # pylint: disable=g-import-not-at-top
+
   with open('/proc/cpuinfo') as f:
     cpu = next((line.split(':', 1)[1].strip() for line in f if 'model name' in line), '?')
-  return dict(time_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(
-      timespec='seconds'), load_average=list(os.getloadavg()), cpu=cpu,
-              cpu_count=os.cpu_count(), jax=jax.__version__,
-              devices=[str(d) for d in jax.devices()], python=platform.python_version(),
-              device_kind=jax.devices()[0].device_kind)
+  return dict(
+    time_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+    load_average=list(os.getloadavg()),
+    cpu=cpu,
+    cpu_count=os.cpu_count(),
+    jax=jax.__version__,
+    devices=[str(d) for d in jax.devices()],
+    python=platform.python_version(),
+    device_kind=jax.devices()[0].device_kind,
+  )
 
 
 def run_models(quick: bool, steps: int) -> list[dict]:
@@ -56,8 +62,14 @@ def run_models(quick: bool, steps: int) -> list[dict]:
   for size in sizes:
     for model in MODELS:
       n = steps if size == 'mnist' else max(2, steps // 4)
-      cmd = [sys.executable, os.path.join(HERE, 'bench_utilisation.py'), f'--model={model}',
-             f'--size={size}', f'--steps={n}', f'--scan_layers={int(SCAN_LAYERS[size])}']
+      cmd = [
+        sys.executable,
+        os.path.join(HERE, 'bench_utilisation.py'),
+        f'--model={model}',
+        f'--size={size}',
+        f'--steps={n}',
+        f'--scan_layers={int(SCAN_LAYERS[size])}',
+      ]
       load = os.getloadavg()[0]
       out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
       row = json.loads(out.strip().splitlines()[-1])
@@ -68,21 +80,26 @@ def run_models(quick: bool, steps: int) -> list[dict]:
 
 
 def format_model_row(r: dict) -> str:
-  mem = r['memory'].get('peak', 0) / 2 ** 20
-  return (f"| {r['size']} | {r['model']} | {r['layers']} | {r['images_per_s']:.1f} | "
-          f"{1e3 * r['step_s']:.0f} | {r['compile_s']:.1f} | {mem:.0f} | "
-          f"{r['rss_growth_bytes'] / 2 ** 20:.0f} | {r['flops'] / 1e9:.2f} | "
-          f"{r['achieved_flop_s'] / 1e9:.2f} | {r['matmul_flop_s'] / 1e9:.1f} | "
-          f"{100 * r['utilisation']:.1f}% |")
+  mem = r['memory'].get('peak', 0) / 2**20
+  return (
+    f'| {r["size"]} | {r["model"]} | {r["layers"]} | {r["images_per_s"]:.1f} | '
+    f'{1e3 * r["step_s"]:.0f} | {r["compile_s"]:.1f} | {mem:.0f} | '
+    f'{r["rss_growth_bytes"] / 2**20:.0f} | {r["flops"] / 1e9:.2f} | '
+    f'{r["achieved_flop_s"] / 1e9:.2f} | {r["matmul_flop_s"] / 1e9:.1f} | '
+    f'{100 * r["utilisation"]:.1f}% |'
+  )
 
 
-MODEL_HEADER = ('| size | model | layers | train images/s | step ms | compile s | '
-                'XLA peak MiB | RSS growth MiB | GFLOP/step | achieved GFLOP/s | '
-                'matmul GFLOP/s | utilisation |\n|' + '---|' * 12)
+MODEL_HEADER = (
+  '| size | model | layers | train images/s | step ms | compile s | '
+  'XLA peak MiB | RSS growth MiB | GFLOP/step | achieved GFLOP/s | '
+  'matmul GFLOP/s | utilisation |\n|' + '---|' * 12
+)
 
 
 def run_scaling(quick: bool, steps: int) -> dict:
   import bench_scaling  # pylint: disable=g-import-not-at-top
+
   if quick:
     size = list(bench_scaling.size_sweep(MODELS, 1, sizes=(8, 16), layers=1))
     depth = list(bench_scaling.depth_sweep(MODELS, 1, depths=(1, 2), image_size=8))
@@ -94,16 +111,26 @@ def run_scaling(quick: bool, steps: int) -> dict:
     for row in bench_scaling.depth_sweep(MODELS, steps):
       bench_scaling.print_row(row)
       depth.append(row)
-  return dict(size=size, depth=depth, size_sweep_layers=size[0]['layers'],
-              depth_sweep_image_size=depth[0]['image_size'])
+  return dict(
+    size=size,
+    depth=depth,
+    size_sweep_layers=size[0]['layers'],
+    depth_sweep_image_size=depth[0]['image_size'],
+  )
 
 
 def run_sampling(quick: bool) -> list[dict]:
   """bench_sampling.py's bench_one with its own defaults (its docstring gives the nets)."""
   import bench_sampling  # pylint: disable=g-import-not-at-top
-  args = argparse.Namespace(batch=16, naive_steps=2 if quick else 32,
-                            repeats=1 if quick else 2, cifar_layers=4, cifar_hidden=16,
-                            cifar_out_hidden=64)
+
+  args = argparse.Namespace(
+    batch=16,
+    naive_steps=2 if quick else 32,
+    repeats=1 if quick else 2,
+    cifar_layers=4,
+    cifar_hidden=16,
+    cifar_out_hidden=64,
+  )
   rows = []
   for size in ('mnist',) if quick else ('mnist', 'cifar'):
     for model in MODELS:
@@ -115,18 +142,22 @@ def run_sampling(quick: bool) -> list[dict]:
 
 def format_sampling_row(r: dict) -> str:
   shape = 'x'.join(map(str, r['shape']))
-  return (f"| {shape} | {r['model']} | {r['layers']}x{r['hidden']} | "
-          f"{r['naive_images_per_s']:.3g} | {r['cached_images_per_s']:.3g} | "
-          f"{r['cached_s_per_batch']:.2f} | {r['speedup']:.0f}x |")
+  return (
+    f'| {shape} | {r["model"]} | {r["layers"]}x{r["hidden"]} | '
+    f'{r["naive_images_per_s"]:.3g} | {r["cached_images_per_s"]:.3g} | '
+    f'{r["cached_s_per_batch"]:.2f} | {r["speedup"]:.0f}x |'
+  )
 
 
-SAMPLING_HEADER = ('| image | model | layers x h | naive images/s (extrapolated) | '
-                   'cached images/s | cached s per batch of 16 | cached / naive |\n|'
-                   + '---|' * 7)
+SAMPLING_HEADER = (
+  '| image | model | layers x h | naive images/s (extrapolated) | '
+  'cached images/s | cached s per batch of 16 | cached / naive |\n|' + '---|' * 7
+)
 
 
 def run_precision(quick: bool) -> list[dict]:
   import bench_precision  # pylint: disable=g-import-not-at-top
+
   config = os.path.join(REPO, 'experiments/mnist_rowlstm.py')
   return bench_precision.run(config, 60 if quick else 300)
 
@@ -135,40 +166,48 @@ def conditions_line(section: dict) -> str:
   c = section.get('conditions', {})
   load = c.get('load_average', [float('nan')] * 3)
   after = c.get('load_average_after', [float('nan')] * 3)
-  return (f"_Measured {c.get('time_utc', '?')} on {c.get('cpu_count', '?')} cores of "
-          f"{c.get('cpu', '?')}, JAX {c.get('jax', '?')} on {', '.join(c.get('devices', []))}; "
-          f"1-minute load average {load[0]:.1f} before, {after[0]:.1f} after; "
-          f"{c.get('wall_s', float('nan')) / 60:.1f} min; {_accelerator(c)}._")
+  return (
+    f'_Measured {c.get("time_utc", "?")} on {c.get("cpu_count", "?")} cores of '
+    f'{c.get("cpu", "?")}, JAX {c.get("jax", "?")} on {", ".join(c.get("devices", []))}; '
+    f'1-minute load average {load[0]:.1f} before, {after[0]:.1f} after; '
+    f'{c.get("wall_s", float("nan")) / 60:.1f} min; {_accelerator(c)}._'
+  )
 
 
 def _accelerator(c: dict) -> str:
   """The section's accelerator in words ('CPU only' when the devices were CPUs)."""
   devices = c.get('devices', [])
   if devices and not all(d.startswith('cpu') or d.startswith('TFRT_CPU') for d in devices):
-    return f"accelerator: {c.get('device_kind', devices[0])}"
+    return f'accelerator: {c.get("device_kind", devices[0])}'
   return 'CPU only, no accelerator'
 
 
 def _model_tables(section: dict) -> str:
   lines = ['Training step, one row per model and size:', '', MODEL_HEADER]
   lines += [format_model_row(r) for r in section['rows']]
-  lines += ['', 'FLOP count and what bounds the step:', '',
-            '| size | model | GFLOP, compiled step (loops counted once: WRONG) | GFLOP, '
-            'loops unrolled | of which matmul | sequential scan steps (fwd+bwd) | step ms / '
-            'sequential steps | scan-step matmul (batch, M, K, N) | its GFLOP/s | temp MiB | '
-            'memory GB/s | 2 x temp / memory rate, ms |',
-            '|' + '---|' * 12]
+  lines += [
+    '',
+    'FLOP count and what bounds the step:',
+    '',
+    '| size | model | GFLOP, compiled step (loops counted once: WRONG) | GFLOP, '
+    'loops unrolled | of which matmul | sequential scan steps (fwd+bwd) | step ms / '
+    'sequential steps | scan-step matmul (batch, M, K, N) | its GFLOP/s | temp MiB | '
+    'memory GB/s | 2 x temp / memory rate, ms |',
+    '|' + '---|' * 12,
+  ]
   for r in section['rows']:
     seq, shape = r.get('sequential_steps'), r.get('scan_matmul_shape')
-    per_step = f"{1e3 * r['step_s'] / seq:.2f}" if seq else '-'
+    per_step = f'{1e3 * r["step_s"] / seq:.2f}' if seq else '-'
     shape_text = str(tuple(shape)) if shape else '-'
-    scan_rate = f"{r['scan_matmul_flop_s'] / 1e9:.0f}" if shape else '-'
+    scan_rate = f'{r["scan_matmul_flop_s"] / 1e9:.0f}' if shape else '-'
     bw = r.get('memory_bytes_per_s', float('nan'))
-    lines.append(f"| {r['size']} | {r['model']} | {r['xla_flops_compiled'] / 1e9:.1f} | "
-                 f"{r['flops'] / 1e9:.1f} | {100 * r['dot_flops'] / r['flops']:.1f}% | "
-                 f"{seq or '-'} | {per_step} | {shape_text} | {scan_rate} | "
-                 f"{r['memory'].get('temp', 0) / 2 ** 20:.0f} | {bw / 1e9:.1f} | "
-                 f"{2e3 * r['memory'].get('temp', 0) / bw:.0f} |")
+    lines.append(
+      f'| {r["size"]} | {r["model"]} | {r["xla_flops_compiled"] / 1e9:.1f} | '
+      f'{r["flops"] / 1e9:.1f} | {100 * r["dot_flops"] / r["flops"]:.1f}% | '
+      f'{seq or "-"} | {per_step} | {shape_text} | {scan_rate} | '
+      f'{r["memory"].get("temp", 0) / 2**20:.0f} | {bw / 1e9:.1f} | '
+      f'{2e3 * r["memory"].get("temp", 0) / bw:.0f} |'
+    )
   return '\n'.join(lines)
 
 
@@ -176,27 +215,35 @@ def _scaling_tables(section: dict) -> str:
   sizes = sorted({r['image_size'] for r in section['size']})
   depths = sorted({r['layers'] for r in section['depth']})
   models = list(dict.fromkeys(r['model'] for r in section['size'] + section['depth']))
-  lines = [f"Step time (ms) vs image side n ({section['size_sweep_layers']} layers, "
-           'unrolled):', '', '| model | ' + ' | '.join(f'n={n}' for n in sizes) + ' |',
-           '|' + '---|' * (len(sizes) + 1)]
+  lines = [
+    f'Step time (ms) vs image side n ({section["size_sweep_layers"]} layers, unrolled):',
+    '',
+    '| model | ' + ' | '.join(f'n={n}' for n in sizes) + ' |',
+    '|' + '---|' * (len(sizes) + 1),
+  ]
   for m in models:
     cells = {r['image_size']: r for r in section['size'] if r['model'] == m}
-    lines.append(f'| {m} | ' + ' | '.join(f"{1e3 * cells[n]['step_s']:.1f}" for n in sizes)
-                 + ' |')
+    lines.append(f'| {m} | ' + ' | '.join(f'{1e3 * cells[n]["step_s"]:.1f}' for n in sizes) + ' |')
   n = section['depth_sweep_image_size']
-  lines += ['', f'Depth and nn.scan vs unrolled layers ({n}x{n}x1): step ms and compile s:',
-            '', '| model | layers | step ms, scan | step ms, unrolled | compile s, scan | '
-            'compile s, unrolled | faster step |', '|' + '---|' * 7]
+  lines += [
+    '',
+    f'Depth and nn.scan vs unrolled layers ({n}x{n}x1): step ms and compile s:',
+    '',
+    '| model | layers | step ms, scan | step ms, unrolled | compile s, scan | '
+    'compile s, unrolled | faster step |',
+    '|' + '---|' * 7,
+  ]
   for m in models:
     for d in depths:
-      pair = {r['scan_layers']: r for r in section['depth']
-              if r['model'] == m and r['layers'] == d}
+      pair = {r['scan_layers']: r for r in section['depth'] if r['model'] == m and r['layers'] == d}
       if len(pair) != 2:
         continue
       faster = 'scan' if pair[True]['step_s'] < pair[False]['step_s'] else 'unrolled'
-      lines.append(f"| {m} | {d} | {1e3 * pair[True]['step_s']:.1f} | "
-                   f"{1e3 * pair[False]['step_s']:.1f} | {pair[True]['compile_s']:.1f} | "
-                   f"{pair[False]['compile_s']:.1f} | {faster} |")
+      lines.append(
+        f'| {m} | {d} | {1e3 * pair[True]["step_s"]:.1f} | '
+        f'{1e3 * pair[False]["step_s"]:.1f} | {pair[True]["compile_s"]:.1f} | '
+        f'{pair[False]["compile_s"]:.1f} | {faster} |'
+      )
   return '\n'.join(lines)
 
 
@@ -205,23 +252,35 @@ def _sampling_tables(section: dict) -> str:
 
 
 def _precision_tables(section: dict) -> str:
-  lines = ['| dtype | steps | validation NLL | train loss (last step) | step ms (training '
-           'run) | step ms (interleaved timing) |', '|' + '---|' * 6]
+  lines = [
+    '| dtype | steps | validation NLL | train loss (last step) | step ms (training '
+    'run) | step ms (interleaved timing) |',
+    '|' + '---|' * 6,
+  ]
   for r in section['rows']:
-    lines.append(f"| {r['dtype']} | {r['steps']} | {r['eval_loss']:.3f} {r['unit']} | "
-                 f"{r['train_loss']:.3f} | {1e3 * r['step_s']:.1f} | "
-                 f"{1e3 * r.get('step_s_interleaved', float('nan')):.1f} |")
+    lines.append(
+      f'| {r["dtype"]} | {r["steps"]} | {r["eval_loss"]:.3f} {r["unit"]} | '
+      f'{r["train_loss"]:.3f} | {1e3 * r["step_s"]:.1f} | '
+      f'{1e3 * r.get("step_s_interleaved", float("nan")):.1f} |'
+    )
   return '\n'.join(lines)
 
 
-TABLES = {'models': _model_tables, 'scaling': _scaling_tables,
-          'sampling': _sampling_tables, 'precision': _precision_tables}
+TABLES = {
+  'models': _model_tables,
+  'scaling': _scaling_tables,
+  'sampling': _sampling_tables,
+  'precision': _precision_tables,
+}
 
 
 def section_tables(result: dict) -> dict[str, str]:
   """Markdown per section: its tables and the line saying under which conditions."""
-  return {name: fn(result[name]) + '\n\n' + conditions_line(result[name])
-          for name, fn in TABLES.items() if result.get(name)}
+  return {
+    name: fn(result[name]) + '\n\n' + conditions_line(result[name])
+    for name, fn in TABLES.items()
+    if result.get(name)
+  }
 
 
 def print_tables(result: dict) -> None:
@@ -253,10 +312,16 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=8)
   parser.add_argument('--quick', action='store_true', help='tiny sizes: a smoke test')
   parser.add_argument('--no_plots', action='store_true')
-  parser.add_argument('--print_only', action='store_true',
-                      help='measure nothing: print the tables of the stored --out JSON')
-  parser.add_argument('--doc', default=os.path.join(REPO, 'docs/results.md'),
-                      help="rewrite this file's <!-- bench:SECTION --> tables ('' skips)")
+  parser.add_argument(
+    '--print_only',
+    action='store_true',
+    help='measure nothing: print the tables of the stored --out JSON',
+  )
+  parser.add_argument(
+    '--doc',
+    default=os.path.join(REPO, 'docs/results.md'),
+    help="rewrite this file's <!-- bench:SECTION --> tables ('' skips)",
+  )
   args = parser.parse_args()
   result = {}
   if os.path.exists(args.out):  # Sections not rerun keep their last figures.
@@ -267,8 +332,10 @@ def main() -> None:
     if args.doc:
       update_doc(result, args.doc)
     return
-  result['about'] = ('Written by benchmarks/run_all.py; see docs/results.md for methods. '
-                     'Each section records the conditions it ran under.')
+  result['about'] = (
+    'Written by benchmarks/run_all.py; see docs/results.md for methods. '
+    'Each section records the conditions it ran under.'
+  )
   for section in args.sections.split(','):
     if section not in SECTIONS:
       raise SystemExit(f'Unknown section {section!r}; use some of {SECTIONS}.')
@@ -295,6 +362,7 @@ def main() -> None:
   print_tables(result)
   if not args.no_plots:
     import plot  # pylint: disable=g-import-not-at-top
+
     plot.plot_all(result, args.figures)
   print(f'\nWrote {args.out}' + ('' if args.no_plots else f' and {args.figures}/*.png'))
 

@@ -15,8 +15,18 @@ import urllib.parse
 import numpy as np
 import tensorflow_datasets as tfds
 
-CIFAR10_LABELS = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
-                  'ship', 'truck')
+CIFAR10_LABELS = (
+  'airplane',
+  'automobile',
+  'bird',
+  'cat',
+  'deer',
+  'dog',
+  'frog',
+  'horse',
+  'ship',
+  'truck',
+)
 
 
 def _idx(array: np.ndarray, magic: int) -> bytes:
@@ -32,7 +42,8 @@ def write_mnist(folder: pathlib.Path, num_train: int, num_test: int, seed: int =
     images[split] = rng.integers(0, 256, size=(num, 28, 28), dtype=np.uint8)
     (folder / f'{prefix}-images-idx3-ubyte.gz').write_bytes(_idx(images[split], 0x803))
     (folder / f'{prefix}-labels-idx1-ubyte.gz').write_bytes(
-        _idx(rng.integers(0, 10, size=num), 0x801))
+      _idx(rng.integers(0, 10, size=num), 0x801)
+    )
   return images
 
 
@@ -53,8 +64,7 @@ def write_cifar10(folder: pathlib.Path, num_per_batch: int, seed: int = 2) -> di
   rng = np.random.default_rng(seed)
   images = {'train': [], 'test': []}
   members = {'batches.meta.txt': ('\n'.join(CIFAR10_LABELS) + '\n').encode()}
-  for name, split in [(f'data_batch_{i}', 'train') for i in range(1, 6)] + [
-      ('test_batch', 'test')]:
+  for name, split in [(f'data_batch_{i}', 'train') for i in range(1, 6)] + [('test_batch', 'test')]:
     batch = rng.integers(0, 256, size=(num_per_batch, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, size=(num_per_batch, 1), dtype=np.uint8)
     rows = np.concatenate([labels, batch.transpose(0, 3, 1, 2).reshape(num_per_batch, -1)], 1)

@@ -7,7 +7,8 @@ import sys
 
 # Must be set before jax initialises its backends so multi-device tests see 8 CPU devices.
 os.environ['XLA_FLAGS'] = (
-    os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8').strip()
+  os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8'
+).strip()
 
 import jax  # noqa: E402  (after XLA_FLAGS)
 import ml_collections  # noqa: E402
@@ -23,8 +24,9 @@ jax.config.update('jax_numpy_rank_promotion', 'raise')
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 
-def make_tiny_config(name: str = 'row_lstm', *, channels: int = 1, levels: int = 2,
-                     size: int = 8, **model) -> ml_collections.ConfigDict:
+def make_tiny_config(
+  name: str = 'row_lstm', *, channels: int = 1, levels: int = 2, size: int = 8, **model
+) -> ml_collections.ConfigDict:
   """A fresh tiny config: configs.tiny_config(name) (2 layers, h = 8, 8x8 bundled digits,
   batch 8, Adam), with its image shape and any `config.model` fields replaced."""
   config = configs.tiny_config(name)

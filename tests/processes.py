@@ -32,13 +32,19 @@ def python_env(**extra: str) -> dict[str, str]:
   """The environment of a child python: this checkout's sources first, plus `extra`."""
   env = dict(os.environ)
   env['PYTHONPATH'] = os.pathsep.join(
-      [os.path.join(REPO, 'src')] + [p for p in [env.get('PYTHONPATH')] if p])
+    [os.path.join(REPO, 'src')] + [p for p in [env.get('PYTHONPATH')] if p]
+  )
   env.update(extra)
   return env
 
 
-def run_all(commands: Sequence[Sequence[str]], envs: Sequence[dict[str, str]], cwd: str,
-            timeout_s: float, failed_grace_s: float = 30) -> list[Finished]:
+def run_all(
+  commands: Sequence[Sequence[str]],
+  envs: Sequence[dict[str, str]],
+  cwd: str,
+  timeout_s: float,
+  failed_grace_s: float = 30,
+) -> list[Finished]:
   """Starts every command at once, waits for all of them until `timeout_s` (or
   failed_grace_s after one of them failed), and kills those still running.
 
@@ -49,8 +55,16 @@ def run_all(commands: Sequence[Sequence[str]], envs: Sequence[dict[str, str]], c
     for i, (command, env) in enumerate(zip(commands, envs)):
       log = open(os.path.join(cwd, f'process_{i}_{time.monotonic_ns()}.log'), 'w+')
       logs.append(log)
-      procs.append(subprocess.Popen(list(command), cwd=cwd, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+      procs.append(
+        subprocess.Popen(
+          list(command),
+          cwd=cwd,
+          env=env,
+          stdout=log,
+          stderr=subprocess.STDOUT,
+          stdin=subprocess.DEVNULL,
+        )
+      )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and any(p.poll() is None for p in procs):
       if any(p.poll() not in (None, 0) for p in procs):
@@ -70,17 +84,29 @@ def run_all(commands: Sequence[Sequence[str]], envs: Sequence[dict[str, str]], c
   return results
 
 
-def run_jax_job(module: str, args: Sequence[str], num_processes: int, cwd: str,
-                timeout_s: float = 480) -> list[Finished]:
+def run_jax_job(
+  module: str, args: Sequence[str], num_processes: int, cwd: str, timeout_s: float = 480
+) -> list[Finished]:
   """`python -m module args` as a JAX job of num_processes processes, one CPU device each,
   joined through a coordinator on 127.0.0.1 with gloo CPU collectives."""
   port = free_port()
   env = python_env(
-      XLA_FLAGS='--xla_force_host_platform_device_count=1', JAX_PLATFORMS='cpu',
-      JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo',
-      # The coordinator listens on the loopback interface only.
-      JAX_COORDINATOR_BIND_ADDRESS=f'127.0.0.1:{port}')
-  commands = [[sys.executable, '-m', module, *args, f'--coordinator_address=127.0.0.1:{port}',
-               f'--num_processes={num_processes}', f'--process_id={i}']
-              for i in range(num_processes)]
+    XLA_FLAGS='--xla_force_host_platform_device_count=1',
+    JAX_PLATFORMS='cpu',
+    JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo',
+    # The coordinator listens on the loopback interface only.
+    JAX_COORDINATOR_BIND_ADDRESS=f'127.0.0.1:{port}',
+  )
+  commands = [
+    [
+      sys.executable,
+      '-m',
+      module,
+      *args,
+      f'--coordinator_address=127.0.0.1:{port}',
+      f'--num_processes={num_processes}',
+      f'--process_id={i}',
+    ]
+    for i in range(num_processes)
+  ]
   return run_all(commands, [env] * num_processes, cwd, timeout_s)

@@ -29,8 +29,8 @@ def first_layer(h, w, c, k):
   a = k // 2
   for r in range(h):
     for col in range(w):
-      f[r, col, :, max(r - a, 0):r, max(col - a, 0):col + a + 1, :] = True
-      f[r, col, :, r, max(col - a, 0):col, :] = True
+      f[r, col, :, max(r - a, 0) : r, max(col - a, 0) : col + a + 1, :] = True
+      f[r, col, :, r, max(col - a, 0) : col, :] = True
       for g in range(c):
         f[r, col, g, r, col, :g] = True  # Mask A: earlier colours of the same pixel.
   return f
@@ -50,7 +50,7 @@ def row_lstm(f):
       if r > 0:
         for cc in (c - 1, c, c + 1):
           if 0 <= cc < w:
-            s[r, c] |= all_groups(s[r - 1:r, cc:cc + 1])[0, 0]
+            s[r, c] |= all_groups(s[r - 1 : r, cc : cc + 1])[0, 0]
   return s
 
 
@@ -129,14 +129,13 @@ def gated_pixelcnn_network(h, w, c, num_layers, first_kernel_size=7):
   a = first_kernel_size // 2
   for r in range(h):
     for col in range(w):
-      v[r, col, :, max(r - a, 0):r + 1, max(col - a, 0):col + a + 1, :] = True
+      v[r, col, :, max(r - a, 0) : r + 1, max(col - a, 0) : col + a + 1, :] = True
   for _ in range(num_layers):
     v, hz = gated_pixelcnn_block(v, hz)
   return centre(hz)
 
 
-BLOCKS = {'row_lstm': row_lstm, 'diagonal_bilstm': diagonal_bilstm,
-          'pixelcnn': pixelcnn_block}
+BLOCKS = {'row_lstm': row_lstm, 'diagonal_bilstm': diagonal_bilstm, 'pixelcnn': pixelcnn_block}
 
 
 def network(name, h, w, c, num_layers, first_kernel_size=7):

@@ -23,8 +23,15 @@ NUM_TRAIN, NUM_TEST = 64, 16  # CIFAR-10: 5 train batches of 13 = 65.
 
 def run_python(code: str, cwd: pathlib.Path) -> subprocess.CompletedProcess:
   env = dict(os.environ, PYTHONPATH=f'{REPO / "src"}{os.pathsep}{REPO / "tests"}')
-  return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], cwd=str(cwd), env=env,
-                        capture_output=True, text=True, timeout=600, check=False)
+  return subprocess.run(
+    [sys.executable, '-c', textwrap.dedent(code)],
+    cwd=str(cwd),
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
 
 
 PREPARE = """
@@ -110,8 +117,9 @@ print('RESULTS', json.dumps(results))
 
 @pytest.mark.slow
 def test_catalog_builders_prepare_offline_and_train_without_tensorflow(tmp_path):
-  prepared = run_python(PREPARE.format(root=str(tmp_path), num_train=NUM_TRAIN,
-                                       num_test=NUM_TEST), tmp_path)
+  prepared = run_python(
+    PREPARE.format(root=str(tmp_path), num_train=NUM_TRAIN, num_test=NUM_TEST), tmp_path
+  )
   assert prepared.returncode == 0 and 'PREPARED' in prepared.stdout, prepared.stderr[-3000:]
   for name in ('mnist', 'binarized_mnist', 'cifar10'):  # ArrayRecord, as data_source reads.
     assert list((tmp_path / 'tfds' / name).glob('*/*.array_record-*')), name
@@ -120,13 +128,14 @@ def test_catalog_builders_prepare_offline_and_train_without_tensorflow(tmp_path)
   trained = run_python(TRAIN.format(root=str(tmp_path), repo=str(REPO)), tmp_path)
   assert trained.returncode == 0, trained.stderr[-3000:]
   line = next(out for out in trained.stdout.splitlines() if out.startswith('RESULTS '))
-  results = json.loads(line[len('RESULTS '):])
+  results = json.loads(line[len('RESULTS ') :])
   assert results.pop('tf_modules') == [], 'reading or training imported TensorFlow'
   assert results.pop('tfrecord_same')
-  expected_counts = {'mnist': {'train': NUM_TRAIN, 'test': NUM_TEST},
-                     'binarized_mnist': {'train': NUM_TEST, 'validation': NUM_TEST,
-                                         'test': NUM_TEST},
-                     'cifar10': {'train': 65, 'test': 13}}
+  expected_counts = {
+    'mnist': {'train': NUM_TRAIN, 'test': NUM_TEST},
+    'binarized_mnist': {'train': NUM_TEST, 'validation': NUM_TEST, 'test': NUM_TEST},
+    'cifar10': {'train': 65, 'test': 13},
+  }
   for name, result in results.items():
     assert result['source'] == name and not result['fallback'], result
     assert result['data'].startswith(name), result

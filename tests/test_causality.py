@@ -62,14 +62,14 @@ def future_mask(channels):
 
 
 VARIANTS = {
-    'residual': dict(residual=True, skip=False, scan_layers=True),
-    'skip': dict(residual=True, skip=True, scan_layers=True),
-    'plain_unrolled': dict(residual=False, skip=False, scan_layers=False),
+  'residual': dict(residual=True, skip=False, scan_layers=True),
+  'skip': dict(residual=True, skip=True, scan_layers=True),
+  'plain_unrolled': dict(residual=False, skip=False, scan_layers=False),
 }
 MODEL_CASES = [
-    pytest.param(name, ch, variant, id=f'{name}_{ch}ch_{variant}')
-    for name in models.MODEL_NAMES
-    for ch, variant in ((1, 'residual'), (3, 'residual'), (3, 'skip'), (1, 'plain_unrolled'))
+  pytest.param(name, ch, variant, id=f'{name}_{ch}ch_{variant}')
+  for name in models.MODEL_NAMES
+  for ch, variant in ((1, 'residual'), (3, 'residual'), (3, 'skip'), (1, 'plain_unrolled'))
 ]
 
 
@@ -77,8 +77,16 @@ MODEL_CASES = [
 def test_sees_exactly_its_receptive_field(tiny_config, name, channels, variant):
   levels = 2 if channels == 1 else 256
   # The paper's 7x7 first layer (the Diagonal BiLSTM gap below depends on its reach).
-  config = tiny_config(name, channels=channels, levels=levels, size=H, hidden_channels=12,
-                       out_hidden_channels=12, first_kernel_size=7, **VARIANTS[variant])
+  config = tiny_config(
+    name,
+    channels=channels,
+    levels=levels,
+    size=H,
+    hidden_channels=12,
+    out_hidden_channels=12,
+    first_kernel_size=7,
+    **VARIANTS[variant],
+  )
   got = dependency_pattern(config)
   assert not (got & future_mask(channels)).any(), 'the model reads the future'
   np.testing.assert_array_equal(got, expected_pattern(name, channels, 2))
@@ -119,13 +127,23 @@ def test_gated_pixelcnn_sees_every_earlier_subpixel(tiny_config, channels):
   included, and on nothing later. The same reference misses earlier sub-pixels for a
   6-layer PixelCNN here (its blind spot)."""
   levels = 2 if channels == 1 else 256
-  config = tiny_config('gated_pixelcnn', channels=channels, levels=levels, size=H,
-                       hidden_channels=12, out_hidden_channels=12, first_kernel_size=7,
-                       **VARIANTS['residual'])
-  np.testing.assert_array_equal(dependency_pattern(config, seed=1),
-                                receptive_field.earlier(H, W, channels))
-  assert (receptive_field.earlier(H, W, channels)
-          & ~receptive_field.network('pixelcnn', H, W, channels, 6)).any()
+  config = tiny_config(
+    'gated_pixelcnn',
+    channels=channels,
+    levels=levels,
+    size=H,
+    hidden_channels=12,
+    out_hidden_channels=12,
+    first_kernel_size=7,
+    **VARIANTS['residual'],
+  )
+  np.testing.assert_array_equal(
+    dependency_pattern(config, seed=1), receptive_field.earlier(H, W, channels)
+  )
+  assert (
+    receptive_field.earlier(H, W, channels)
+    & ~receptive_field.network('pixelcnn', H, W, channels, 6)
+  ).any()
 
 
 def test_mask_b_on_first_layer_would_leak():
@@ -134,8 +152,9 @@ def test_mask_b_on_first_layer_would_leak():
   x = jnp.ones((1, H, W, 1))
   v = model.init(jax.random.key(0), x)
   jac = jax.jacfwd(lambda x: model.apply(v, x)[0].sum(-1))(x)[..., 0, :, :, 0]
-  assert ((np.abs(np.asarray(jac))[..., None] > 0)[:, :, None, :, :]
-          [..., 0][future_mask(1)[:, :, 0, :, :, 0][:, :, None]].any())
+  assert (np.abs(np.asarray(jac))[..., None] > 0)[:, :, None, :, :][..., 0][
+    future_mask(1)[:, :, 0, :, :, 0][:, :, None]
+  ].any()
 
 
 # The layers alone, with colour groups: a feature of group g at (r, c) reads groups <= g at
@@ -147,7 +166,8 @@ def test_mask_b_on_first_layer_would_leak():
 def test_layer(layer, groups):
   features, hidden = 6, 6
   module = {'row_lstm': layers.RowLSTM, 'diagonal_bilstm': layers.DiagonalBiLSTM}[layer](
-      hidden=hidden, num_groups=groups)
+    hidden=hidden, num_groups=groups
+  )
   x = jax.random.normal(jax.random.key(1), (1, H, W, features))
   v = perturb(jax.jit(module.init)(jax.random.key(2), x), 3)
   jac = jax.jit(jax.jacfwd(lambda x: module.apply(v, x)[0]))(x)[..., 0, :, :, :]
@@ -158,8 +178,10 @@ def test_layer(layer, groups):
   f = np.zeros((H, W, groups, H, W, features), bool)
   for r, c, g in itertools.product(range(H), range(W), range(groups)):
     f[r, c, g, r, c] = g_in == g
-  block = {'row_lstm': receptive_field.row_lstm,
-           'diagonal_bilstm': receptive_field.diagonal_bilstm}[layer]
+  block = {
+    'row_lstm': receptive_field.row_lstm,
+    'diagonal_bilstm': receptive_field.diagonal_bilstm,
+  }[layer]
   expected = block(f)[:, :, g_out]  # [H, W, hidden, H, W, features]
   np.testing.assert_array_equal(got, expected)
 
@@ -188,7 +210,8 @@ def test_masked_conv_any_kernel_size(kernel, mask_type, groups):
         expected[r, c, :, rr, cc, :] = True
       else:
         expected[r, c, :, rr, cc, :] = (g_out[None, :] < g_out[:, None]) | (
-            (mask_type == 'B') & (g_out[None, :] == g_out[:, None]))
+          (mask_type == 'B') & (g_out[None, :] == g_out[:, None])
+        )
   np.testing.assert_array_equal(got, expected)
 
 
@@ -197,20 +220,28 @@ def test_fused_gate_mask_is_per_gate():
   gates read G input."""
   mask = layers.conv_mask((1, 1), 3, 4 * 3, 'B', num_groups=3, out_blocks=4)[0, 0]
   for gate in range(4):
-    np.testing.assert_array_equal(mask[:, gate * 3:(gate + 1) * 3], np.tril(np.ones((3, 3))).T)
+    np.testing.assert_array_equal(mask[:, gate * 3 : (gate + 1) * 3], np.tril(np.ones((3, 3))).T)
 
 
-@pytest.mark.parametrize('name, channels, variant',
-                         [(name, 3, 'residual') for name in models.MODEL_NAMES]
-                         + [('pixelcnn', 1, 'plain_unrolled')])
-def test_class_conditional_sees_exactly_its_receptive_field(tiny_config, name, channels,
-                                                            variant):
+@pytest.mark.parametrize(
+  'name, channels, variant',
+  [(name, 3, 'residual') for name in models.MODEL_NAMES] + [('pixelcnn', 1, 'plain_unrolled')],
+)
+def test_class_conditional_sees_exactly_its_receptive_field(tiny_config, name, channels, variant):
   """The class adds a per-layer bias to every gate pre-activation: the receptive field
   (colours included) is exactly the unconditional one, and the class changes the logits."""
   levels = 2 if channels == 1 else 256
-  config = tiny_config(name, channels=channels, levels=levels, size=H, hidden_channels=12,
-                       out_hidden_channels=12, first_kernel_size=7, num_classes=3,
-                       **VARIANTS[variant])
+  config = tiny_config(
+    name,
+    channels=channels,
+    levels=levels,
+    size=H,
+    hidden_channels=12,
+    out_hidden_channels=12,
+    first_kernel_size=7,
+    num_classes=3,
+    **VARIANTS[variant],
+  )
   got = dependency_pattern(config, label=2)
   assert not (got & future_mask(channels)).any(), 'the model reads the future'
   np.testing.assert_array_equal(got, expected_pattern(name, channels, 2))

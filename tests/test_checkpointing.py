@@ -104,8 +104,12 @@ def test_other_model_checkpoint_is_refused(saved_run):
   config, workdir = saved_run
   (workdir / 'config.json').unlink()  # Without the config check, restore itself must refuse.
   config.model.hidden_channels = 16
-  _expect_refusal(config, workdir, r'written for another model: parameter \[.*\] is \(16,\) '
-                  r'there and \(32,\) in this config')
+  _expect_refusal(
+    config,
+    workdir,
+    r'written for another model: parameter \[.*\] is \(16,\) '
+    r'there and \(32,\) in this config',
+  )
 
 
 def test_resume_with_another_model_config_is_refused(saved_run):
@@ -123,11 +127,13 @@ def test_restore_run(saved_run):
   assert (run.step, run.checkpoint, int(run.state.step)) == (3, 'latest', 0)
   assert run.config.model.to_dict() == config.model.to_dict()
   assert runs.restore_run(str(workdir), '3').step == 3
-  with pytest.raises(checkpointing.CheckpointError,
-                     match=r'Checkpoint step 4 not found in .*; available: 3\.'):
+  with pytest.raises(
+    checkpointing.CheckpointError, match=r'Checkpoint step 4 not found in .*; available: 3\.'
+  ):
     runs.restore_run(str(workdir), '4')
-  with pytest.raises(checkpointing.CheckpointError,
-                     match=r'--checkpoint=final: --checkpoint must be an integer'):
+  with pytest.raises(
+    checkpointing.CheckpointError, match=r'--checkpoint=final: --checkpoint must be an integer'
+  ):
     runs.restore_run(str(workdir), 'final')
   config.model.hidden_channels += 2
   with pytest.raises(checkpointing.CheckpointError, match='different model config'):
@@ -147,7 +153,7 @@ def test_config_saved_before_newer_fields_restores_and_resumes(saved_run):
   assert run.config.sample.temperature == config.sample.temperature
   checkpointing.check_config(str(workdir), config)  # No "different model config".
   config.model.out_hidden_layers += 1  # A real difference in a field it does record is
-  config.model.num_layers += 1         # still refused.
+  config.model.num_layers += 1  # still refused.
   with pytest.raises(checkpointing.CheckpointError, match='model.num_layers: 2 -> 3'):
     checkpointing.check_config(str(workdir), config)
 
@@ -159,9 +165,19 @@ def test_cli_reports_corrupt_directory_in_one_line(saved_run):
   before = _snapshot(workdir)
   env = dict(os.environ, PYTHONPATH=os.path.join(REPO, 'src'))
   result = subprocess.run(
-      [sys.executable, '-m', 'pixel_jax.main', f'--config={REPO}/experiments/tiny.py',
-       f'--workdir={workdir}'], env=env, capture_output=True, text=True, timeout=120,
-      check=False)
+    [
+      sys.executable,
+      '-m',
+      'pixel_jax.main',
+      f'--config={REPO}/experiments/tiny.py',
+      f'--workdir={workdir}',
+    ],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert result.returncode == 1
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith('pixel_jax: error: ') and 'nothing was deleted' in last

@@ -35,8 +35,9 @@ def test_train_evaluate_sample_and_score_with_classes(tmp_path):
 
   # Sampling: --labels=0,1,2 with 2 samples each is a 3 x 2 grid, labels saved.
   out = tmp_path / 'sampled'
-  written = sample_cli.run_sampling(workdir, num_samples=2, labels='0,1,2',
-                                    output_dir=str(out), scale=1, complete='validation')
+  written = sample_cli.run_sampling(
+    workdir, num_samples=2, labels='0,1,2', output_dir=str(out), scale=1, complete='validation'
+  )
   np.testing.assert_array_equal(np.load(written['labels.npy']), [0, 0, 1, 1, 2, 2])
   assert np.load(written['samples.npy']).shape == (6, 8, 8, 1)
   grid = np.asarray(Image.open(written['samples.png']))
@@ -45,23 +46,34 @@ def test_train_evaluate_sample_and_score_with_classes(tmp_path):
   originals = np.load(written['originals.npy'])
   np.testing.assert_array_equal(completions[:, :4], originals[:, :4])  # Kept rows.
   np.save(tmp_path / 'two.npy', originals)
-  for bad, match in (('0,10', r'classes must lie in \[0, 10\)'), ('a,b', 'comma-separated'),
-                     ('1,2,3', 'give one, or one per image'), (None, 'has no labels')):
+  for bad, match in (
+    ('0,10', r'classes must lie in \[0, 10\)'),
+    ('a,b', 'comma-separated'),
+    ('1,2,3', 'give one, or one per image'),
+    (None, 'has no labels'),
+  ):
     with pytest.raises(sample_cli.SampleError, match=match):
-      sample_cli.run_sampling(workdir, num_samples=2, labels=bad, output_dir=str(out),
-                              complete=str(tmp_path / 'two.npy'))
+      sample_cli.run_sampling(
+        workdir, num_samples=2, labels=bad, output_dir=str(out), complete=str(tmp_path / 'two.npy')
+      )
 
   # Scoring: the marginal NLL over a uniform class prior, and the most likely class.
   digits = np.random.default_rng(0).integers(0, 2, (3, 8, 8)).astype(np.uint8)
   np.save(tmp_path / 'digits.npy', digits)
   rows, run = score.score_images(workdir, str(tmp_path / 'digits.npy'))
   params = jax.device_get(run.state.params)
-  per_class = np.stack([np.asarray(evaluation.nll_fn(
-      params, digits[..., None], np.full(3, y, np.int32), model=run.model))
-      for y in range(10)])
+  per_class = np.stack(
+    [
+      np.asarray(
+        evaluation.nll_fn(params, digits[..., None], np.full(3, y, np.int32), model=run.model)
+      )
+      for y in range(10)
+    ]
+  )
   expected = -np.log(np.exp(-per_class.astype(np.float64)).mean(axis=0))
   np.testing.assert_allclose([r['nll_nats'] for r in rows], expected, rtol=1e-4)
   assert [r[score.CLASS_FIELD] for r in rows] == list(per_class.argmin(axis=0))
-  assert all(r['nll_nats'] <= per_class[:, i].min() + math.log(10) + 1e-3
-             for i, r in enumerate(rows))
+  assert all(
+    r['nll_nats'] <= per_class[:, i].min() + math.log(10) + 1e-3 for i, r in enumerate(rows)
+  )
   del state

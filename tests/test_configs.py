@@ -23,26 +23,38 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, 'experiments', '[!_]*.py')))
 PAPER = {  # The paper's test numbers (docs/design.md section 6).
-    'mnist_diagbilstm': '79.20 nats', 'mnist_diagbilstm_1x32': '80.75 nats',
-    'mnist_rowlstm': '80.54 nats', 'mnist_pixelcnn': '81.30 nats',
-    'cifar10_rowlstm': '3.07 bits/dim', 'cifar10_diagbilstm': '3.00 bits/dim',
-    'cifar10_pixelcnn': '3.14 bits/dim', 'imagenet32_rowlstm': '3.86 bits/dim',
-    'imagenet64_rowlstm': '3.63 bits/dim',
+  'mnist_diagbilstm': '79.20 nats',
+  'mnist_diagbilstm_1x32': '80.75 nats',
+  'mnist_rowlstm': '80.54 nats',
+  'mnist_pixelcnn': '81.30 nats',
+  'cifar10_rowlstm': '3.07 bits/dim',
+  'cifar10_diagbilstm': '3.00 bits/dim',
+  'cifar10_pixelcnn': '3.14 bits/dim',
+  'imagenet32_rowlstm': '3.86 bits/dim',
+  'imagenet64_rowlstm': '3.63 bits/dim',
 }
 GATED_PAPER = {  # The Gated PixelCNN paper's (van den Oord et al., 2016) test numbers.
-    'cifar10_gated_pixelcnn': '3.03 bits/dim',
+  'cifar10_gated_pixelcnn': '3.03 bits/dim',
 }
 # Parameters of each shipped config's network, counted from shapes alone (jax.eval_shape).
 # A count changes only when a network's layout changes on purpose: then update it here.
 PARAMETERS = {
-    'cifar10_diagbilstm': 8_583_936, 'cifar10_gated_pixelcnn': 7_241_472,
-    'cifar10_pixelcnn': 5_277_696, 'cifar10_rowlstm': 9_361_152,
-    'imagenet32_rowlstm': 76_052_224, 'imagenet64_multiscale': 122_870_464,
-    'imagenet64_rowlstm': 46_049_024, 'mnist_diagbilstm': 72_577,
-    'mnist_diagbilstm_1x32': 44_737, 'mnist_gated_pixelcnn': 67_793,
-    'mnist_multiscale': 138_770, 'mnist_pixelcnn': 69_409, 'mnist_pixelcnn_classes': 79_969,
-    'mnist_rowlstm': 79_073,
-    'tiny': 5_441, 'tiny_multiscale': 12_314,
+  'cifar10_diagbilstm': 8_583_936,
+  'cifar10_gated_pixelcnn': 7_241_472,
+  'cifar10_pixelcnn': 5_277_696,
+  'cifar10_rowlstm': 9_361_152,
+  'imagenet32_rowlstm': 76_052_224,
+  'imagenet64_multiscale': 122_870_464,
+  'imagenet64_rowlstm': 46_049_024,
+  'mnist_diagbilstm': 72_577,
+  'mnist_diagbilstm_1x32': 44_737,
+  'mnist_gated_pixelcnn': 67_793,
+  'mnist_multiscale': 138_770,
+  'mnist_pixelcnn': 69_409,
+  'mnist_pixelcnn_classes': 79_969,
+  'mnist_rowlstm': 79_073,
+  'tiny': 5_441,
+  'tiny_multiscale': 12_314,
 }
 
 
@@ -50,8 +62,9 @@ def _load(path: str, argv: tuple[str, ...] = ()):
   """Loads a config file the way main.py does, with command-line overrides."""
   values = flags.FlagValues()
   full_argv = ['prog', f'--config={path}', *argv]
-  config_flags.DEFINE_config_file('config', None, 'config', flag_values=values,
-                                  lock_config=True, sys_argv=full_argv)
+  config_flags.DEFINE_config_file(
+    'config', None, 'config', flag_values=values, lock_config=True, sys_argv=full_argv
+  )
   values(full_argv)
   return values.config
 
@@ -109,8 +122,11 @@ def _num_params(config) -> int:
   model = models.get_model(config)
   size, channels = config.data.image_size, config.data.num_channels
   labels = jax.numpy.zeros((1,), int) if config.model.num_classes else None
-  shapes = jax.eval_shape(functools.partial(model.init, labels_B=labels), jax.random.key(0),
-                          jax.numpy.zeros((1, size, size, channels)))
+  shapes = jax.eval_shape(
+    functools.partial(model.init, labels_B=labels),
+    jax.random.key(0),
+    jax.numpy.zeros((1, size, size, channels)),
+  )
   return sum(a.size for a in jax.tree.leaves(shapes))
 
 
@@ -146,44 +162,44 @@ def test_command_line_overrides_and_lock():
 
 
 BAD_VALUES = [  # (field, value, what the message says)
-    ('seed', 1.5, 'config.seed=1.5 must be an integer'),
-    ('data.name', '', "config.data.name='' must be a non-empty string"),
-    ('data.image_size', 0, 'config.data.image_size=0 must be an integer >= 1'),
-    ('data.num_channels', 2.0, 'config.data.num_channels=2.0 must be an integer >= 1'),
-    ('data.num_levels', 16, "config.data.num_levels=16 is not supported; use one of 2, 256"),
-    ('data.binarization', 'otsu', "config.data.binarization='otsu' is not supported"),
-    ('data.binarization_seed', -1, 'config.data.binarization_seed=-1'),
-    ('data.allow_fallback', 1, 'config.data.allow_fallback=1 must be True or False'),
-    ('data.idx_dir', None, 'config.data.idx_dir=None must be a path'),
-    ('data.train_split', '', "config.data.train_split=''"),
-    ('model.name', 'transformer', "config.model.name='transformer' is not supported"),
-    ('model.num_layers', 0, 'config.model.num_layers=0 must be an integer >= 1'),
-    ('model.num_layers', True, 'config.model.num_layers=True must be an integer >= 1'),
-    ('model.hidden_channels', 0, 'config.model.hidden_channels=0'),
-    ('model.out_hidden_channels', -3, 'config.model.out_hidden_channels=-3'),
-    ('model.out_hidden_layers', 0, 'config.model.out_hidden_layers=0'),
-    ('model.first_kernel_size', 4, 'config.model.first_kernel_size=4 must be an odd'),
-    ('model.residual', 'yes', "config.model.residual='yes' must be True or False"),
-    ('model.scan_layers', None, 'config.model.scan_layers=None'),
-    ('model.dtype', 'float16', "config.model.dtype='float16' is not supported"),
-    ('optim.name', 'sgd', "config.optim.name='sgd' is not supported; use one of 'rmsprop'"),
-    ('optim.schedule', 'linear', "config.optim.schedule='linear'"),
-    ('optim.learning_rate', -1.0, 'config.optim.learning_rate=-1.0 must be a number > 0'),
-    ('optim.learning_rate', float('nan'), 'config.optim.learning_rate=nan'),
-    ('optim.warmup_steps', -1, 'config.optim.warmup_steps=-1'),
-    ('optim.grad_clip_norm', -1.0, 'config.optim.grad_clip_norm=-1.0 must be a number >= 0'),
-    ('optim.weight_decay', -0.1, 'config.optim.weight_decay=-0.1'),
-    ('train.num_steps', 0, 'config.train.num_steps=0 must be an integer >= 1'),
-    ('train.batch_size', 0, 'config.train.batch_size=0'),
-    ('train.keep_checkpoints', 0, 'config.train.keep_checkpoints=0'),
-    ('train.eval_every', -1, 'config.train.eval_every=-1 must be an integer >= 0'),
-    ('train.sample_every', 2.5, 'config.train.sample_every=2.5'),
-    ('eval.batch_size', 0, 'config.eval.batch_size=0 must be an integer >= 1'),
-    ('eval.max_examples', -1, 'config.eval.max_examples=-1 must be an integer >= 0'),
-    ('sample.num_samples', 0, 'config.sample.num_samples=0 must be an integer >= 1'),
-    ('sample.method', 'fast', "config.sample.method='fast' is not supported"),
-    ('sample.temperature', -0.5, 'config.sample.temperature=-0.5 must be a number >= 0'),
-    ('mesh.num_devices', 0, 'config.mesh.num_devices=0 must be -1'),
+  ('seed', 1.5, 'config.seed=1.5 must be an integer'),
+  ('data.name', '', "config.data.name='' must be a non-empty string"),
+  ('data.image_size', 0, 'config.data.image_size=0 must be an integer >= 1'),
+  ('data.num_channels', 2.0, 'config.data.num_channels=2.0 must be an integer >= 1'),
+  ('data.num_levels', 16, 'config.data.num_levels=16 is not supported; use one of 2, 256'),
+  ('data.binarization', 'otsu', "config.data.binarization='otsu' is not supported"),
+  ('data.binarization_seed', -1, 'config.data.binarization_seed=-1'),
+  ('data.allow_fallback', 1, 'config.data.allow_fallback=1 must be True or False'),
+  ('data.idx_dir', None, 'config.data.idx_dir=None must be a path'),
+  ('data.train_split', '', "config.data.train_split=''"),
+  ('model.name', 'transformer', "config.model.name='transformer' is not supported"),
+  ('model.num_layers', 0, 'config.model.num_layers=0 must be an integer >= 1'),
+  ('model.num_layers', True, 'config.model.num_layers=True must be an integer >= 1'),
+  ('model.hidden_channels', 0, 'config.model.hidden_channels=0'),
+  ('model.out_hidden_channels', -3, 'config.model.out_hidden_channels=-3'),
+  ('model.out_hidden_layers', 0, 'config.model.out_hidden_layers=0'),
+  ('model.first_kernel_size', 4, 'config.model.first_kernel_size=4 must be an odd'),
+  ('model.residual', 'yes', "config.model.residual='yes' must be True or False"),
+  ('model.scan_layers', None, 'config.model.scan_layers=None'),
+  ('model.dtype', 'float16', "config.model.dtype='float16' is not supported"),
+  ('optim.name', 'sgd', "config.optim.name='sgd' is not supported; use one of 'rmsprop'"),
+  ('optim.schedule', 'linear', "config.optim.schedule='linear'"),
+  ('optim.learning_rate', -1.0, 'config.optim.learning_rate=-1.0 must be a number > 0'),
+  ('optim.learning_rate', float('nan'), 'config.optim.learning_rate=nan'),
+  ('optim.warmup_steps', -1, 'config.optim.warmup_steps=-1'),
+  ('optim.grad_clip_norm', -1.0, 'config.optim.grad_clip_norm=-1.0 must be a number >= 0'),
+  ('optim.weight_decay', -0.1, 'config.optim.weight_decay=-0.1'),
+  ('train.num_steps', 0, 'config.train.num_steps=0 must be an integer >= 1'),
+  ('train.batch_size', 0, 'config.train.batch_size=0'),
+  ('train.keep_checkpoints', 0, 'config.train.keep_checkpoints=0'),
+  ('train.eval_every', -1, 'config.train.eval_every=-1 must be an integer >= 0'),
+  ('train.sample_every', 2.5, 'config.train.sample_every=2.5'),
+  ('eval.batch_size', 0, 'config.eval.batch_size=0 must be an integer >= 1'),
+  ('eval.max_examples', -1, 'config.eval.max_examples=-1 must be an integer >= 0'),
+  ('sample.num_samples', 0, 'config.sample.num_samples=0 must be an integer >= 1'),
+  ('sample.method', 'fast', "config.sample.method='fast' is not supported"),
+  ('sample.temperature', -0.5, 'config.sample.temperature=-0.5 must be a number >= 0'),
+  ('mesh.num_devices', 0, 'config.mesh.num_devices=0 must be -1'),
 ]
 
 
@@ -196,8 +212,9 @@ def _set(config, field, value):
     section[key] = value
 
 
-@pytest.mark.parametrize('field, value, match', BAD_VALUES,
-                         ids=[f'{f}={v!r}' for f, v, _ in BAD_VALUES])
+@pytest.mark.parametrize(
+  'field, value, match', BAD_VALUES, ids=[f'{f}={v!r}' for f, v, _ in BAD_VALUES]
+)
 def test_bad_values_name_the_field(field, value, match):
   config = configs.base_config()
   configs.validate(config)
@@ -207,7 +224,9 @@ def test_bad_values_name_the_field(field, value, match):
   assert '\n' not in str(info.value)  # One line.
 
 
-@pytest.mark.parametrize('field, value, match', [
+@pytest.mark.parametrize(
+  'field, value, match',
+  [
     ('small_size', 5, 'config.model.multiscale.small_size=5 must divide'),
     ('small_size', 8, 'config.model.multiscale.small_size=8 must divide'),
     ('core', 'pixelcnn', "config.model.multiscale.core='pixelcnn' is not supported"),
@@ -216,7 +235,8 @@ def test_bad_values_name_the_field(field, value, match):
     ('upsampler_layers', 0, 'config.model.multiscale.upsampler_layers=0'),
     ('small_num_layers', 0, 'config.model.multiscale.small_num_layers=0'),
     ('small_residual', 0, 'config.model.multiscale.small_residual=0 must be True or False'),
-])
+  ],
+)
 def test_bad_multiscale_values_name_the_field(field, value, match):
   config = tiny_multiscale.get_config()
   configs.validate(config)
@@ -229,8 +249,12 @@ def test_fields_that_must_agree():
   config = configs.base_config()
   config.data.num_channels, config.data.num_levels = 3, 256
   config.model.hidden_channels = 2
-  with pytest.raises(configs.ConfigError, match=re.escape(
-      'config.model.hidden_channels=2 must be an integer >= 3 (config.data.num_channels')):
+  with pytest.raises(
+    configs.ConfigError,
+    match=re.escape(
+      'config.model.hidden_channels=2 must be an integer >= 3 (config.data.num_channels'
+    ),
+  ):
     configs.validate(config)
   config = configs.base_config()
   config.data.name = 'mnist_idx'
@@ -249,16 +273,19 @@ def test_devices_are_checked_only_when_given():
   config.mesh.num_devices = 4
   configs.validate(config, num_devices=8)
   config.mesh.num_devices = 9
-  with pytest.raises(configs.ConfigError, match='config.mesh.num_devices=9 must be -1 or '
-                     'between 1 and the 8 available devices'):
+  with pytest.raises(
+    configs.ConfigError,
+    match='config.mesh.num_devices=9 must be -1 or between 1 and the 8 available devices',
+  ):
     configs.validate(config, num_devices=8)
 
 
 def test_a_missing_field_is_named():
   config = configs.base_config()
   del config.sample['temperature']
-  with pytest.raises(configs.ConfigError, match=re.escape(
-      'config.sample.temperature is missing')) as info:
+  with pytest.raises(
+    configs.ConfigError, match=re.escape('config.sample.temperature is missing')
+  ) as info:
     configs.validate(config)
   assert 'the default is 1.0' in str(info.value)
 

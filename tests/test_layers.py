@@ -82,11 +82,11 @@ def _check_scan_matches_loop(module_cls, loop, groups, shape, hidden=6, features
   v = module.init(jax.random.key(1), x)
   leaves, tree = jax.tree.flatten(v)
   keys = jax.random.split(jax.random.key(2), len(leaves))
-  v = jax.tree.unflatten(tree, [leaf + 0.2 * jax.random.normal(k, leaf.shape)
-                                for leaf, k in zip(leaves, keys)])
+  v = jax.tree.unflatten(
+    tree, [leaf + 0.2 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]
+  )
   got = jax.jit(module.apply)(v, x)
-  want = loop(jax.tree.map(np.asarray, v['params']), np.asarray(x, np.float64), hidden,
-              groups)
+  want = loop(jax.tree.map(np.asarray, v['params']), np.asarray(x, np.float64), hidden, groups)
   np.testing.assert_allclose(np.asarray(got), want, atol=2e-5, rtol=1e-4)
 
 
@@ -124,8 +124,8 @@ def test_skew_layout_and_round_trip(h, w):
   s = layers.skew(x)
   assert s.shape == (2, h, w + h - 1, 3)
   for r in range(h):
-    np.testing.assert_array_equal(s[:, r, r:r + w], x[:, r])  # Row r shifted right by r.
-    assert float(jnp.abs(s[:, r, :r]).sum() + jnp.abs(s[:, r, r + w:]).sum()) == 0
+    np.testing.assert_array_equal(s[:, r, r : r + w], x[:, r])  # Row r shifted right by r.
+    assert float(jnp.abs(s[:, r, :r]).sum() + jnp.abs(s[:, r, r + w :]).sum()) == 0
   np.testing.assert_array_equal(layers.unskew(s, w), x)
 
 

@@ -30,8 +30,9 @@ def test_exact_nll_on_fixed_logits():
   images = jnp.asarray([2.0, 0.0]).reshape(1, 1, 2, 1)
   nll = losses.nll_per_image(logits, images)
   np.testing.assert_allclose(nll, [-math.log(0.25) - math.log(0.1)], rtol=1e-6)
-  np.testing.assert_allclose(losses.bits_per_dim(nll, 2),
-                             (math.log2(4) + math.log2(10)) / 2, rtol=1e-6)
+  np.testing.assert_allclose(
+    losses.bits_per_dim(nll, 2), (math.log2(4) + math.log2(10)) / 2, rtol=1e-6
+  )
 
 
 def test_nll_is_stable_for_huge_logits():
@@ -66,10 +67,13 @@ def test_initial_loss_near_log_levels(tiny_config, name, channels, levels):
   assert float(per_subpixel) == pytest.approx(math.log(levels), abs=0.1 * math.log(levels))
 
 
-@pytest.mark.parametrize('field, value, message', [
+@pytest.mark.parametrize(
+  'field, value, message',
+  [
     ('image_size', 6, 'config.data.image_size'),
     ('num_channels', 3, 'config.data.num_channels'),
-])
+  ],
+)
 def test_input_that_does_not_match_config(tiny_config, field, value, message):
   config = tiny_config()
   model = models.get_model(config)
@@ -106,8 +110,7 @@ def test_eight_devices_match_one(tiny_config, name):
   assert jax.device_count() >= 8, 'tests/conftest.py sets 8 CPU devices'
   config = tiny_config(name, channels=3, levels=16, size=6, scan_layers=True)
   images = random_images(config, 8)
-  one = train_step_loss(config, jax.make_mesh((1,), ('data',), devices=jax.devices()[:1]),
-                        images)
+  one = train_step_loss(config, jax.make_mesh((1,), ('data',), devices=jax.devices()[:1]), images)
   eight = train_step_loss(config, jax.make_mesh((8,), ('data',)), images)
   assert np.isfinite(one)
   np.testing.assert_allclose(one, eight, rtol=2e-5)
@@ -149,7 +152,8 @@ def test_user_linen_model_trains():
   model = UserModel()
   params = model.init(jax.random.key(1), images)
   history = _adam_losses(
-      lambda p: losses.nll_per_image(model.apply(p, images), images).mean(), params)
+    lambda p: losses.nll_per_image(model.apply(p, images), images).mean(), params
+  )
   assert history[-1] < 0.8 * history[0]
 
 
@@ -157,7 +161,6 @@ def test_nnx_model_embeds_layers_through_bridge():
   images = (jax.random.uniform(jax.random.key(0), (4, 6, 6, 1)) > 0.7).astype(jnp.float32)
 
   class NNXModel(nnx.Module):
-
     def __init__(self, rngs):
       self.core = nnx.bridge.ToNNX(UserModel(), rngs=rngs)
       nnx.bridge.lazy_init(self.core, images)
@@ -179,4 +182,3 @@ def test_nnx_model_embeds_layers_through_bridge():
 
   history = [float(step(model, optimizer)) for _ in range(60)]
   assert history[-1] < 0.8 * history[0]
-

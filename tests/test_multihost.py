@@ -24,13 +24,19 @@ import processes  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TINY = os.path.join(processes.REPO, 'experiments', 'tiny.py')
 NUM_STEPS = 6
-OVERRIDES = {'train.log_every': 1, 'train.checkpoint_every': 3, 'train.eval_every': 3,
-             'train.sample_every': NUM_STEPS, 'eval.max_examples': 32}
+OVERRIDES = {
+  'train.log_every': 1,
+  'train.checkpoint_every': 3,
+  'train.eval_every': 3,
+  'train.sample_every': NUM_STEPS,
+  'eval.max_examples': 32,
+}
 
 
 def _tiny_config(**overrides):
   sys.path.insert(0, processes.REPO)
   from experiments import tiny  # pylint: disable=g-import-not-at-top
+
   config = tiny.get_config()
   for dotted, value in {**OVERRIDES, **overrides}.items():
     section, field = dotted.split('.')
@@ -71,8 +77,12 @@ def test_two_processes_train_like_one_process_with_two_devices(tmp_path):
   common = [f'--config={TINY}', f'--workdir={workdir}', f'--config.data.data_dir={data_dir}']
   for num_steps in (3, NUM_STEPS):
     profile = {'train.profile_steps': '(2, 2)'} if num_steps == 3 else {}
-    results = processes.run_jax_job('pixel_jax.main', common + _flags(
-        **{'train.num_steps': num_steps, **profile}), 2, cwd=str(tmp_path))
+    results = processes.run_jax_job(
+      'pixel_jax.main',
+      common + _flags(**{'train.num_steps': num_steps, **profile}),
+      2,
+      cwd=str(tmp_path),
+    )
     _check(results, f'training to step {num_steps}')
     assert 'Process 1 reads rows 4:8 of every batch of 8.' in results[1].output
     if num_steps == 3:
@@ -88,8 +98,11 @@ def test_two_processes_train_like_one_process_with_two_devices(tmp_path):
   one_device = _tiny_config(**{'mesh.num_devices': 1})
   params, step = _params(one_device, workdir)
   assert step == NUM_STEPS
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-               params, jax.device_get(ref_state.params))
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+    params,
+    jax.device_get(ref_state.params),
+  )
 
   # Only process 0 wrote: one TensorBoard file per launch, one sample grid, one config.
   assert len(os.listdir(os.path.join(workdir, 'tensorboard'))) == 2
@@ -100,9 +113,18 @@ def test_two_processes_train_like_one_process_with_two_devices(tmp_path):
 
   # pixel_jax.evaluate as a two-process job: the whole split, reported once.
   output = str(tmp_path / 'eval.json')
-  results = processes.run_jax_job('pixel_jax.evaluate', [
-      f'--workdir={workdir}', '--split=validation', '--checkpoint=latest',
-      f'--output={output}', '--max_examples=32'], 2, cwd=str(tmp_path))
+  results = processes.run_jax_job(
+    'pixel_jax.evaluate',
+    [
+      f'--workdir={workdir}',
+      '--split=validation',
+      '--checkpoint=latest',
+      f'--output={output}',
+      '--max_examples=32',
+    ],
+    2,
+    cwd=str(tmp_path),
+  )
   _check(results, 'evaluation')
   assert 'validation NLL' in results[0].output and 'validation NLL' not in results[1].output
   result = json.load(open(output))
@@ -118,8 +140,10 @@ def test_local_rows_are_the_global_batch_rows():
   rng = np.random.default_rng(0)
   grey = rng.integers(0, 256, (37, 8, 8, 1), dtype=np.uint8)
   whole = input_pipeline.train_batches(config, grey, seed=3, start_step=5, batch_size=8)
-  halves = [input_pipeline.train_batches(config, grey, seed=3, start_step=5, batch_size=8,
-                                         rows=rows) for rows in (slice(0, 4), slice(4, 8))]
+  halves = [
+    input_pipeline.train_batches(config, grey, seed=3, start_step=5, batch_size=8, rows=rows)
+    for rows in (slice(0, 4), slice(4, 8))
+  ]
   for _ in range(6):  # Crosses an epoch boundary (37 images, batches of 8).
     batch = next(whole)
     parts = [next(h) for h in halves]

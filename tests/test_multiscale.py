@@ -26,8 +26,16 @@ import receptive_field
 
 
 def ms_config(tiny_config, core='row_lstm', channels=1, levels=2, size=6, small=3, **model):
-  config = tiny_config('multiscale', channels=channels, levels=levels, size=size,
-                       hidden_channels=6, out_hidden_channels=9, first_kernel_size=7, **model)
+  config = tiny_config(
+    'multiscale',
+    channels=channels,
+    levels=levels,
+    size=size,
+    hidden_channels=6,
+    out_hidden_channels=9,
+    first_kernel_size=7,
+    **model,
+  )
   ms = config.model.multiscale
   ms.core = core
   ms.small_size = small
@@ -39,19 +47,41 @@ def ms_config(tiny_config, core='row_lstm', channels=1, levels=2, size=6, small=
 
 
 @functools.lru_cache(maxsize=None)
-def build(tiny_config, core='row_lstm', channels=1, levels=2, size=6, small=3, scan=True,
-          skip=False, classes=0):
+def build(
+  tiny_config,
+  core='row_lstm',
+  channels=1,
+  levels=2,
+  size=6,
+  small=3,
+  scan=True,
+  skip=False,
+  classes=0,
+):
   """A model and N(0, 0.5^2) variables everywhere (biases and initial states included);
   class-conditional when `classes` > 0."""
-  config = ms_config(tiny_config, core, channels, levels, size, small, scan_layers=scan,
-                     skip=skip, num_classes=classes)
+  config = ms_config(
+    tiny_config,
+    core,
+    channels,
+    levels,
+    size,
+    small,
+    scan_layers=scan,
+    skip=skip,
+    num_classes=classes,
+  )
   model = models.get_model(config)
   labels = jnp.zeros((1,), jnp.int32) if classes else None
-  shapes = jax.eval_shape(functools.partial(model.init, labels_B=labels), jax.random.key(0),
-                          jnp.zeros((1, size, size, channels)))
+  shapes = jax.eval_shape(
+    functools.partial(model.init, labels_B=labels),
+    jax.random.key(0),
+    jnp.zeros((1, size, size, channels)),
+  )
   rs = np.random.RandomState(1)
   variables = jax.tree_util.tree_map(
-      lambda a: jnp.asarray(0.5 * rs.standard_normal(a.shape), jnp.float32), shapes)
+    lambda a: jnp.asarray(0.5 * rs.standard_normal(a.shape), jnp.float32), shapes
+  )
   return model, variables
 
 
@@ -60,8 +90,10 @@ def random_images(model, n, seed):
   return jax.random.randint(jax.random.key(seed), shape, 0, model.num_levels)
 
 
-@pytest.mark.parametrize('core, channels', [('row_lstm', 1), ('row_lstm', 3),
-                                           ('diagonal_bilstm', 1), ('diagonal_bilstm', 3)])
+@pytest.mark.parametrize(
+  'core, channels',
+  [('row_lstm', 1), ('row_lstm', 3), ('diagonal_bilstm', 1), ('diagonal_bilstm', 3)],
+)
 def test_causal_in_full_image_and_sees_whole_small_image(tiny_config, core, channels):
   """d logits / d full image: exactly the single-scale receptive field (never the
   future); d logits / d small image: non-zero from every small pixel at every
@@ -83,7 +115,8 @@ def test_causal_in_full_image_and_sees_whole_small_image(tiny_config, core, chan
   seen_x = (np.abs(np.asarray(jac_x[..., 0, :, :, :])) > 0).any(axis=0)
   seen_s = (np.abs(np.asarray(jac_s[..., 0, :, :, :])) > 0).any(axis=0)
   assert not (seen_x & ~receptive_field.earlier(n, n, channels)).any(), (
-      'the conditional network reads the future of the full image')
+    'the conditional network reads the future of the full image'
+  )
   np.testing.assert_array_equal(seen_x, receptive_field.network(core, n, n, channels, 2))
   assert seen_s[0, 0, 0].all(), 'the first sub-pixel misses small pixels'
   assert seen_s.all()
@@ -100,10 +133,12 @@ def test_joint_nll_is_small_plus_conditional(tiny_config):
     p = variables['params']
     small = x[:, ::2, ::2]
     small_nll = losses.nll_per_image(
-        model.small_network.apply({'params': p['small_network']}, small), small)
+      model.small_network.apply({'params': p['small_network']}, small), small
+    )
     cond = model.upsampler.apply({'params': p['upsampler']}, small)
     logp = losses.log_prob_per_subpixel(
-        model.full_network.apply({'params': p['full_network']}, x, cond), x)
+      model.full_network.apply({'params': p['full_network']}, x, cond), x
+    )
     conditional_nll = -(logp.sum(axis=(1, 2, 3)) - logp[:, ::2, ::2].sum(axis=(1, 2, 3)))
     joint = losses.nll_per_image(model.apply(variables, x), x)
     parts = model.apply(variables, x, method='nll_parts')
@@ -135,8 +170,10 @@ def test_helpers():
   assert mask[0, 0] and mask[2, 2] and not mask[0, 1]
 
 
-@pytest.mark.parametrize('core, channels, levels, scan, skip', [
-    ('row_lstm', 1, 2, True, True), ('diagonal_bilstm', 3, 256, False, False)])
+@pytest.mark.parametrize(
+  'core, channels, levels, scan, skip',
+  [('row_lstm', 1, 2, True, True), ('diagonal_bilstm', 3, 256, False, False)],
+)
 def test_two_stage_cached_equals_naive(tiny_config, core, channels, levels, scan, skip):
   model, variables = build(tiny_config, core, channels, levels, scan=scan, skip=skip)
   key = jax.random.key(7)
@@ -149,19 +186,22 @@ def test_two_stage_cached_equals_naive(tiny_config, core, channels, levels, scan
   assert len(np.unique(cached)) > 1
   # The small image of the pair is the small stage's own sample, and the subsampled
   # full image (the stride sub-pixels are fixed to it).
-  small = sampling.sample(model.small_network,
-                          {'params': variables['params']['small_network']},
-                          jax.random.fold_in(key, 0), 3)
+  small = sampling.sample(
+    model.small_network,
+    {'params': variables['params']['small_network']},
+    jax.random.fold_in(key, 0),
+    3,
+  )
   np.testing.assert_array_equal(multiscale.subsample(cached, 2), np.asarray(small))
   # Completion (same compiled samplers): known sub-pixels are kept in both stages.
   mask = np.zeros(cached.shape, bool)
   mask[:, :3] = True
   prefix = np.asarray(random_images(model, 3, seed=5))
-  out = np.asarray(sampling.sample(model, variables, key, 3, prefix=prefix,
-                                   prefix_mask=mask))
+  out = np.asarray(sampling.sample(model, variables, key, 3, prefix=prefix, prefix_mask=mask))
   np.testing.assert_array_equal(out[mask], prefix[mask])
-  np.testing.assert_array_equal(multiscale.subsample(out, 2)[:, :2],
-                                multiscale.subsample(prefix, 2)[:, :2])
+  np.testing.assert_array_equal(
+    multiscale.subsample(out, 2)[:, :2], multiscale.subsample(prefix, 2)[:, :2]
+  )
 
 
 def test_cached_logits_with_conditioning_map(tiny_config):
@@ -180,8 +220,13 @@ def test_cached_logits_with_conditioning_map(tiny_config):
 def test_bad_conditioning_map(tiny_config):
   model, variables = build(tiny_config, 'row_lstm', 1, 2)
   with pytest.raises(ValueError, match='cond has shape'):
-    sampling.sample(model.full_network, {'params': variables['params']['full_network']},
-                    jax.random.key(0), 2, cond=jnp.zeros((1, 6, 6, 4)))
+    sampling.sample(
+      model.full_network,
+      {'params': variables['params']['full_network']},
+      jax.random.key(0),
+      2,
+      cond=jnp.zeros((1, 6, 6, 4)),
+    )
 
 
 def test_train_evaluate_and_sample_cli(tmp_path):
@@ -204,7 +249,6 @@ def test_train_evaluate_and_sample_cli(tmp_path):
   assert os.path.getsize(written['stages.png']) > 0
 
 
-
 def test_class_conditional_two_stages(tiny_config):
   """Both stages take the class (the full network beside the small image's map): cached
   == naive, the labels change both stages' NLL, and the caches take map and class."""
@@ -222,6 +266,7 @@ def test_class_conditional_two_stages(tiny_config):
   full = {'params': variables['params']['full_network']}
   cond = model.apply(variables, x[:, ::2, ::2], method='condition')
   expected = model.full_network.apply(full, x, cond, labels)
-  got = sampling.cached_logits(model.full_network, full, x.astype(jnp.int32), cond=cond,
-                               labels=jnp.asarray(labels))
+  got = sampling.cached_logits(
+    model.full_network, full, x.astype(jnp.int32), cond=cond, labels=jnp.asarray(labels)
+  )
   np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)

@@ -47,7 +47,7 @@ def _log_while_bar_is_shown(capsys, above_bar: bool) -> str:
 
 def _screen_line_before(text, needle):
   """What the terminal line holds just before `needle` is printed on it."""
-  head = text[:text.index(needle)]
+  head = text[: text.index(needle)]
   return head.replace('\r', '\n').split('\n')[-1]
 
 
@@ -57,7 +57,7 @@ def test_log_lines_start_on_a_line_of_their_own(capsys):
   assert '3/10' in _screen_line_before(glued, 'a log line')  # The failure it prevents.
   out = _log_while_bar_is_shown(capsys, above_bar=True)
   assert 'bar' not in _screen_line_before(out, 'a log line')  # The bar was cleared first,
-  assert '3/10' in out[out.index('a log line'):]  # and drawn again below.
+  assert '3/10' in out[out.index('a log line') :]  # and drawn again below.
   assert 'emit' not in vars(logging.get_absl_handler().python_handler)  # Restored.
 
 

@@ -60,8 +60,12 @@ def _assert_trees_equal(a, b):
 def _checkpoint_files(step_dir):
   """The data files of a checkpoint (largest first); which of them hold live arrays is up
   to orbax's database, so the corruption tests damage all of them."""
-  files = [os.path.join(d, f) for d, _, fs in os.walk(step_dir) for f in fs
-           if os.sep + 'd' + os.sep in os.path.join(d, f)]
+  files = [
+    os.path.join(d, f)
+    for d, _, fs in os.walk(step_dir)
+    for f in fs
+    if os.sep + 'd' + os.sep in os.path.join(d, f)
+  ]
   return sorted(files, key=os.path.getsize, reverse=True)
 
 
@@ -77,8 +81,7 @@ def fixture_saved_template(tmp_path_factory):
   state = train_state.init_state(config, model, tx, mesh)
   ckpt = checkpointing.Checkpointer(str(workdir), keep=3)
   ckpt.save(3, state.replace(step=state.step + 3))
-  later = state.replace(step=state.step + 6,
-                        params=jax.tree.map(lambda x: x + 1.0, state.params))
+  later = state.replace(step=state.step + 6, params=jax.tree.map(lambda x: x + 1.0, state.params))
   ckpt.save(6, later)
   ckpt.save_best(6, later, 40.0)
   ckpt.close()
@@ -112,10 +115,15 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path):
 
 
 def test_lock_of_a_killed_run_is_taken_over(tmp_path, caplog):
-  dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
-                        capture_output=True, text=True, check=True)
-  (tmp_path / workdir_lib.LOCK_FILE).write_text(json.dumps(
-      {'host': socket.gethostname(), 'pid': int(dead.stdout), 'since': time.time()}))
+  dead = subprocess.run(
+    [sys.executable, '-c', 'import os; print(os.getpid())'],
+    capture_output=True,
+    text=True,
+    check=True,
+  )
+  (tmp_path / workdir_lib.LOCK_FILE).write_text(
+    json.dumps({'host': socket.gethostname(), 'pid': int(dead.stdout), 'since': time.time()})
+  )
   with caplog.at_level(logging.WARNING):
     lock = workdir_lib.WorkdirLock(str(tmp_path)).acquire()
   assert f'pid {int(dead.stdout)}' in caplog.text and 'Took over the lock' in caplog.text
@@ -128,11 +136,14 @@ class _OtherProcessHoldsLock:
   """Another process holding the workdir lock, as a concurrent training run would."""
 
   def __init__(self, workdir):
-    code = ('import sys, time; from pixel_jax import workdir; '
-            f'workdir.WorkdirLock({str(workdir)!r}).acquire(); print("held", flush=True); '
-            'sys.stdin.read()')
-    self.proc = subprocess.Popen([sys.executable, '-c', code], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, text=True)
+    code = (
+      'import sys, time; from pixel_jax import workdir; '
+      f'workdir.WorkdirLock({str(workdir)!r}).acquire(); print("held", flush=True); '
+      'sys.stdin.read()'
+    )
+    self.proc = subprocess.Popen(
+      [sys.executable, '-c', code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
 
   def __enter__(self):
     assert self.proc.stdout.readline().strip() == 'held'
@@ -184,20 +195,24 @@ def test_workdir_that_is_a_file_is_one_line(tmp_path):
 
 def test_storage_errors_of_checkpoint_writers_are_one_line():
   # How orbax/TensorStore report a full disk: a ValueError with the errno in its text.
-  error = ValueError('RESOURCE_EXHAUSTED: Error writing local file "/runs/a/checkpoints/6.'
-                     'orbax-checkpoint-tmp/_sharding": Failed to write 11232 bytes: No space '
-                     "left on device [os_error_code='28']")
+  error = ValueError(
+    'RESOURCE_EXHAUSTED: Error writing local file "/runs/a/checkpoints/6.'
+    'orbax-checkpoint-tmp/_sharding": Failed to write 11232 bytes: No space '
+    "left on device [os_error_code='28']"
+  )
   line = workdir_lib.describe_os_error(RuntimeError('save failed'), '/runs/a')
   assert line is None
   wrapped = RuntimeError('save failed')
   wrapped.__cause__ = error
   line = workdir_lib.describe_os_error(wrapped, '/runs/a')
-  assert line.startswith('cannot write /runs/a/checkpoints/6.orbax-checkpoint-tmp/_sharding: '
-                         'no space left on the device; free some space')
+  assert line.startswith(
+    'cannot write /runs/a/checkpoints/6.orbax-checkpoint-tmp/_sharding: '
+    'no space left on the device; free some space'
+  )
   read_only = OSError(30, 'Read-only file system', '/runs/b/metrics.jsonl')
   assert workdir_lib.describe_os_error(read_only) == (
-      'cannot write /runs/b/metrics.jsonl: the filesystem is read-only; use a writable '
-      '--workdir.')
+    'cannot write /runs/b/metrics.jsonl: the filesystem is read-only; use a writable --workdir.'
+  )
 
 
 # ----------------------------------------------------------------------------------------
@@ -242,13 +257,20 @@ def test_arrays_that_differ_from_their_checksums_are_set_aside(saved):
   _, workdir, target = saved
   ckpt = checkpointing.Checkpointer(str(workdir), keep=3)
   state, _ = ckpt.restore(target)
-  flipped = state.replace(step=state.step + 1, params=jax.tree.map(
-      lambda x: x.at[(0,) * x.ndim].add(1e-3), state.params))
+  flipped = state.replace(
+    step=state.step + 1, params=jax.tree.map(lambda x: x.at[(0,) * x.ndim].add(1e-3), state.params)
+  )
   manager = ckpt._latest  # pylint: disable=protected-access
-  manager.save(7, args=ocp.args.Composite(
+  manager.save(
+    7,
+    args=ocp.args.Composite(
       state=ocp.args.StandardSave(flipped),
-      checksums=ocp.args.JsonSave({**checkpointing.checksums(state), 'step': checkpointing
-                                   .checksums(flipped)['step']})), force=True)
+      checksums=ocp.args.JsonSave(
+        {**checkpointing.checksums(state), 'step': checkpointing.checksums(flipped)['step']}
+      ),
+    ),
+    force=True,
+  )
   ckpt.close()
   ckpt = checkpointing.Checkpointer(str(workdir), keep=3)
   _, step = ckpt.restore(target)
@@ -268,8 +290,10 @@ def test_every_checkpoint_corrupt_starts_over_keeping_them(saved, caplog):
     state, step = train.restore_or_init(config, str(workdir), ckpt, model, tx, mesh, target)
   ckpt.close()
   assert step == 0 and int(state.step) == 0
-  assert sorted(os.listdir(workdir / checkpointing.SET_ASIDE_DIR)) == ['checkpoints_3',
-                                                                      'checkpoints_6']
+  assert sorted(os.listdir(workdir / checkpointing.SET_ASIDE_DIR)) == [
+    'checkpoints_3',
+    'checkpoints_6',
+  ]
   assert 'Starting from step 0' in caplog.text
 
 
@@ -305,24 +329,30 @@ def test_missing_step_names_the_available_ones(saved):
   with pytest.raises(checkpointing.CheckpointError) as info:
     reader.restore(target, step=999)
   reader.close()
-  assert str(info.value) == (f'Checkpoint step 999 not found in {workdir}/checkpoints; '
-                             'available: 3, 6.')
+  assert str(info.value) == (
+    f'Checkpoint step 999 not found in {workdir}/checkpoints; available: 3, 6.'
+  )
 
 
 def test_checkpoint_flag_must_be_an_integer():
   assert checkpointing.parse_checkpoint_flag('best') == 'best'
   assert checkpointing.parse_checkpoint_flag('1000') == 1000
-  with pytest.raises(checkpointing.CheckpointError,
-                     match=r'^--checkpoint=abc: --checkpoint must be an integer'):
+  with pytest.raises(
+    checkpointing.CheckpointError, match=r'^--checkpoint=abc: --checkpoint must be an integer'
+  ):
     checkpointing.parse_checkpoint_flag('abc')
 
 
-@pytest.mark.parametrize('field, value, change', [
+@pytest.mark.parametrize(
+  'field, value, change',
+  [
     ('name', 'rmsprop', 'optimizer changed from adam to rmsprop'),
     ('grad_clip_norm', 0.0, 'config.optim.grad_clip_norm changed from 1.0 to 0.0'),
-])
-def test_optimizer_change_resets_its_state_and_keeps_parameters(saved, caplog, field, value,
-                                                                change):
+  ],
+)
+def test_optimizer_change_resets_its_state_and_keeps_parameters(
+  saved, caplog, field, value, change
+):
   config, workdir, _ = saved
   config.optim[field] = value
   mesh, model, tx = _parts(config)
@@ -381,8 +411,10 @@ def test_damaged_metrics_line_drops_no_good_record(tmp_path, caplog):
 
 
 def test_resume_truncates_history_to_the_restored_step(tmp_path):
-  _write_lines(tmp_path / 'metrics.jsonl',
-               [json.dumps({'step': s, 'train_loss': 1.0}) for s in (5, 10, 15, 20)])
+  _write_lines(
+    tmp_path / 'metrics.jsonl',
+    [json.dumps({'step': s, 'train_loss': 1.0}) for s in (5, 10, 15, 20)],
+  )
   writer = metrics_writer.MetricsWriter(str(tmp_path), resume_step=10, tensorboard=False)
   writer.write(15, {'train_loss': 2.0})
   writer.close()
@@ -393,13 +425,14 @@ def test_resume_truncates_history_to_the_restored_step(tmp_path):
 def _events(directory):
   """(step, kind) of every event in the TensorBoard files of `directory`, in file order."""
   from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+
   out = []
   for name in sorted(os.listdir(directory)):
     data = open(os.path.join(directory, name), 'rb').read()
     pos = 0
     while pos < len(data):
-      (length,) = struct.unpack('<Q', data[pos:pos + 8])
-      event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+      (length,) = struct.unpack('<Q', data[pos : pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
       pos += 12 + length + 4
       out.append((event.step, event.WhichOneof('what')))
   return out
@@ -429,8 +462,15 @@ def _env(**extra):
 
 
 def _main(args, env=None, timeout=300, **kwargs):
-  return subprocess.run([sys.executable, '-m', 'pixel_jax.main', *args], env=env or _env(),
-                        capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
+  return subprocess.run(
+    [sys.executable, '-m', 'pixel_jax.main', *args],
+    env=env or _env(),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    check=False,
+    **kwargs,
+  )
 
 
 _TOOLS_DRIVER = r"""
@@ -474,10 +514,18 @@ def _run_tools(cases):
   """[(tool, argv)] -> [CompletedProcess-like (returncode, stderr)], each case run as its
   own process forked from one that imported pixel_jax once (imports dominate a failing
   command's time)."""
-  out = subprocess.run([sys.executable, '-c', _TOOLS_DRIVER, json.dumps(cases)], env=_env(),
-                       capture_output=True, text=True, timeout=900, check=True)
-  return [subprocess.CompletedProcess(case, code, '', err)
-          for case, (code, err) in zip(cases, json.loads(out.stdout.splitlines()[-1]))]
+  out = subprocess.run(
+    [sys.executable, '-c', _TOOLS_DRIVER, json.dumps(cases)],
+    env=_env(),
+    capture_output=True,
+    text=True,
+    timeout=900,
+    check=True,
+  )
+  return [
+    subprocess.CompletedProcess(case, code, '', err)
+    for case, (code, err) in zip(cases, json.loads(out.stdout.splitlines()[-1]))
+  ]
 
 
 def _one_error_line(result, tool='pixel_jax'):
@@ -486,7 +534,7 @@ def _one_error_line(result, tool='pixel_jax'):
   assert 'Traceback' not in result.stderr, result.stderr[-3000:]
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith(f'{tool}: error: '), result.stderr[-2000:]
-  return last[len(f'{tool}: error: '):]
+  return last[len(f'{tool}: error: ') :]
 
 
 @pytest.fixture(name='bad_config_dir', scope='module')
@@ -497,25 +545,42 @@ def fixture_bad_config_dir(tmp_path_factory):
 
 
 BAD_CONFIGS = [
-    (['--config=/no/such/config.py'], '--config=/no/such/config.py: no such file and no '
-     'shipped config of that name; use a config file path or one of: '),
-    (['--config={bad}/syntax.py'], '--config={bad}/syntax.py: syntax error at line 1: '
-     'invalid syntax.'),
-    (['--config={tiny}', '--config.train.num_step=5'], '--config.train.num_step=5: '
-     "config.train has no field 'num_step'; did you mean config.train.num_steps?"),
-    (['--config={tiny}', '--config.trian.num_steps=5'], '--config.trian.num_steps=5: '
-     "config has no field 'trian'; did you mean config.train?"),
-    (['--config={tiny}', '--config.train.num_steps=abc'],
-     '--config.train.num_steps=abc: config.train.num_steps must be an int.'),
-    (['--config={tiny}', '--config.sample.num_samples=0'], 'config.sample.num_samples=0'),
-    (['--config={tiny}', '--config.sample.temperature=-1'], 'config.sample.temperature=-1'),
+  (
+    ['--config=/no/such/config.py'],
+    '--config=/no/such/config.py: no such file and no '
+    'shipped config of that name; use a config file path or one of: ',
+  ),
+  (
+    ['--config={bad}/syntax.py'],
+    '--config={bad}/syntax.py: syntax error at line 1: invalid syntax.',
+  ),
+  (
+    ['--config={tiny}', '--config.train.num_step=5'],
+    '--config.train.num_step=5: '
+    "config.train has no field 'num_step'; did you mean config.train.num_steps?",
+  ),
+  (
+    ['--config={tiny}', '--config.trian.num_steps=5'],
+    "--config.trian.num_steps=5: config has no field 'trian'; did you mean config.train?",
+  ),
+  (
+    ['--config={tiny}', '--config.train.num_steps=abc'],
+    '--config.train.num_steps=abc: config.train.num_steps must be an int.',
+  ),
+  (['--config={tiny}', '--config.sample.num_samples=0'], 'config.sample.num_samples=0'),
+  (['--config={tiny}', '--config.sample.temperature=-1'], 'config.sample.temperature=-1'),
 ]
 
 
 @pytest.mark.slow
 def test_bad_config_is_one_line_before_any_work(tmp_path, bad_config_dir):
-  cases = [('main', [a.format(bad=bad_config_dir, tiny=TINY) for a in args] +
-            [f'--workdir={tmp_path}/run{k}']) for k, (args, _) in enumerate(BAD_CONFIGS)]
+  cases = [
+    (
+      'main',
+      [a.format(bad=bad_config_dir, tiny=TINY) for a in args] + [f'--workdir={tmp_path}/run{k}'],
+    )
+    for k, (args, _) in enumerate(BAD_CONFIGS)
+  ]
   for k, result in enumerate(_run_tools(cases)):
     expected = BAD_CONFIGS[k][1].format(bad=bad_config_dir, tiny=TINY)
     line = _one_error_line(result)
@@ -527,9 +592,13 @@ def test_bad_config_is_one_line_before_any_work(tmp_path, bad_config_dir):
 def test_workdir_that_is_a_file_is_one_line_from_every_tool(tmp_path):
   path = tmp_path / 'notes.txt'
   path.write_text('mine')
-  main, *readers = _run_tools([('main', [f'--config={TINY}', f'--workdir={path}']),
-                                ('sample', [f'--workdir={path}']),
-                                ('evaluate', [f'--workdir={path}'])])
+  main, *readers = _run_tools(
+    [
+      ('main', [f'--config={TINY}', f'--workdir={path}']),
+      ('sample', [f'--workdir={path}']),
+      ('evaluate', [f'--workdir={path}']),
+    ]
+  )
   line = _one_error_line(main)
   assert line == f'--workdir={path} is a file, not a directory; use another --workdir.'
   for result, tool in zip(readers, ('sample', 'evaluate')):
@@ -540,14 +609,20 @@ def test_workdir_that_is_a_file_is_one_line_from_every_tool(tmp_path):
 def _in_mount_namespace(shell_command, env=None):
   """Runs a shell command in a private mount namespace (as its root user), so it can mount
   a read-only or a tiny filesystem that nobody else sees."""
-  return subprocess.run(['unshare', '--mount', '--map-root-user', 'sh', '-c', shell_command],
-                        env=env or _env(), capture_output=True, text=True, timeout=600,
-                        check=False)
+  return subprocess.run(
+    ['unshare', '--mount', '--map-root-user', 'sh', '-c', shell_command],
+    env=env or _env(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
 
 
 def _command(workdir, *args):
-  return ' '.join([sys.executable, '-m', 'pixel_jax.main', f'--config={TINY}',
-                   f'--workdir={workdir}', *args])
+  return ' '.join(
+    [sys.executable, '-m', 'pixel_jax.main', f'--config={TINY}', f'--workdir={workdir}', *args]
+  )
 
 
 @pytest.mark.slow
@@ -555,8 +630,7 @@ def test_read_only_workdir_is_one_line(tmp_path):
   workdir = tmp_path / 'run'
   workdir.mkdir()
   (workdir / 'notes.txt').write_text('mine')
-  result = _in_mount_namespace(f'mount --bind -o ro {workdir} {workdir} && '
-                               f'{_command(workdir)}')
+  result = _in_mount_namespace(f'mount --bind -o ro {workdir} {workdir} && {_command(workdir)}')
   line = _one_error_line(result)
   assert line.startswith(f'cannot write {workdir}/') and 'the filesystem is read-only' in line
   assert os.listdir(workdir) == ['notes.txt']
@@ -565,19 +639,26 @@ def test_read_only_workdir_is_one_line(tmp_path):
 # A short run whose periodic work coincides at steps 6, 12, 18 and 24 (checkpoint, eval,
 # best checkpoint, sample grid); log_every divides checkpoint_every, so every logged
 # average covers the same steps whether or not the run was resumed in between.
-RUN = ['--config.train.num_steps=24', '--config.train.checkpoint_every=3',
-       '--config.train.eval_every=6', '--config.train.sample_every=6',
-       '--config.train.log_every=3', '--config.train.keep_checkpoints=2',
-       '--config.eval.max_examples=32']
+RUN = [
+  '--config.train.num_steps=24',
+  '--config.train.checkpoint_every=3',
+  '--config.train.eval_every=6',
+  '--config.train.sample_every=6',
+  '--config.train.log_every=3',
+  '--config.train.keep_checkpoints=2',
+  '--config.eval.max_examples=32',
+]
 
 
 @pytest.fixture(name='cache_env', scope='module')
 def fixture_cache_env(tmp_path_factory):
   """The runs of this module share one persistent compilation cache: the first run
   compiles, the others load (the same executables, so the same numbers)."""
-  return _env(JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp('jax_cache')),
-              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  return _env(
+    JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp('jax_cache')),
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0',
+  )
 
 
 @pytest.fixture(name='reference', scope='module')
@@ -593,21 +674,23 @@ def _tensorboard_view(directory):
   """What TensorBoard shows: {(tag, step, value)} after each file's purge marker hid the
   earlier files' events at and after its step (images by step only)."""
   from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+
   shown = []
   for name in sorted(os.listdir(directory)):
     data = open(os.path.join(directory, name), 'rb').read()
     pos = 0
     while pos < len(data):
-      (length,) = struct.unpack('<Q', data[pos:pos + 8])
-      event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+      (length,) = struct.unpack('<Q', data[pos : pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
       pos += 12 + length + 4
       if event.WhichOneof('what') == 'session_log':
         shown = [e for e in shown if e[1] < event.step]
       elif event.WhichOneof('what') == 'summary':
         for v in event.summary.value:
           if v.tag != 'images_per_s':
-            shown.append((v.tag, event.step, v.simple_value if v.HasField('simple_value')
-                           else 'image'))
+            shown.append(
+              (v.tag, event.step, v.simple_value if v.HasField('simple_value') else 'image')
+            )
   return set(shown)
 
 
@@ -615,7 +698,7 @@ def _outputs(workdir):
   """Everything a run leaves that must not depend on interruptions (timings aside)."""
   config = tiny.get_config()
   for arg in RUN:
-    key, value = arg[len('--config.'):].split('=')
+    key, value = arg[len('--config.') :].split('=')
     section, field = key.split('.')
     config[section][field] = int(value)
   mesh, model, tx = _parts(config)
@@ -625,17 +708,36 @@ def _outputs(workdir):
   best, best_step = reader.restore(target, which='best')
   steps = (reader.steps('latest'), reader.steps('best'))
   reader.close()
-  records = [{k: v for k, v in r.items() if k != 'images_per_s'}
-             for r in metrics_writer.read_jsonl(str(workdir / 'metrics.jsonl'))]
-  samples = {name: (workdir / 'samples' / name).read_bytes()
-             for name in sorted(os.listdir(workdir / 'samples'))}
-  leftovers = sorted(set(os.listdir(workdir)) - {
-      'checkpoints', 'checkpoints_best', 'config.json', 'metrics.jsonl', 'samples',
-      'tensorboard', 'pixel_jax.lock', 'pixel_jax.log'})
-  return {'latest': (latest_step, jax.device_get(latest)), 'best': (best_step,
-                                                                   jax.device_get(best)),
-          'steps': steps, 'records': records, 'samples': samples, 'leftovers': leftovers,
-          'tensorboard': _tensorboard_view(workdir / 'tensorboard')}
+  records = [
+    {k: v for k, v in r.items() if k != 'images_per_s'}
+    for r in metrics_writer.read_jsonl(str(workdir / 'metrics.jsonl'))
+  ]
+  samples = {
+    name: (workdir / 'samples' / name).read_bytes()
+    for name in sorted(os.listdir(workdir / 'samples'))
+  }
+  leftovers = sorted(
+    set(os.listdir(workdir))
+    - {
+      'checkpoints',
+      'checkpoints_best',
+      'config.json',
+      'metrics.jsonl',
+      'samples',
+      'tensorboard',
+      'pixel_jax.lock',
+      'pixel_jax.log',
+    }
+  )
+  return {
+    'latest': (latest_step, jax.device_get(latest)),
+    'best': (best_step, jax.device_get(best)),
+    'steps': steps,
+    'records': records,
+    'samples': samples,
+    'leftovers': leftovers,
+    'tensorboard': _tensorboard_view(workdir / 'tensorboard'),
+  }
 
 
 def _assert_same_outputs(workdir, reference_dir):
@@ -652,20 +754,35 @@ def _assert_same_outputs(workdir, reference_dir):
 # reach the next one (its work at that step is still missing); after a kill that races an
 # asynchronous save (checkpoint_started, best_started) the next point is at a later step.
 KILL_POINTS = [
-    'step:2', 'checkpoint_started:3',
-    'checkpoint_written:6', 'eval_done:6', 'eval_recorded:6', 'best_started:6',
-    'step:8', 'checkpoint_started:9',
-    'checkpoint_written:12', 'eval_recorded:12', 'best_written:12', 'sample_written:12',
-    'checkpoint_written:18', 'eval_done:18', 'sample_written:18', 'step:20',
-    # The final phase.
-    'checkpoint_written:24', 'eval_done:24', 'eval_recorded:24', 'best_started:24',
-    'sample_written:24', 'test_done:24', 'final_recorded:24',
+  'step:2',
+  'checkpoint_started:3',
+  'checkpoint_written:6',
+  'eval_done:6',
+  'eval_recorded:6',
+  'best_started:6',
+  'step:8',
+  'checkpoint_started:9',
+  'checkpoint_written:12',
+  'eval_recorded:12',
+  'best_written:12',
+  'sample_written:12',
+  'checkpoint_written:18',
+  'eval_done:18',
+  'sample_written:18',
+  'step:20',
+  # The final phase.
+  'checkpoint_written:24',
+  'eval_done:24',
+  'eval_recorded:24',
+  'best_started:24',
+  'sample_written:24',
+  'test_done:24',
+  'final_recorded:24',
 ]
 
 
 @pytest.mark.slow
-def test_killed_anywhere_and_resumed_ends_as_the_uninterrupted_run(tmp_path, reference,
-                                                                    cache_env):
+def test_killed_anywhere_and_resumed_ends_as_the_uninterrupted_run(tmp_path, reference, cache_env):
   reference_dir, reference_stdout = reference
   workdir = tmp_path / 'run'
   args = [f'--config={TINY}', f'--workdir={workdir}', *RUN]
@@ -676,7 +793,7 @@ def test_killed_anywhere_and_resumed_ends_as_the_uninterrupted_run(tmp_path, ref
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'Done: 24 steps (from 24)' in result.stdout
   _assert_same_outputs(workdir, reference_dir)
-  done = lambda text: text[text.index('| train loss'):]
+  done = lambda text: text[text.index('| train loss') :]
   assert done(result.stdout) == done(reference_stdout)
   # Rerunning the finished run changes nothing and reports the same numbers.
   again = _main(args, env=cache_env)
@@ -685,45 +802,54 @@ def test_killed_anywhere_and_resumed_ends_as_the_uninterrupted_run(tmp_path, ref
 
 
 @pytest.mark.slow
-def test_disk_full_is_one_line_and_the_rerun_ends_as_the_uninterrupted_run(tmp_path,
-                                                                           reference,
-                                                                           cache_env):
+def test_disk_full_is_one_line_and_the_rerun_ends_as_the_uninterrupted_run(
+  tmp_path, reference, cache_env
+):
   reference_dir, _ = reference
   mount = tmp_path / 'small_disk'
   mount.mkdir()
   workdir = mount / 'run'
   run = _command(workdir, *RUN)
   result = _in_mount_namespace(
-      f'mount -t tmpfs -o size=600k tmpfs {mount} && {{ {run}; echo "rc=$?" >&2; }} && '
-      f'mount -o remount,size=16m {mount} && {run} && cp -a {workdir} {tmp_path}/kept',
-      env=cache_env)
+    f'mount -t tmpfs -o size=600k tmpfs {mount} && {{ {run}; echo "rc=$?" >&2; }} && '
+    f'mount -o remount,size=16m {mount} && {run} && cp -a {workdir} {tmp_path}/kept',
+    env=cache_env,
+  )
   lines = result.stderr.strip().splitlines()
   rc_line = [line for line in lines if line.startswith('rc=')]
   assert rc_line == ['rc=1'], result.stderr[-3000:]
   error = lines[lines.index('rc=1') - 1]
   assert error.startswith(f'pixel_jax: error: cannot write {workdir}') and (
-      'no space left on the device; free some space' in error), error
+    'no space left on the device; free some space' in error
+  ), error
   assert 'Traceback' not in result.stderr
   assert result.returncode == 0, result.stderr[-3000:]
   _assert_same_outputs(tmp_path / 'kept', reference_dir)
 
 
 @pytest.mark.slow
-def test_second_main_on_a_workdir_stops_at_once_and_the_first_finishes(tmp_path, reference,
-                                                                       cache_env):
+def test_second_main_on_a_workdir_stops_at_once_and_the_first_finishes(
+  tmp_path, reference, cache_env
+):
   reference_dir, _ = reference
   workdir = tmp_path / 'run'
   args = [f'--config={TINY}', f'--workdir={workdir}', *RUN]
-  first = subprocess.Popen([sys.executable, '-m', 'pixel_jax.main', *args], env=cache_env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  first = subprocess.Popen(
+    [sys.executable, '-m', 'pixel_jax.main', *args],
+    env=cache_env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   lock = workdir / workdir_lib.LOCK_FILE
   while first.poll() is None and not (lock.exists() and lock.read_text()):
     time.sleep(0.05)
   second = _main(args, env=cache_env)
   assert first.poll() is None  # The second stopped while the first was still running.
   line = _one_error_line(second)
-  assert line.startswith(f'{workdir} is in use by another training run (pid {first.pid} on '
-                         f'host {socket.gethostname()}')
+  assert line.startswith(
+    f'{workdir} is in use by another training run (pid {first.pid} on host {socket.gethostname()}'
+  )
   out, err = first.communicate(timeout=300)
   assert first.returncode == 0, err[-3000:]
   _assert_same_outputs(workdir, reference_dir)
@@ -731,13 +857,17 @@ def test_second_main_on_a_workdir_stops_at_once_and_the_first_finishes(tmp_path,
 
 @pytest.mark.slow
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
-def test_interruption_is_one_line_and_the_rerun_resumes(tmp_path, reference, cache_env,
-                                                        signum):
+def test_interruption_is_one_line_and_the_rerun_resumes(tmp_path, reference, cache_env, signum):
   reference_dir, _ = reference
   workdir = tmp_path / 'run'
   args = [f'--config={TINY}', f'--workdir={workdir}', *RUN]
-  proc = subprocess.Popen([sys.executable, '-m', 'pixel_jax.main', *args], env=cache_env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(
+    [sys.executable, '-m', 'pixel_jax.main', *args],
+    env=cache_env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   first = workdir / 'checkpoints' / '6'
   while proc.poll() is None and not first.exists():
     time.sleep(0.02)
@@ -745,8 +875,11 @@ def test_interruption_is_one_line_and_the_rerun_resumes(tmp_path, reference, cac
   _, err = proc.communicate(timeout=120)
   result = subprocess.CompletedProcess(proc.args, proc.returncode, '', err)
   line = _one_error_line(result)
-  match = re.fullmatch(r'interrupted at step (\d+); checkpoint at step (\d+); rerun the same '
-                       r'command to resume\.', line)
+  match = re.fullmatch(
+    r'interrupted at step (\d+); checkpoint at step (\d+); rerun the same '
+    r'command to resume\.',
+    line,
+  )
   assert match, line
   assert int(match.group(2)) <= int(match.group(1)) < 24
   assert int(match.group(2)) == max(int(s) for s in os.listdir(workdir / 'checkpoints'))
@@ -766,31 +899,50 @@ def fixture_npy_inputs(tmp_path_factory):
 
 
 BAD_FLAGS = [
-    ('evaluate', ['--checkpoint=abc'], '--checkpoint=abc: --checkpoint must be an integer'),
-    ('evaluate', ['--checkpoint=999'],
-     'Checkpoint step 999 not found in {run}/checkpoints; available: 21, 24.'),
-    ('evaluate', ['--max_examples=-5'], 'config.eval.max_examples=-5'),
-    ('sample', ['--num_samples=0'], 'config.sample.num_samples=0'),
-    ('sample', ['--temperature=-1'], 'config.sample.temperature=-1'),
-    ('sample', ['--complete={npy}/float.npy'],
-     '--complete: {npy}/float.npy holds float32 values; give integer levels'),
-    ('sample', ['--complete={npy}/shape.npy'],
-     '--complete: {npy}/shape.npy holds an array of shape (2, 9, 9, 1); the model reads'),
-    ('sample', ['--complete={npy}/range.npy'],
-     '--complete: {npy}/range.npy holds levels in [5, 5]; the model reads levels in [0, 1]'),
-    ('sample', ['--complete=validation', '--keep_rows=99'], '--keep_rows=99 must lie in'),
+  ('evaluate', ['--checkpoint=abc'], '--checkpoint=abc: --checkpoint must be an integer'),
+  (
+    'evaluate',
+    ['--checkpoint=999'],
+    'Checkpoint step 999 not found in {run}/checkpoints; available: 21, 24.',
+  ),
+  ('evaluate', ['--max_examples=-5'], 'config.eval.max_examples=-5'),
+  ('sample', ['--num_samples=0'], 'config.sample.num_samples=0'),
+  ('sample', ['--temperature=-1'], 'config.sample.temperature=-1'),
+  (
+    'sample',
+    ['--complete={npy}/float.npy'],
+    '--complete: {npy}/float.npy holds float32 values; give integer levels',
+  ),
+  (
+    'sample',
+    ['--complete={npy}/shape.npy'],
+    '--complete: {npy}/shape.npy holds an array of shape (2, 9, 9, 1); the model reads',
+  ),
+  (
+    'sample',
+    ['--complete={npy}/range.npy'],
+    '--complete: {npy}/range.npy holds levels in [5, 5]; the model reads levels in [0, 1]',
+  ),
+  ('sample', ['--complete=validation', '--keep_rows=99'], '--keep_rows=99 must lie in'),
 ]
 
 
 @pytest.mark.slow
-def test_bad_flags_of_evaluate_and_sample_are_one_line_before_any_work(tmp_path, reference,
-                                                                        npy_inputs):
+def test_bad_flags_of_evaluate_and_sample_are_one_line_before_any_work(
+  tmp_path, reference, npy_inputs
+):
   run, _ = reference
   before = _snapshot(run)
   out = tmp_path / 'out'
-  cases = [(tool, [f'--workdir={run}'] + [a.format(npy=npy_inputs) for a in args] +
-            ([f'--output_dir={out}'] if tool == 'sample' else []))
-           for tool, args, _ in BAD_FLAGS]
+  cases = [
+    (
+      tool,
+      [f'--workdir={run}']
+      + [a.format(npy=npy_inputs) for a in args]
+      + ([f'--output_dir={out}'] if tool == 'sample' else []),
+    )
+    for tool, args, _ in BAD_FLAGS
+  ]
   for (tool, _, expected), result in zip(BAD_FLAGS, _run_tools(cases)):
     line = _one_error_line(result, f'pixel_jax.{tool}')
     assert line.startswith(expected.format(run=run, npy=npy_inputs)), line

@@ -25,7 +25,9 @@ SIZE = 6
 
 # (id, model, channels, levels, scan_layers, skip, residual, dtype): every model in grey
 # binary and in 256-level RGB, with both layer layouts, skip, no residual and bfloat16.
-CASES = [pytest.param(*case[1:], id=case[0]) for case in (
+CASES = [
+  pytest.param(*case[1:], id=case[0])
+  for case in (
     ('row_lstm_1ch_scan', 'row_lstm', 1, 2, True, False, True, 'float32'),
     ('row_lstm_3ch_unrolled_skip', 'row_lstm', 3, 256, False, True, True, 'float32'),
     ('diagonal_1ch_unrolled_skip', 'diagonal_bilstm', 1, 2, False, True, True, 'float32'),
@@ -34,30 +36,54 @@ CASES = [pytest.param(*case[1:], id=case[0]) for case in (
     ('pixelcnn_1ch_scan', 'pixelcnn', 1, 2, True, False, True, 'float32'),
     ('pixelcnn_3ch_unrolled_skip_plain', 'pixelcnn', 3, 256, False, True, False, 'float32'),
     ('gated_1ch_scan', 'gated_pixelcnn', 1, 2, True, False, True, 'float32'),
-    ('gated_3ch_unrolled_skip_plain', 'gated_pixelcnn', 3, 256, False, True, False,
-     'float32'),
-)]
+    ('gated_3ch_unrolled_skip_plain', 'gated_pixelcnn', 3, 256, False, True, False, 'float32'),
+  )
+]
 
 
 @functools.lru_cache(maxsize=None)
-def _build(tiny_config, name, channels, levels, scan=True, skip=False, residual=True,
-           dtype='float32', out_hidden_layers=1, classes=0):
+def _build(
+  tiny_config,
+  name,
+  channels,
+  levels,
+  scan=True,
+  skip=False,
+  residual=True,
+  dtype='float32',
+  out_hidden_layers=1,
+  classes=0,
+):
   """A tiny model and random variables (cached: built once per case); `classes` > 0 makes
   it class-conditional."""
-  config = tiny_config(name, channels=channels, levels=levels, size=SIZE,
-                       hidden_channels=4 if channels == 1 else 6,
-                       out_hidden_channels=8 if channels == 1 else 9, first_kernel_size=7,
-                       scan_layers=scan, skip=skip, residual=residual, dtype=dtype,
-                       out_hidden_layers=out_hidden_layers, num_classes=classes)
+  config = tiny_config(
+    name,
+    channels=channels,
+    levels=levels,
+    size=SIZE,
+    hidden_channels=4 if channels == 1 else 6,
+    out_hidden_channels=8 if channels == 1 else 9,
+    first_kernel_size=7,
+    scan_layers=scan,
+    skip=skip,
+    residual=residual,
+    dtype=dtype,
+    out_hidden_layers=out_hidden_layers,
+    num_classes=classes,
+  )
   model = get_model(config)
   # Shapes from a trace only (compiling init costs seconds), then N(0, 0.5^2) everywhere:
   # initial states and biases, which init sets to zero, must be non-zero here.
   labels = jnp.zeros((1,), jnp.int32) if classes else None
-  shapes = jax.eval_shape(functools.partial(model.init, labels_B=labels), jax.random.key(0),
-                          jnp.zeros((1, SIZE, SIZE, channels)))
+  shapes = jax.eval_shape(
+    functools.partial(model.init, labels_B=labels),
+    jax.random.key(0),
+    jnp.zeros((1, SIZE, SIZE, channels)),
+  )
   rs = np.random.RandomState(1)
   variables = jax.tree_util.tree_map(
-      lambda a: jnp.asarray(0.5 * rs.standard_normal(a.shape), jnp.float32), shapes)
+    lambda a: jnp.asarray(0.5 * rs.standard_normal(a.shape), jnp.float32), shapes
+  )
   return model, variables
 
 
@@ -75,8 +101,9 @@ CASE_ARGS = 'name, channels, levels, scan, skip, residual, dtype'
 
 
 @pytest.mark.parametrize(CASE_ARGS, CASES)
-def test_same_samples_for_same_key(tiny_config, name, channels, levels, scan, skip, residual,
-                                   dtype):
+def test_same_samples_for_same_key(
+  tiny_config, name, channels, levels, scan, skip, residual, dtype
+):
   model, variables = _build(tiny_config, name, channels, levels, scan, skip, residual, dtype)
   key = jax.random.key(7)
   cached = sampling.sample(model, variables, key, 3, method='cached')
@@ -87,8 +114,9 @@ def test_same_samples_for_same_key(tiny_config, name, channels, levels, scan, sk
 
 
 @pytest.mark.parametrize(CASE_ARGS, CASES)
-def test_cached_logits_equal_forward_pass(tiny_config, name, channels, levels, scan, skip,
-                                          residual, dtype):
+def test_cached_logits_equal_forward_pass(
+  tiny_config, name, channels, levels, scan, skip, residual, dtype
+):
   """Teacher forcing through the caches reproduces model.apply at every sub-pixel."""
   model, variables = _build(tiny_config, name, channels, levels, scan, skip, residual, dtype)
   images = _random_images(model, 2, seed=3)
@@ -100,8 +128,7 @@ def test_cached_logits_equal_forward_pass(tiny_config, name, channels, levels, s
 
 def test_two_hidden_head_layers(tiny_config):
   """The other reading of the paper's output layers: cached still equals naive."""
-  model, variables = _build(tiny_config, 'row_lstm', 3, 256, False, True, True,
-                            out_hidden_layers=2)
+  model, variables = _build(tiny_config, 'row_lstm', 3, 256, False, True, True, out_hidden_layers=2)
   head = variables['params']['head']
   assert sorted(head) == ['hidden', 'hidden_1', 'logits']
   images = _random_images(model, 2, seed=3)
@@ -115,18 +142,22 @@ def test_two_hidden_head_layers(tiny_config):
 
 
 @pytest.mark.parametrize(CASE_ARGS, CASES)
-def test_every_masked_kernel_prepared_once(tiny_config, name, channels, levels, scan, skip,
-                                           residual, dtype):
+def test_every_masked_kernel_prepared_once(
+  tiny_config, name, channels, levels, scan, skip, residual, dtype
+):
   """The sampling loops read every masked convolution's kernel from layers.PREPARED
   (masked and cast ahead of the loops); a saved model never holds that collection."""
   model, variables = _build(tiny_config, name, channels, levels, scan, skip, residual, dtype)
-  assert set(jax.eval_shape(model.init, jax.random.key(0),
-                            jnp.zeros((1, SIZE, SIZE, channels)))) == {'params'}
+  assert set(
+    jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, SIZE, SIZE, channels)))
+  ) == {'params'}
 
   def kernel_paths(tree):
-    return {tuple(str(k.key) for k in path[:-1])
-            for path, _ in jax.tree_util.tree_leaves_with_path(tree)
-            if path[-1].key == 'kernel'}
+    return {
+      tuple(str(k.key) for k in path[:-1])
+      for path, _ in jax.tree_util.tree_leaves_with_path(tree)
+      if path[-1].key == 'kernel'
+    }
 
   # Every MaskedConv2D the training forward pass runs, by module path.
   masked = set()
@@ -139,8 +170,10 @@ def test_every_masked_kernel_prepared_once(tiny_config, name, channels, levels, 
   with nn.intercept_methods(record):
     jax.eval_shape(model.apply, variables, jnp.zeros((1, SIZE, SIZE, channels)))
   in_block = lambda p: p[0] == 'blocks' or p[0].startswith('block_')
-  top, blocks = jax.eval_shape(lambda v: (lambda n: (n.variables, n.block_vars))(
-      sampling_cache.CachedNetwork(model, v)), variables)
+  top, blocks = jax.eval_shape(
+    lambda v: (lambda n: (n.variables, n.block_vars))(sampling_cache.CachedNetwork(model, v)),
+    variables,
+  )
   assert kernel_paths(top[layers.PREPARED]) == {p for p in masked if not in_block(p)}
   assert len(blocks) == model.cfg.num_layers
   for prepared in blocks:
@@ -161,25 +194,29 @@ def test_bfloat16_close_to_naive(tiny_config):
   assert np.mean(cached != naive) <= 0.02
 
 
-@pytest.mark.parametrize('name, channels, levels, layout', [
+@pytest.mark.parametrize(
+  'name, channels, levels, layout',
+  [
     pytest.param('row_lstm', 1, 2, 'top_half', id='row_lstm_top_half'),
     pytest.param('diagonal_bilstm', 3, 256, 'random', id='diagonal_subpixels'),
     pytest.param('pixelcnn', 3, 256, 'random', id='pixelcnn_subpixels'),
     pytest.param('gated_pixelcnn', 3, 256, 'random', id='gated_subpixels'),
-])
+  ],
+)
 def test_known_subpixels_kept_and_conditioned_on(tiny_config, name, channels, levels, layout):
   model, variables = _build(tiny_config, name, channels, levels)
   prefix = np.asarray(_random_images(model, 3, seed=5))
   if layout == 'top_half':
     mask = np.zeros(prefix.shape, bool)
-    mask[:, :SIZE // 2] = True
+    mask[:, : SIZE // 2] = True
   else:  # Arbitrary known sub-pixels, including G or B known while R is not.
     mask = np.random.RandomState(0).rand(*prefix.shape) < 0.5
   key = jax.random.key(9)
   outs = {}
   for method in sampling.METHODS:
-    out = np.asarray(sampling.sample(model, variables, key, 3, method=method,
-                                     prefix=prefix, prefix_mask=mask))
+    out = np.asarray(
+      sampling.sample(model, variables, key, 3, method=method, prefix=prefix, prefix_mask=mask)
+    )
     np.testing.assert_array_equal(out[mask], prefix[mask])
     outs[method] = out
   # The naive sampler conditions on the known values by construction; the cached one
@@ -193,15 +230,24 @@ def test_known_subpixels_kept_and_conditioned_on(tiny_config, name, channels, le
 def test_fully_known_prefix_is_returned(tiny_config):
   model, variables = _build(tiny_config, 'pixelcnn', 1, 2)
   prefix = np.asarray(_random_images(model, 3, seed=6))
-  out = sampling.sample(model, variables, jax.random.key(0), 3, prefix=prefix,
-                        prefix_mask=np.ones(prefix.shape[1:], bool))
+  out = sampling.sample(
+    model,
+    variables,
+    jax.random.key(0),
+    3,
+    prefix=prefix,
+    prefix_mask=np.ones(prefix.shape[1:], bool),
+  )
   np.testing.assert_array_equal(np.asarray(out), prefix)
 
 
-@pytest.mark.parametrize('name, channels, levels', [
+@pytest.mark.parametrize(
+  'name, channels, levels',
+  [
     pytest.param('diagonal_bilstm', 1, 2, id='binary'),
     pytest.param('pixelcnn', 3, 256, id='rgb'),
-])
+  ],
+)
 def test_dtype_shape_range(tiny_config, name, channels, levels):
   model, variables = _build(tiny_config, name, channels, levels)
   out = sampling.sample(model, variables, jax.random.key(1), 3)
@@ -212,17 +258,19 @@ def test_dtype_shape_range(tiny_config, name, channels, levels):
     assert set(np.unique(np.asarray(out))) == {0, 1}
 
 
-@pytest.mark.parametrize('name, channels, levels', [
+@pytest.mark.parametrize(
+  'name, channels, levels',
+  [
     pytest.param('row_lstm', 3, 256, id='row_lstm'),
     pytest.param('diagonal_bilstm', 1, 2, id='diagonal'),
-])
+  ],
+)
 def test_zero_temperature_is_greedy(tiny_config, name, channels, levels):
   """T = 0 picks argmax of the model's own logits: a fixed point of the forward pass."""
   model, variables = _build(tiny_config, name, channels, levels)
   greedy = sampling.sample(model, variables, jax.random.key(1), 3, temperature=0.0)
   logits = _forward(model)(variables, greedy.astype(jnp.float32))
-  np.testing.assert_array_equal(np.asarray(jnp.argmax(logits, axis=-1)),
-                                np.asarray(greedy))
+  np.testing.assert_array_equal(np.asarray(jnp.argmax(logits, axis=-1)), np.asarray(greedy))
   # Greedy decoding ignores the key and the batch index.
   other = sampling.sample(model, variables, jax.random.key(2), 3, temperature=0.0)
   np.testing.assert_array_equal(np.asarray(other), np.asarray(greedy))
@@ -249,13 +297,25 @@ def test_bad_arguments_raise_one_clear_error(tiny_config):
   with pytest.raises(ValueError, match='temperature'):
     sampling.sample(model, variables, key, 1, temperature=-1.0)
   with pytest.raises(ValueError, match='prefix has shape'):
-    sampling.sample(model, variables, key, 2, prefix=np.zeros((1, SIZE, SIZE, 1)),
-                    prefix_mask=np.ones((1, SIZE, SIZE, 1), bool))
+    sampling.sample(
+      model,
+      variables,
+      key,
+      2,
+      prefix=np.zeros((1, SIZE, SIZE, 1)),
+      prefix_mask=np.ones((1, SIZE, SIZE, 1), bool),
+    )
   with pytest.raises(ValueError, match='prefix_mask'):
     sampling.sample(model, variables, key, 1, prefix=np.zeros((1, SIZE, SIZE, 1)))
   with pytest.raises(ValueError, match='Known prefix values'):
-    sampling.sample(model, variables, key, 1, prefix=np.full((1, SIZE, SIZE, 1), 2),
-                    prefix_mask=np.ones((1, SIZE, SIZE, 1), bool))
+    sampling.sample(
+      model,
+      variables,
+      key,
+      1,
+      prefix=np.full((1, SIZE, SIZE, 1), 2),
+      prefix_mask=np.ones((1, SIZE, SIZE, 1), bool),
+    )
 
 
 def test_missing_or_empty_workdir_is_one_clear_error(tmp_path):
@@ -277,17 +337,21 @@ def test_completion_grid_rows():
   mask[:, :2] = True
   grid = sample_cli.completion_grid(mask, 1 - originals, originals, num_levels=2)
   assert grid.shape == (3 * 5 + 1, 2 * 5 + 1, 3)
-  np.testing.assert_array_equal(grid[3:5, 1:5], np.broadcast_to(sample_cli.OCCLUDED_RGB,
-                                                                (2, 4, 3)))
+  np.testing.assert_array_equal(grid[3:5, 1:5], np.broadcast_to(sample_cli.OCCLUDED_RGB, (2, 4, 3)))
   np.testing.assert_array_equal(grid[11:15, 1:5, 0], originals[0, ..., 0] * 255)
   np.testing.assert_array_equal(grid[6:10, 1:5, 0], (1 - originals[0, ..., 0]) * 255)
 
 
-@pytest.mark.parametrize('name, channels, levels, scan, skip', [
-    ('row_lstm', 3, 256, False, True), ('diagonal_bilstm', 1, 2, True, False),
-    ('pixelcnn', 3, 256, True, True), ('gated_pixelcnn', 3, 256, False, False)])
-def test_class_conditional_cached_equals_naive(tiny_config, name, channels, levels, scan,
-                                               skip):
+@pytest.mark.parametrize(
+  'name, channels, levels, scan, skip',
+  [
+    ('row_lstm', 3, 256, False, True),
+    ('diagonal_bilstm', 1, 2, True, False),
+    ('pixelcnn', 3, 256, True, True),
+    ('gated_pixelcnn', 3, 256, False, False),
+  ],
+)
+def test_class_conditional_cached_equals_naive(tiny_config, name, channels, levels, scan, skip):
   """The class enters every layer of both forms: cached == naive given labels, teacher
   forcing through the caches is the forward pass, and completion is conditioned too."""
   model, variables = _build(tiny_config, name, channels, levels, scan, skip, classes=4)
@@ -306,9 +370,14 @@ def test_class_conditional_cached_equals_naive(tiny_config, name, channels, leve
   prefix = np.asarray(_random_images(model, 3, seed=6))
   mask = np.zeros(prefix.shape, bool)
   mask[:, :2] = True
-  done = [np.asarray(sampling.sample(model, variables, key, 3, method=m, prefix=prefix,
-                                     prefix_mask=mask, labels=labels))
-          for m in ('cached', 'naive')]
+  done = [
+    np.asarray(
+      sampling.sample(
+        model, variables, key, 3, method=m, prefix=prefix, prefix_mask=mask, labels=labels
+      )
+    )
+    for m in ('cached', 'naive')
+  ]
   np.testing.assert_array_equal(done[0], done[1])
   np.testing.assert_array_equal(done[0][:, :2], prefix[:, :2])
 

@@ -1,6 +1,5 @@
 """Data parallelism: the ('data',) mesh, batch placement, and 8 devices == 1 device."""
 
-
 import jax
 import numpy as np
 import pytest
@@ -38,8 +37,7 @@ def test_eight_devices_give_the_same_training_as_one(tmp_path, tiny_config):
   for n in (1, 8):
     config = tiny_config()
     config.mesh.num_devices = n
-    config.train.update(num_steps=4, log_every=1, eval_every=0, sample_every=0,
-                        checkpoint_every=0)
+    config.train.update(num_steps=4, log_every=1, eval_every=0, sample_every=0, checkpoint_every=0)
     config.eval.max_examples = 16
     state, summary = train.train_and_evaluate(config, str(tmp_path / str(n)))
     leaf = jax.tree.leaves(state.params)[0]
@@ -58,10 +56,13 @@ def test_multihost_environment_is_recognised(monkeypatch):
   for name in ('JAX_COORDINATOR_ADDRESS', 'SLURM_NTASKS', 'TPU_WORKER_HOSTNAMES'):
     monkeypatch.delenv(name, raising=False)
   assert not main._multihost_environment([])
-  for name, value, multihost in (('SLURM_NTASKS', '1', False), ('SLURM_NTASKS', '4', True),
-                                 ('TPU_WORKER_HOSTNAMES', 'w0', False),
-                                 ('TPU_WORKER_HOSTNAMES', 'w0,w1', True),
-                                 ('JAX_COORDINATOR_ADDRESS', '10.0.0.1:1234', True)):
+  for name, value, multihost in (
+    ('SLURM_NTASKS', '1', False),
+    ('SLURM_NTASKS', '4', True),
+    ('TPU_WORKER_HOSTNAMES', 'w0', False),
+    ('TPU_WORKER_HOSTNAMES', 'w0,w1', True),
+    ('JAX_COORDINATOR_ADDRESS', '10.0.0.1:1234', True),
+  ):
     with monkeypatch.context() as m:
       m.setenv(name, value)
       assert main._multihost_environment([]) == multihost, (name, value)

@@ -28,9 +28,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # one fixed batch of Bernoulli(0.3) pixels, one device. They change only when the numerics
 # change on purpose (a layer, an initialiser, the optimiser); then recompute them here.
 PINNED_LOSSES = {
-    'row_lstm': [47.357033, 45.687160, 44.435070, 43.364746],
-    'diagonal_bilstm': [47.566299, 45.685963, 44.196018, 42.979401],
-    'pixelcnn': [50.112724, 47.610744, 45.605053, 43.997311],
+  'row_lstm': [47.357033, 45.687160, 44.435070, 43.364746],
+  'diagonal_bilstm': [47.566299, 45.685963, 44.196018, 42.979401],
+  'pixelcnn': [50.112724, 47.610744, 45.605053, 43.997311],
 }
 
 
@@ -76,8 +76,9 @@ def test_train_on_bundled_digits(tmp_path, tiny_config):
   saved = json.loads((tmp_path / 'config.json').read_text())
   assert saved['model']['hidden_channels'] == 8
   # pixel_jax.evaluate rebuilds the model from config.json and restores the best checkpoint.
-  result = evaluate.evaluate(checkpointing.load_config(str(tmp_path)), str(tmp_path),
-                             split='validation')
+  result = evaluate.evaluate(
+    checkpointing.load_config(str(tmp_path)), str(tmp_path), split='validation'
+  )
   assert result['checkpoint'] == 'best' and result['step'] == 30
   assert result['loss'] == pytest.approx(summary['eval_loss'], rel=1e-5)
   assert result['num_examples'] == config.eval.max_examples
@@ -86,8 +87,10 @@ def test_train_on_bundled_digits(tmp_path, tiny_config):
   idx_dir = tmp_path / 'idx'
   idx_dir.mkdir()
   digits = np.random.default_rng(0).integers(0, 256, (6, 28, 28), dtype=np.uint8)
-  for name, array, magic in (('t10k-images-idx3-ubyte', digits, mnist_idx.IMAGE_MAGIC),
-                             ('t10k-labels-idx1-ubyte', np.arange(6), mnist_idx.LABEL_MAGIC)):
+  for name, array, magic in (
+    ('t10k-images-idx3-ubyte', digits, mnist_idx.IMAGE_MAGIC),
+    ('t10k-labels-idx1-ubyte', np.arange(6), mnist_idx.LABEL_MAGIC),
+  ):
     header = b''.join(d.to_bytes(4, 'big') for d in (magic,) + array.shape)
     (idx_dir / name).write_bytes(header + array.astype(np.uint8).tobytes())
   config = checkpointing.load_config(str(tmp_path))
@@ -116,8 +119,7 @@ class _FewLevels:
 def test_train_on_mock_colour_data(tmp_path, tiny_config):
   """tfds.testing.mock_data: a catalog colour dataset, reported in bits/dim."""
   config = tiny_config()
-  config.train.update(num_steps=20, eval_every=0, sample_every=0, checkpoint_every=0,
-                      log_every=5)
+  config.train.update(num_steps=20, eval_every=0, sample_every=0, checkpoint_every=0, log_every=5)
   config.data.name = 'cifar10'
   config.data.image_size, config.data.num_channels, config.data.num_levels = 8, 3, 256
   config.data.binarization, config.data.allow_fallback = 'none', False
@@ -158,8 +160,15 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_config):
 
 def _run_python(code: str, cwd: str, timeout: int = 240) -> subprocess.CompletedProcess:
   env = dict(os.environ, PYTHONPATH=os.path.join(REPO, 'src'))
-  return subprocess.run([sys.executable, '-c', code], cwd=cwd, env=env, capture_output=True,
-                        text=True, timeout=timeout, check=False)
+  return subprocess.run(
+    [sys.executable, '-c', code],
+    cwd=cwd,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    check=False,
+  )
 
 
 @pytest.mark.slow
@@ -186,9 +195,12 @@ print('TF_MODULES', tf)
 
   # A bad override fails with one line naming the field, before any work.
   bad = _run_python(
-      f"import runpy, sys; sys.argv = ['m', '--config={REPO}/experiments/tiny.py', "
-      f"'--workdir={tmp_path}/bad', '--config.train.batch_size=12']; "
-      "runpy.run_module('pixel_jax.main', run_name='__main__')", cwd=str(tmp_path))
+    f"import runpy, sys; sys.argv = ['m', '--config={REPO}/experiments/tiny.py', "
+    f"'--workdir={tmp_path}/bad', '--config.train.batch_size=12']; "
+    "runpy.run_module('pixel_jax.main', run_name='__main__')",
+    cwd=str(tmp_path),
+  )
   assert bad.returncode == 1
-  assert bad.stderr.strip().splitlines()[-1].startswith('pixel_jax: error: '
-                                                        'config.train.batch_size=12')
+  assert (
+    bad.stderr.strip().splitlines()[-1].startswith('pixel_jax: error: config.train.batch_size=12')
+  )

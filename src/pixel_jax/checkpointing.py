@@ -57,8 +57,11 @@ class _QuietOrbax(std_logging.Filter):
     if record.exc_info:
       return False
     # A read-only manager (evaluate, sample) announces its adjusted options: not news.
-    return record.levelno >= std_logging.WARNING and 'read_only' not in record.getMessage() and (
-        'read only' not in record.getMessage())
+    return (
+      record.levelno >= std_logging.WARNING
+      and 'read_only' not in record.getMessage()
+      and ('read only' not in record.getMessage())
+    )
 
 
 def quiet_orbax_logs() -> None:
@@ -90,8 +93,9 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> str:
   return path
 
 
-def load_config(workdir: str, defaults: Optional[ml_collections.ConfigDict] = None
-                ) -> ml_collections.ConfigDict:
+def load_config(
+  workdir: str, defaults: Optional[ml_collections.ConfigDict] = None
+) -> ml_collections.ConfigDict:
   """The config saved by a run in workdir.
 
   With `defaults` (configs.base_config()), fields the saved config lacks - it was written
@@ -101,13 +105,13 @@ def load_config(workdir: str, defaults: Optional[ml_collections.ConfigDict] = No
   path = os.path.join(workdir, CONFIG_FILE)
   root = storage.path(workdir)
   if root.exists() and not root.is_dir():
-    raise CheckpointError(f'--workdir={workdir} is a file, not a directory: give the '
-                          '--workdir of a training run.')
+    raise CheckpointError(
+      f'--workdir={workdir} is a file, not a directory: give the --workdir of a training run.'
+    )
   try:
     saved = json.loads(storage.path(path).read_text())
   except FileNotFoundError:
-    raise CheckpointError(f'{path} does not exist: {workdir} is not a pixel_jax workdir.'
-                          ) from None
+    raise CheckpointError(f'{path} does not exist: {workdir} is not a pixel_jax workdir.') from None
   except OSError as e:
     raise CheckpointError(f'cannot read {path}: {e.strerror}.') from None
   except (json.JSONDecodeError, TypeError, ValueError) as e:
@@ -117,8 +121,11 @@ def load_config(workdir: str, defaults: Optional[ml_collections.ConfigDict] = No
   if defaults is not None:
     added = _fill_missing(saved, defaults.to_dict())
     if added:
-      logging.warning('%s predates the fields %s; reading them as these defaults.', path,
-                      ', '.join(f'config.{name}={value!r}' for name, value in added))
+      logging.warning(
+        '%s predates the fields %s; reading them as these defaults.',
+        path,
+        ', '.join(f'config.{name}={value!r}' for name, value in added),
+      )
   return ml_collections.ConfigDict(saved)
 
 
@@ -150,13 +157,18 @@ def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
       keys = sorted(set(a) | set(b))
       # A field the old run lacks was added later, with a default that keeps the older
       # model: it is no difference (the restore still checks every parameter's shape).
-      diffs += [f'{field}.{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in keys
-                if k in a and a.get(k) != b.get(k)]
+      diffs += [
+        f'{field}.{k}: {a.get(k)!r} -> {b.get(k)!r}'
+        for k in keys
+        if k in a and a.get(k) != b.get(k)
+      ]
     elif a != b:
       diffs.append(f'{field}: {a!r} -> {b!r}')
   if diffs:
-    raise CheckpointError(f'{workdir} holds a run with a different model config '
-                          f'({"; ".join(diffs)}); use a new --workdir or the old config.')
+    raise CheckpointError(
+      f'{workdir} holds a run with a different model config '
+      f'({"; ".join(diffs)}); use a new --workdir or the old config.'
+    )
 
 
 def _check_directory(path: str) -> None:
@@ -165,15 +177,24 @@ def _check_directory(path: str) -> None:
   if not directory.exists():
     return
   if not directory.is_dir():
-    raise CheckpointError(f'{path} is not a directory; nothing was deleted. Use another '
-                          '--workdir or move it away.')
-  foreign = sorted(p.name for p in directory.iterdir() if not (
-      (p.name.isdigit() and p.is_dir()) or _TMP.match(p.name)
-      or (p.name == DELETED_STEPS_DIR and p.is_dir())))
+    raise CheckpointError(
+      f'{path} is not a directory; nothing was deleted. Use another --workdir or move it away.'
+    )
+  foreign = sorted(
+    p.name
+    for p in directory.iterdir()
+    if not (
+      (p.name.isdigit() and p.is_dir())
+      or _TMP.match(p.name)
+      or (p.name == DELETED_STEPS_DIR and p.is_dir())
+    )
+  )
   if foreign:
-    raise CheckpointError(f'{path} is not a pixel_jax checkpoint directory (it holds '
-                          f'{", ".join(foreign[:5])}); nothing was deleted. Use another '
-                          '--workdir or move it away.')
+    raise CheckpointError(
+      f'{path} is not a pixel_jax checkpoint directory (it holds '
+      f'{", ".join(foreign[:5])}); nothing was deleted. Use another '
+      '--workdir or move it away.'
+    )
 
 
 def optimizer_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str]:
@@ -187,8 +208,11 @@ def optimizer_changes(workdir: str, config: ml_collections.ConfigDict) -> list[s
   changes = []
   if old.get('name') != new.get('name'):
     changes.append(f'optimizer changed from {old.get("name")} to {new.get("name")}')
-  changes += [f'config.optim.{k} changed from {old.get(k)!r} to {new.get(k)!r}'
-              for k in sorted(set(old) | set(new)) if k != 'name' and old.get(k) != new.get(k)]
+  changes += [
+    f'config.optim.{k} changed from {old.get(k)!r} to {new.get(k)!r}'
+    for k in sorted(set(old) | set(new))
+    if k != 'name' and old.get(k) != new.get(k)
+  ]
   return changes
 
 
@@ -201,8 +225,9 @@ def parse_checkpoint_flag(value: Union[str, int, None]) -> Union[str, int]:
   try:
     return int(value)
   except ValueError:
-    raise CheckpointError(f'--checkpoint={value}: --checkpoint must be an integer (a step), '
-                          '"best" or "latest".') from None
+    raise CheckpointError(
+      f'--checkpoint={value}: --checkpoint must be an integer (a step), "best" or "latest".'
+    ) from None
 
 
 # ----------------------------------------------------------------------------------------
@@ -255,8 +280,7 @@ class Checkpointer:
   is skipped with a warning instead of being set aside.
   """
 
-  def __init__(self, workdir: str, keep: int = 3, async_save: bool = True,
-               read_only: bool = False):
+  def __init__(self, workdir: str, keep: int = 3, async_save: bool = True, read_only: bool = False):
     if keep < 1:
       raise ValueError(f'config.train.keep_checkpoints={keep} must be >= 1.')
     self.workdir = os.fspath(storage.path(workdir))  # Absolute, or a URI (gs://...).
@@ -266,11 +290,16 @@ class Checkpointer:
     self.set_aside_dir = os.path.join(self.workdir, SET_ASIDE_DIR)
     for path in (self.latest_dir, self.best_dir):
       _check_directory(path)
+
     def manager(directory, **options):
       return ocp.CheckpointManager(
-          directory, options=ocp.CheckpointManagerOptions(**options),
-          item_handlers={'state': ocp.StandardCheckpointHandler(),
-                         'checksums': ocp.JsonCheckpointHandler()})
+        directory,
+        options=ocp.CheckpointManagerOptions(**options),
+        item_handlers={
+          'state': ocp.StandardCheckpointHandler(),
+          'checksums': ocp.JsonCheckpointHandler(),
+        },
+      )
 
     best = dict(best_fn=lambda m: m['eval_loss'], best_mode='min')
     if read_only:
@@ -282,11 +311,22 @@ class Checkpointer:
     # that is neither whole nor gone); a rename into DELETED_STEPS_DIR is atomic. Object
     # stores have no atomic rename and keep orbax's own deletion.
     trash = None if storage.is_uri(self.workdir) else DELETED_STEPS_DIR
-    self._latest = manager(self.latest_dir, max_to_keep=keep, create=True,
-                           enable_async_checkpointing=async_save, todelete_subdir=trash)
-    self._best = manager(self.best_dir, max_to_keep=1, keep_checkpoints_without_metrics=False,
-                         create=True, enable_async_checkpointing=async_save,
-                         todelete_subdir=trash, **best)
+    self._latest = manager(
+      self.latest_dir,
+      max_to_keep=keep,
+      create=True,
+      enable_async_checkpointing=async_save,
+      todelete_subdir=trash,
+    )
+    self._best = manager(
+      self.best_dir,
+      max_to_keep=1,
+      keep_checkpoints_without_metrics=False,
+      create=True,
+      enable_async_checkpointing=async_save,
+      todelete_subdir=trash,
+      **best,
+    )
     for which in ('latest', 'best'):
       self._empty_deleted_steps(which)
 
@@ -313,8 +353,9 @@ class Checkpointer:
 
   @staticmethod
   def _save_args(state: Any) -> ocp.args.Composite:
-    return ocp.args.Composite(state=ocp.args.StandardSave(state),
-                              checksums=ocp.args.JsonSave(checksums(state)))
+    return ocp.args.Composite(
+      state=ocp.args.StandardSave(state), checksums=ocp.args.JsonSave(checksums(state))
+    )
 
   def save(self, step: int, state: Any) -> None:
     """Starts an (asynchronous) save of `state` as `step`.
@@ -329,8 +370,9 @@ class Checkpointer:
   def save_best(self, step: int, state: Any, eval_loss: float) -> None:
     """Offers `state` to the best manager, which keeps only the lowest eval_loss."""
     if self._replace_existing('best', step, state):
-      self._best.save(step, args=self._save_args(state),
-                      metrics={'eval_loss': float(eval_loss)}, force=True)
+      self._best.save(
+        step, args=self._save_args(state), metrics={'eval_loss': float(eval_loss)}, force=True
+      )
 
   def _replace_existing(self, which: str, step: int, state: Any) -> bool:
     """Whether `step` must be written: False when the same state is already on disk."""
@@ -340,8 +382,9 @@ class Checkpointer:
     if step not in manager.all_steps():
       return True
     try:
-      saved = manager.restore(step, args=ocp.args.Composite(
-          checksums=ocp.args.JsonRestore()))['checksums']
+      saved = manager.restore(step, args=ocp.args.Composite(checksums=ocp.args.JsonRestore()))[
+        'checksums'
+      ]
       if saved == checksums(state):
         return False
     except Exception:  # pylint: disable=broad-except
@@ -352,13 +395,13 @@ class Checkpointer:
   def _set_aside(self, which: str, step: int, reason: str) -> str:
     """Moves checkpoint `step` out of the managed directory; returns where it went."""
     source = os.path.join(self._directory(which), str(step))
-    target = os.path.join(self.set_aside_dir, f'{os.path.basename(self._directory(which))}_'
-                          f'{step}')
+    target = os.path.join(self.set_aside_dir, f'{os.path.basename(self._directory(which))}_{step}')
     k = 1
     while storage.path(target).exists():
       k += 1
-      target = os.path.join(self.set_aside_dir, f'{os.path.basename(self._directory(which))}_'
-                            f'{step}.{k}')
+      target = os.path.join(
+        self.set_aside_dir, f'{os.path.basename(self._directory(which))}_{step}.{k}'
+      )
     if jax.process_index() == 0:
       storage.path(self.set_aside_dir).mkdir(parents=True, exist_ok=True)
       storage.path(source).rename(target)
@@ -366,8 +409,7 @@ class Checkpointer:
     logging.warning('Checkpoint %s is unusable (%s); moved to %s.', source, reason, target)
     return target
 
-  def _restore_step(self, manager: ocp.CheckpointManager, step: int,
-                    abstract_state: Any) -> Any:
+  def _restore_step(self, manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
     """The verified state of `step`; raises _Corrupt, CheckpointError (another model) or
     OptimizerChangedError."""
     path = os.path.join(str(manager.directory), str(step))
@@ -382,19 +424,26 @@ class Checkpointer:
     if saved_params != wanted:
       diff = sorted(set(saved_params.items()) ^ set(wanted.items()))[0][0]
       raise CheckpointError(
-          f'Checkpoint {path} was written for another model: parameter {diff} is '
-          f'{saved_params.get(diff, "absent")} there and {wanted.get(diff, "absent")} in this '
-          'config. Nothing was deleted; use the config of that run or another --workdir.')
+        f'Checkpoint {path} was written for another model: parameter {diff} is '
+        f'{saved_params.get(diff, "absent")} there and {wanted.get(diff, "absent")} in this '
+        'config. Nothing was deleted; use the config of that run or another --workdir.'
+      )
     if sorted(map(str, _shapes(saved['opt_state']).values())) != sorted(
-        map(str, _shapes(_part(abstract_state, 'opt_state')).values())):
+      map(str, _shapes(_part(abstract_state, 'opt_state')).values())
+    ):
       raise OptimizerChangedError(f'Checkpoint {path} holds the state of another optimizer.')
     try:
-      restored = manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract_state), checksums=ocp.args.JsonRestore()))
+      restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), checksums=ocp.args.JsonRestore()
+        ),
+      )
     except ValueError as e:
       if 'tree structures do not match' in str(e):
         raise OptimizerChangedError(
-            f'Checkpoint {path} holds the state of another optimizer.') from e
+          f'Checkpoint {path} holds the state of another optimizer.'
+        ) from e
       raise _Corrupt(_reason(e)) from e
     except Exception as e:  # pylint: disable=broad-except
       raise _Corrupt(_reason(e)) from e
@@ -405,8 +454,9 @@ class Checkpointer:
       raise _Corrupt(f'checksum mismatch in {", ".join(bad)}')
     return state
 
-  def restore(self, abstract_state: Any, step: Optional[int] = None,
-              which: str = 'latest') -> tuple[Any, int]:
+  def restore(
+    self, abstract_state: Any, step: Optional[int] = None, which: str = 'latest'
+  ) -> tuple[Any, int]:
     """Restores `which` ('latest' | 'best') into the structure/shardings of abstract_state.
 
     Returns (state, step). Without `step`, the newest checkpoint that passes its checksums:
@@ -421,13 +471,15 @@ class Checkpointer:
     if step is not None:
       if step not in available:
         listed = ', '.join(map(str, available)) or 'none'
-        raise CheckpointError(f'Checkpoint step {step} not found in {directory}; available: '
-                              f'{listed}.')
+        raise CheckpointError(
+          f'Checkpoint step {step} not found in {directory}; available: {listed}.'
+        )
       try:
         return self._restore_step(manager, step, abstract_state), step
       except _Corrupt as e:
-        raise CheckpointError(f'Checkpoint {os.path.join(directory, str(step))} is corrupt '
-                              f'({e}). Nothing was deleted.') from e
+        raise CheckpointError(
+          f'Checkpoint {os.path.join(directory, str(step))} is corrupt ({e}). Nothing was deleted.'
+        ) from e
     if which == 'best':
       first = manager.best_step()
       candidates = [first] + [s for s in reversed(available) if s != first]
@@ -440,15 +492,21 @@ class Checkpointer:
         return self._restore_step(manager, candidate, abstract_state), candidate
       except _Corrupt as e:
         if self.read_only:
-          logging.warning('Checkpoint %s is corrupt (%s); trying an older one.',
-                          os.path.join(directory, str(candidate)), e)
+          logging.warning(
+            'Checkpoint %s is corrupt (%s); trying an older one.',
+            os.path.join(directory, str(candidate)),
+            e,
+          )
         else:
           self._set_aside(which, candidate, f'corrupt: {e}')
     where = directory if self.read_only else self.set_aside_dir
-    raise CheckpointError(f'No usable checkpoint in {directory}: every one is corrupt (see '
-                          f'{where}; nothing was deleted). Rerun the same command to start '
-                          'from step 0.' if not self.read_only else
-                          f'No usable checkpoint in {directory}: every one is corrupt.')
+    raise CheckpointError(
+      f'No usable checkpoint in {directory}: every one is corrupt (see '
+      f'{where}; nothing was deleted). Rerun the same command to start '
+      'from step 0.'
+      if not self.read_only
+      else f'No usable checkpoint in {directory}: every one is corrupt.'
+    )
 
   def restore_params(self, abstract_params: Any, step: int, which: str = 'latest') -> Any:
     """Only the parameters of checkpoint `step` (verified), placed like abstract_params:
@@ -456,15 +514,19 @@ class Checkpointer:
     manager = self._manager(which)
     path = os.path.join(self._directory(which), str(step))
     try:
-      restored = manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(), checksums=ocp.args.JsonRestore()))
+      restored = manager.restore(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardRestore(), checksums=ocp.args.JsonRestore()),
+      )
     except Exception as e:  # pylint: disable=broad-except
-      raise CheckpointError(f'Checkpoint {path} is corrupt ({_reason(e)}). Nothing was '
-                            'deleted.') from e
+      raise CheckpointError(
+        f'Checkpoint {path} is corrupt ({_reason(e)}). Nothing was deleted.'
+      ) from e
     params = restored['state']['params']
     if _tree_digest(params) != restored['checksums'].get('params'):
-      raise CheckpointError(f'Checkpoint {path} is corrupt (checksum mismatch in params). '
-                            'Nothing was deleted.')
+      raise CheckpointError(
+        f'Checkpoint {path} is corrupt (checksum mismatch in params). Nothing was deleted.'
+      )
     params = jax.tree.unflatten(jax.tree.structure(abstract_params), jax.tree.leaves(params))
     return jax.tree.map(lambda x, a: jax.device_put(x, a.sharding), params, abstract_params)
 

@@ -46,6 +46,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 @dataclasses.dataclass(frozen=True)
 class Requirement:
   """One `name[extras]>=version; extra == "x"` line of the package metadata."""
+
   name: str
   text: str  # The requirement without its marker, as pip takes it.
   min_version: Optional[str]
@@ -59,10 +60,12 @@ def parse_requirement(line: str) -> Requirement:
   if name is None:
     raise ValueError(f'{line!r} is not a requirement line (name>=version[; marker])')
   minimum = re.search(r'>=\s*([0-9][^,\s]*)', text)
-  return Requirement(name=name.group(1).lower().replace('_', '-'),
-                     text=text.strip().replace(' ', ''),
-                     min_version=minimum.group(1) if minimum else None,
-                     extra=extra.group(1) if extra else None)
+  return Requirement(
+    name=name.group(1).lower().replace('_', '-'),
+    text=text.strip().replace(' ', ''),
+    min_version=minimum.group(1) if minimum else None,
+    extra=extra.group(1) if extra else None,
+  )
 
 
 def accelerator_hardware(exists: Callable[[str], bool] = os.path.exists) -> str:
@@ -74,9 +77,12 @@ def accelerator_hardware(exists: Callable[[str], bool] = os.path.exists) -> str:
   return 'cpu'
 
 
-def dependency_requirements(requires: Iterable[str], installed: Mapping[str, Optional[str]],
-                            hardware: str,
-                            extras: Sequence[str] = NOTEBOOK_EXTRAS) -> list[str]:
+def dependency_requirements(
+  requires: Iterable[str],
+  installed: Mapping[str, Optional[str]],
+  hardware: str,
+  extras: Sequence[str] = NOTEBOOK_EXTRAS,
+) -> list[str]:
   """What to pass to `pip install` so that every requirement holds and nothing good moves.
 
   Args:
@@ -91,7 +97,8 @@ def dependency_requirements(requires: Iterable[str], installed: Mapping[str, Opt
   jax_min = next((r.min_version for r in parsed if r.name == 'jax' and r.extra is None), None)
   jax_version = installed.get('jax')
   jax_too_old = jax_version is None or (
-      jax_min is not None and _version_tuple(jax_version) < _version_tuple(jax_min))
+    jax_min is not None and _version_tuple(jax_version) < _version_tuple(jax_min)
+  )
   if jax_too_old and hardware in ('gpu', 'tpu'):
     chosen.append(hardware)  # A new jax must come with the plugin for this accelerator.
   return [r.text for r in parsed if r.extra is None or r.extra in chosen]
@@ -112,8 +119,11 @@ def install_dependencies(run: Callable[[list[str]], object] = subprocess.check_c
   wanted = dependency_requirements(requires, {'jax': jax_before}, hardware)
   command = [sys.executable, '-m', 'pip', 'install', '-q', *wanted]
   run(command)
-  kept = f'kept the installed jax {jax_before}' if jax_before == _installed_version('jax') else (
-      f'installed jax {_installed_version("jax")}')
+  kept = (
+    f'kept the installed jax {jax_before}'
+    if jax_before == _installed_version('jax')
+    else (f'installed jax {_installed_version("jax")}')
+  )
   print(f'pixel_jax dependencies ready ({hardware} machine; {kept}).')
   return command
 
@@ -121,6 +131,7 @@ def install_dependencies(run: Callable[[list[str]], object] = subprocess.check_c
 @dataclasses.dataclass(frozen=True)
 class Backend:
   """What jax.devices() offers: platform 'gpu' | 'tpu' | 'cpu', and a readable summary."""
+
   platform: str
   device_kind: str
   device_count: int
@@ -147,8 +158,9 @@ def describe_backend(devices: Sequence[Any]) -> Backend:
   if platform == 'tpu':
     match = re.search(r'v(\d+)', kind.lower())
     generation = int(match.group(1)) if match else None
-  return Backend(platform=platform, device_kind=kind, device_count=len(devices),
-                 tpu_generation=generation)
+  return Backend(
+    platform=platform, device_kind=kind, device_count=len(devices), tpu_generation=generation
+  )
 
 
 def show_tensorboard(logdir: str) -> None:

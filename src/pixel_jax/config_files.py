@@ -30,16 +30,17 @@ _PREFIXES = ('pixel_jax/experiments/', 'experiments/')
 def experiments_dirs() -> list[pathlib.Path]:
   """Folders holding the shipped configs: the installed package's, or the clone's."""
   candidates = (
-      _PACKAGE_DIR / 'experiments',  # A wheel: site-packages/pixel_jax/experiments.
-      _PACKAGE_DIR.parents[1] / 'experiments',  # A clone: src/pixel_jax -> experiments/.
+    _PACKAGE_DIR / 'experiments',  # A wheel: site-packages/pixel_jax/experiments.
+    _PACKAGE_DIR.parents[1] / 'experiments',  # A clone: src/pixel_jax -> experiments/.
   )
   return [d for d in candidates if (d / '__init__.py').is_file()]
 
 
 def names() -> list[str]:
   """The shipped configs' short names (file names without .py), sorted."""
-  return sorted({p.stem for d in experiments_dirs() for p in d.glob('*.py')
-                 if not p.name.startswith('_')})
+  return sorted(
+    {p.stem for d in experiments_dirs() for p in d.glob('*.py') if not p.name.startswith('_')}
+  )
 
 
 def resolve(value: str) -> str:
@@ -50,15 +51,17 @@ def resolve(value: str) -> str:
   name = path
   for prefix in _PREFIXES:
     if name.startswith(prefix):
-      name = name[len(prefix):]
+      name = name[len(prefix) :]
       break
   name = name.removesuffix('.py')
   for folder in experiments_dirs():
     candidate = folder / f'{name}.py'
     if '/' not in name and candidate.is_file():
       return f'{candidate}{colon}{argument}'
-  sys.exit(f'pixel_jax: error: --config={value}: no such file and no shipped config of that '
-           f'name; use a config file path or one of: {", ".join(names())}')
+  sys.exit(
+    f'pixel_jax: error: --config={value}: no such file and no shipped config of that '
+    f'name; use a config file path or one of: {", ".join(names())}'
+  )
 
 
 def resolve_argv(argv: Sequence[str]) -> list[str]:
@@ -67,7 +70,7 @@ def resolve_argv(argv: Sequence[str]) -> list[str]:
   while i < len(argv):
     arg = argv[i]
     if arg.startswith('--config='):
-      arg = '--config=' + resolve(arg[len('--config='):])
+      arg = '--config=' + resolve(arg[len('--config=') :])
     elif arg == '--config' and i + 1 < len(argv):
       out.append(arg)
       i += 1
@@ -115,7 +118,7 @@ def _load_config_file(spec: str) -> Any:
 def _bad_override(arg: str, config_spec: str) -> Optional[str]:
   """'--config.train.num_step=5: config.train has no field num_step; did you mean
   config.train.num_steps?' (or a value of the wrong type), None for a good override."""
-  dotted, _, value = arg[len('--'):].partition('=')
+  dotted, _, value = arg[len('--') :].partition('=')
   try:
     config = _load_config_file(config_spec)
   except Exception:  # pylint: disable=broad-except
@@ -126,8 +129,11 @@ def _bad_override(arg: str, config_spec: str) -> Optional[str]:
     if key not in fields:
       where = '.'.join(['config'] + parts[:k])
       close = difflib.get_close_matches(key, fields, n=1)
-      hint = f'; did you mean {where}.{close[0]}?' if close else (
-          f'; its fields: {", ".join(sorted(fields))}.' if fields else '.')
+      hint = (
+        f'; did you mean {where}.{close[0]}?'
+        if close
+        else (f'; its fields: {", ".join(sorted(fields))}.' if fields else '.')
+      )
       return f'{arg}: {where} has no field {key!r}{hint}'
     node = node[key]
   if isinstance(node, (int, float)) and not isinstance(node, bool):

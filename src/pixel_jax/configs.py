@@ -154,8 +154,9 @@ def tiny_config(model_name: str) -> ml_collections.ConfigDict:
   return config
 
 
-def _paper_network(config: ml_collections.ConfigDict, model_name: str,
-                   out_hidden_channels: int) -> None:
+def _paper_network(
+  config: ml_collections.ConfigDict, model_name: str, out_hidden_channels: int
+) -> None:
   """Sets the network layout the paper uses in all its models (docs/design.md section 5).
 
   * Residual connections around every layer (base_config's `model.residual = True`); the
@@ -209,8 +210,7 @@ def mnist_config(model_name: str) -> ml_collections.ConfigDict:
   return config
 
 
-def _colour_config(model_name: str, data_name: str,
-                   image_size: int) -> ml_collections.ConfigDict:
+def _colour_config(model_name: str, data_name: str, image_size: int) -> ml_collections.ConfigDict:
   """Returns the shared 8-bit colour setup of the CIFAR-10 and ImageNet experiments."""
   config = base_config()
   # 8-bit colour: a 256-way softmax per sub-pixel, reported in bits/dim. A TFDS catalog
@@ -254,8 +254,7 @@ def imagenet_config(model_name: str, image_size: int) -> ml_collections.ConfigDi
   (a different resize: numbers NOT comparable with the paper's; the run's log says so).
   TFDS's imagenet_resized/32x32 also works by name (--config.data.name), with the same caveat.
   """
-  config = _colour_config(model_name, f'imagenet_manual/{image_size}x{image_size}',
-                          image_size)
+  config = _colour_config(model_name, f'imagenet_manual/{image_size}x{image_size}', image_size)
   config.data.streaming = True  # ImageNet 64x64 train is 15 GB decoded: never in memory.
   config.data.eval_split = 'validation'
   config.data.test_split = 'validation'  # The paper reports on the validation set.
@@ -277,19 +276,18 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-  return (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and math.isfinite(value))
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _int_at_least(config: ml_collections.ConfigDict, field: str, least: int,
-                  why: str = '') -> None:
+def _int_at_least(config: ml_collections.ConfigDict, field: str, least: int, why: str = '') -> None:
   value = _get(config, field)
   if not _is_int(value) or value < least:
     raise ConfigError(f'config.{field}={value!r} must be an integer >= {least}{why}.')
 
 
-def _number_at_least(config: ml_collections.ConfigDict, field: str, least: float,
-                     why: str = '') -> None:
+def _number_at_least(
+  config: ml_collections.ConfigDict, field: str, least: float, why: str = ''
+) -> None:
   value = _get(config, field)
   if not _is_number(value) or value < least:
     raise ConfigError(f'config.{field}={value!r} must be a number >= {least:g}{why}.')
@@ -298,8 +296,9 @@ def _number_at_least(config: ml_collections.ConfigDict, field: str, least: float
 def _one_of(config: ml_collections.ConfigDict, field: str, allowed: tuple[Any, ...]) -> None:
   value = _get(config, field)
   if value not in allowed:
-    raise ConfigError(f'config.{field}={value!r} is not supported; use one of '
-                      f'{", ".join(map(repr, allowed))}.')
+    raise ConfigError(
+      f'config.{field}={value!r} is not supported; use one of {", ".join(map(repr, allowed))}.'
+    )
 
 
 def _flag(config: ml_collections.ConfigDict, field: str) -> None:
@@ -317,8 +316,10 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
     if not isinstance(d[field], str):
       raise ConfigError(f"config.data.{field}={d[field]!r} must be a path, or '' for none.")
   if d.name == 'mnist_idx' and not d.idx_dir:
-    raise ConfigError("config.data.name='mnist_idx' needs config.data.idx_dir: set it to a "
-                      'folder with the MNIST IDX files (t10k-images-idx3-ubyte[.gz], ...).')
+    raise ConfigError(
+      "config.data.name='mnist_idx' needs config.data.idx_dir: set it to a "
+      'folder with the MNIST IDX files (t10k-images-idx3-ubyte[.gz], ...).'
+    )
   _int_at_least(config, 'data.image_size', 1)
   _int_at_least(config, 'data.num_channels', 1)
   _one_of(config, 'data.num_levels', (2, 256))
@@ -336,15 +337,21 @@ def _validate_model(config: ml_collections.ConfigDict) -> None:
     _int_at_least(config, f'model.{field}', 1)
   k = m.first_kernel_size
   if not _is_int(k) or k < 1 or k % 2 == 0:
-    raise ConfigError(f'config.model.first_kernel_size={m.first_kernel_size!r} must be an odd '
-                      'integer >= 1 (e.g. 7).')
+    raise ConfigError(
+      f'config.model.first_kernel_size={m.first_kernel_size!r} must be an odd '
+      'integer >= 1 (e.g. 7).'
+    )
   for field in ('residual', 'skip', 'scan_layers'):
     _flag(config, f'model.{field}')
   _int_at_least(config, 'model.num_classes', 0)
   _one_of(config, 'model.dtype', tuple(models.DTYPES))
   for field in ('hidden_channels', 'out_hidden_channels'):
-    _int_at_least(config, f'model.{field}', d.num_channels,
-                  ' (config.data.num_channels: every colour channel owns a feature)')
+    _int_at_least(
+      config,
+      f'model.{field}',
+      d.num_channels,
+      ' (config.data.num_channels: every colour channel owns a feature)',
+    )
   if m.name == 'multiscale':
     _validate_multiscale(config)
 
@@ -356,13 +363,19 @@ def _validate_multiscale(config: ml_collections.ConfigDict) -> None:
   _one_of(config, 'model.multiscale.subsample', multiscale.SUBSAMPLE_METHODS)
   for field in ('small_size', 'cond_channels', 'upsampler_layers', 'small_num_layers'):
     _int_at_least(config, f'model.multiscale.{field}', 1)
-  _int_at_least(config, 'model.multiscale.small_hidden_channels', d.num_channels,
-                ' (config.data.num_channels: every colour channel owns a feature)')
+  _int_at_least(
+    config,
+    'model.multiscale.small_hidden_channels',
+    d.num_channels,
+    ' (config.data.num_channels: every colour channel owns a feature)',
+  )
   _flag(config, 'model.multiscale.small_residual')
   s, n = config.model.multiscale.small_size, d.image_size
   if s >= n or n % s:
-    raise ConfigError(f'config.model.multiscale.small_size={s} must divide '
-                      f'config.data.image_size={n} and be smaller than it (e.g. {n // 2}).')
+    raise ConfigError(
+      f'config.model.multiscale.small_size={s} must divide '
+      f'config.data.image_size={n} and be smaller than it (e.g. {n // 2}).'
+    )
 
 
 def _validate_optim(config: ml_collections.ConfigDict) -> None:
@@ -387,8 +400,10 @@ def _validate_train(config: ml_collections.ConfigDict) -> None:
   _int_at_least(config, 'eval.max_examples', 0, ' (0: the whole split)')
   steps = config.train.profile_steps
   if not isinstance(steps, (tuple, list)) or not all(_is_int(s) and s >= 1 for s in steps):
-    raise ConfigError(f'config.train.profile_steps={steps!r} must be a tuple of step numbers '
-                      ">= 1, e.g. '(10, 12)' for steps 10 to 12, or () for none.")
+    raise ConfigError(
+      f'config.train.profile_steps={steps!r} must be a tuple of step numbers '
+      ">= 1, e.g. '(10, 12)' for steps 10 to 12, or () for none."
+    )
 
 
 def _validate_sample(config: ml_collections.ConfigDict) -> None:
@@ -400,13 +415,16 @@ def _validate_sample(config: ml_collections.ConfigDict) -> None:
 def _validate_mesh(config: ml_collections.ConfigDict, num_devices: Optional[int]) -> None:
   n = config.mesh.num_devices
   if not _is_int(n) or not (n == -1 or n >= 1):
-    raise ConfigError(f'config.mesh.num_devices={n!r} must be -1 (every device) or an '
-                      'integer >= 1.')
+    raise ConfigError(
+      f'config.mesh.num_devices={n!r} must be -1 (every device) or an integer >= 1.'
+    )
   if num_devices is None:
     return
   if n > num_devices:
-    raise ConfigError(f'config.mesh.num_devices={n} must be -1 or between 1 and the '
-                      f'{num_devices} available devices.')
+    raise ConfigError(
+      f'config.mesh.num_devices={n} must be -1 or between 1 and the '
+      f'{num_devices} available devices.'
+    )
   if n not in (-1, num_devices) and jax.process_count() > 1:
     raise ConfigError(f'config.mesh.num_devices={n} must be -1 on a multi-host run.')
   try:
@@ -432,9 +450,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   missing = sorted(set(_keys(base_config().to_dict())) - set(_keys(config.to_dict())))
   if missing:
     default = _get(base_config(), missing[0])
-    raise ConfigError(f'config.{missing[0]} is missing: derive the config from '
-                      'pixel_jax.configs.base_config() (a config.json written before the '
-                      f'field existed needs it added; the default is {default!r}).')
+    raise ConfigError(
+      f'config.{missing[0]} is missing: derive the config from '
+      'pixel_jax.configs.base_config() (a config.json written before the '
+      f'field existed needs it added; the default is {default!r}).'
+    )
   _validate_data(config)
   _validate_model(config)
   _validate_optim(config)

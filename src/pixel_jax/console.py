@@ -17,8 +17,10 @@ class _QuietTfds(std_logging.Filter):
   """Drops TFDS's "Load dataset info from ..." (one per builder it creates; many per run)."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return not ('/tensorflow_datasets/' in record.pathname and
-                str(record.msg).startswith('Load dataset info from'))
+    return not (
+      '/tensorflow_datasets/' in record.pathname
+      and str(record.msg).startswith('Load dataset info from')
+    )
 
 
 def quiet_library_logs() -> None:

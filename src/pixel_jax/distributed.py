@@ -39,15 +39,20 @@ def cluster_environment() -> Optional[str]:
   if os.environ.get('JAX_COORDINATOR_ADDRESS'):
     return 'JAX_COORDINATOR_ADDRESS'
   from jax._src import clusters  # pylint: disable=g-import-not-at-top
+
   for env in clusters.ClusterEnv._cluster_types:  # pylint: disable=protected-access
     if not env.opt_in_only_method and env.is_env_present():
       return env.__name__
   return None
 
 
-def initialize(mode: str = 'auto', coordinator_address: Optional[str] = None,
-               num_processes: Optional[int] = None, process_id: Optional[int] = None,
-               timeout_s: int = 300) -> bool:
+def initialize(
+  mode: str = 'auto',
+  coordinator_address: Optional[str] = None,
+  num_processes: Optional[int] = None,
+  process_id: Optional[int] = None,
+  timeout_s: int = 300,
+) -> bool:
   """Joins the multi-process job described by the arguments or the environment.
 
   Args:
@@ -65,10 +70,14 @@ def initialize(mode: str = 'auto', coordinator_address: Optional[str] = None,
     DistributedError: bad arguments, or the other processes did not connect in time.
   """
   import jax  # pylint: disable=g-import-not-at-top
+
   if mode not in MODES:
     raise DistributedError(f'--distributed={mode!r} must be one of {MODES}.')
-  explicit = {'coordinator_address': coordinator_address, 'num_processes': num_processes,
-              'process_id': process_id}
+  explicit = {
+    'coordinator_address': coordinator_address,
+    'num_processes': num_processes,
+    'process_id': process_id,
+  }
   given = {k: v for k, v in explicit.items() if v is not None}
   if mode == 'off':
     if given:
@@ -81,18 +90,22 @@ def initialize(mode: str = 'auto', coordinator_address: Optional[str] = None,
     raise DistributedError(f'--num_processes={num_processes} must be >= 1.')
   if process_id is not None and not 0 <= process_id < (num_processes or process_id + 1):
     raise DistributedError(f'--process_id={process_id} must lie in [0, --num_processes).')
-  logging.info('Joining a multi-process JAX job (%s: %s).', environment or 'JAX detection',
-               given or 'detected')
+  logging.info(
+    'Joining a multi-process JAX job (%s: %s).', environment or 'JAX detection', given or 'detected'
+  )
   try:
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id,
-                               initialization_timeout=timeout_s)
+    jax.distributed.initialize(
+      coordinator_address=coordinator_address,
+      num_processes=num_processes,
+      process_id=process_id,
+      initialization_timeout=timeout_s,
+    )
   except (ValueError, RuntimeError) as e:
     reason = ' '.join(str(e).split())[:300]
     raise DistributedError(
-        f'Cannot join the multi-process job ({type(e).__name__}: {reason}). Start every '
-        'process with the same --coordinator_address (process 0\'s host:port) and '
-        '--num_processes, each with its own --process_id, or run with --distributed=off.'
+      f'Cannot join the multi-process job ({type(e).__name__}: {reason}). Start every '
+      "process with the same --coordinator_address (process 0's host:port) and "
+      '--num_processes, each with its own --process_id, or run with --distributed=off.'
     ) from e
   return True
 
@@ -100,9 +113,11 @@ def initialize(mode: str = 'auto', coordinator_address: Optional[str] = None,
 def barrier(name: str, timeout_s: float) -> None:
   """Blocks until every process reached `barrier(name)`; a no-op in a single process."""
   import jax  # pylint: disable=g-import-not-at-top
+
   if jax.process_count() == 1:
     return
   from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+
   client = jax_distributed.global_state.client
   if client is None:
     raise DistributedError(f'Barrier {name!r} needs jax.distributed (not initialised).')
@@ -111,12 +126,12 @@ def barrier(name: str, timeout_s: float) -> None:
   except Exception as e:  # pylint: disable=broad-except
     reason = ' '.join(str(e).split())[:300]
     raise DistributedError(
-        f'Process {jax.process_index()} waited at barrier {name!r} for up to {timeout_s:.0f}s '
-        f'and the other processes did not all arrive ({reason}).') from e
+      f'Process {jax.process_index()} waited at barrier {name!r} for up to {timeout_s:.0f}s '
+      f'and the other processes did not all arrive ({reason}).'
+    ) from e
 
 
-def chief_first(name: str, fn: Callable[[], T],
-                timeout_s: float = CHIEF_FIRST_TIMEOUT_S) -> T:
+def chief_first(name: str, fn: Callable[[], T], timeout_s: float = CHIEF_FIRST_TIMEOUT_S) -> T:
   """Runs fn on process 0, then on every other process once process 0 is done.
 
   For one-off work on shared storage that must not run concurrently, such as preparing a
@@ -125,6 +140,7 @@ def chief_first(name: str, fn: Callable[[], T],
   others do not wait out the timeout; they then meet the same error themselves.
   """
   import jax  # pylint: disable=g-import-not-at-top
+
   if jax.process_count() == 1:
     return fn()
   if jax.process_index() == 0:
@@ -139,16 +155,24 @@ def chief_first(name: str, fn: Callable[[], T],
 
 def define_flags() -> None:
   """--distributed, --coordinator_address, --num_processes, --process_id (for the tools)."""
-  flags.DEFINE_enum('distributed', 'auto', list(MODES),
-                    'Multi-process runs: "auto" joins a job when --coordinator_address etc. '
-                    'are given or JAX detects one (Cloud TPU VM pod slices, GKE, SLURM, Open '
-                    'MPI, Kubernetes, JAX_COORDINATOR_ADDRESS); "on" always joins (an error '
-                    'without a job); "off" never does.')
-  flags.DEFINE_string('coordinator_address', None, "Process 0's host:port, the same on "
-                      'every process (default: detected).')
+  flags.DEFINE_enum(
+    'distributed',
+    'auto',
+    list(MODES),
+    'Multi-process runs: "auto" joins a job when --coordinator_address etc. '
+    'are given or JAX detects one (Cloud TPU VM pod slices, GKE, SLURM, Open '
+    'MPI, Kubernetes, JAX_COORDINATOR_ADDRESS); "on" always joins (an error '
+    'without a job); "off" never does.',
+  )
+  flags.DEFINE_string(
+    'coordinator_address',
+    None,
+    "Process 0's host:port, the same on every process (default: detected).",
+  )
   flags.DEFINE_integer('num_processes', None, 'Processes in the job (default: detected).')
-  flags.DEFINE_integer('process_id', None, "This process's index, 0 .. num_processes - 1 "
-                       '(default: detected).')
+  flags.DEFINE_integer(
+    'process_id', None, "This process's index, 0 .. num_processes - 1 (default: detected)."
+  )
 
 
 def initialize_from_flags() -> bool:

@@ -30,12 +30,10 @@ def _png_values(path: str) -> np.ndarray:
     with Image.open(path) as image:
       mode = image.mode
       if mode not in ('1', 'L', 'P', 'RGB', 'RGBA', 'LA'):
-        raise ImageFileError(f'{path} is a {mode} image; save it as an 8-bit grey or RGB '
-                             'PNG.')
+        raise ImageFileError(f'{path} is a {mode} image; save it as an 8-bit grey or RGB PNG.')
       if mode in ('RGBA', 'LA') and np.asarray(image.getchannel('A')).min() < 255:
         raise ImageFileError(f'{path} has transparent pixels; save it without alpha.')
-      values = np.asarray(image.convert('L' if mode in ('1', 'L', 'LA') else 'RGB'),
-                          np.uint8)
+      values = np.asarray(image.convert('L' if mode in ('1', 'L', 'LA') else 'RGB'), np.uint8)
   except (OSError, SyntaxError) as e:
     raise ImageFileError(f'{path} is not a readable PNG file ({e}).') from None
   return values[..., None] if values.ndim == 2 else values
@@ -49,41 +47,54 @@ def _fit_channels(values_HxWxC: np.ndarray, num_channels: int, what: str) -> np.
   if num_channels == 1 and c == 3:
     if (values_HxWxC == values_HxWxC[..., :1]).all():
       return values_HxWxC[..., :1]
-    raise ImageFileError(f'{what} is a colour image; the model reads grey images (1 '
-                         'channel). Give grey images.')
-  raise ImageFileError(f'{what} is a grey image; the model reads RGB images (3 channels). '
-                       'Give RGB images.')
+    raise ImageFileError(
+      f'{what} is a colour image; the model reads grey images (1 channel). Give grey images.'
+    )
+  raise ImageFileError(
+    f'{what} is a grey image; the model reads RGB images (3 channels). Give RGB images.'
+  )
 
 
-def _to_levels(values: np.ndarray, num_levels: int, binarize: bool, what: str,
-               eight_bit: bool) -> np.ndarray:
+def _to_levels(
+  values: np.ndarray, num_levels: int, binarize: bool, what: str, eight_bit: bool
+) -> np.ndarray:
   """Integer values -> levels in [0, num_levels): 8-bit PNG values are rescaled."""
   if binarize:
     if num_levels != 2:
-      raise ImageFileError(f'binarize applies to two-level models; this one has '
-                           f'{num_levels} levels.')
+      raise ImageFileError(
+        f'binarize applies to two-level models; this one has {num_levels} levels.'
+      )
     if values.min() < 0 or values.max() > 255:
-      raise ImageFileError(f'{what} holds values in [{values.min()}, {values.max()}]; '
-                           'binarize wants 8-bit grey values in [0, 255].')
+      raise ImageFileError(
+        f'{what} holds values in [{values.min()}, {values.max()}]; '
+        'binarize wants 8-bit grey values in [0, 255].'
+      )
     return (values >= 128).astype(np.uint8)
   if eight_bit and num_levels != 256:
     step = 255 // (num_levels - 1)
     if 255 % (num_levels - 1) or (values % step).any():
       raise ImageFileError(
-          f'{what} holds 8-bit values other than the {num_levels} levels the model reads '
-          f'(multiples of {step}: black and white for a binary model); binarize them first '
-          '(--binarize thresholds at 128).')
+        f'{what} holds 8-bit values other than the {num_levels} levels the model reads '
+        f'(multiples of {step}: black and white for a binary model); binarize them first '
+        '(--binarize thresholds at 128).'
+      )
     values = values // step
   if values.min() < 0 or values.max() >= num_levels:
-    raise ImageFileError(f'{what} holds levels in [{values.min()}, {values.max()}]; the '
-                         f'model reads levels in [0, {num_levels - 1}]'
-                         + (' (--binarize thresholds 8-bit grey values at 128).'
-                            if num_levels == 2 and values.max() < 256 else '.'))
+    raise ImageFileError(
+      f'{what} holds levels in [{values.min()}, {values.max()}]; the '
+      f'model reads levels in [0, {num_levels - 1}]'
+      + (
+        ' (--binarize thresholds 8-bit grey values at 128).'
+        if num_levels == 2 and values.max() < 256
+        else '.'
+      )
+    )
   return values.astype(np.uint8)
 
 
-def load_png_folder(folder: str, config: ml_collections.ConfigDict,
-                    binarize: bool = False) -> tuple[np.ndarray, list[str]]:
+def load_png_folder(
+  folder: str, config: ml_collections.ConfigDict, binarize: bool = False
+) -> tuple[np.ndarray, list[str]]:
   """Every *.png of `folder` (sorted by name) as levels [N, H, W, C], and the file names."""
   d = config.data
   names = sorted(n for n in os.listdir(folder) if n.lower().endswith('.png'))
@@ -94,15 +105,18 @@ def load_png_folder(folder: str, config: ml_collections.ConfigDict,
     path = os.path.join(folder, name)
     values = _png_values(path)
     if values.shape[:2] != (d.image_size, d.image_size):
-      raise ImageFileError(f'{path} is {values.shape[1]}x{values.shape[0]} pixels; the model '
-                           f'reads {d.image_size}x{d.image_size}. Resize it first.')
+      raise ImageFileError(
+        f'{path} is {values.shape[1]}x{values.shape[0]} pixels; the model '
+        f'reads {d.image_size}x{d.image_size}. Resize it first.'
+      )
     values = _fit_channels(values, d.num_channels, path)
     images.append(_to_levels(values, d.num_levels, binarize, path, eight_bit=True))
   return np.stack(images), names
 
 
-def load_npy(path: str, config: ml_collections.ConfigDict,
-             binarize: bool = False) -> tuple[np.ndarray, list[str]]:
+def load_npy(
+  path: str, config: ml_collections.ConfigDict, binarize: bool = False
+) -> tuple[np.ndarray, list[str]]:
   """A .npy of integer levels [N, H, W, C] (or [N, H, W]) as uint8 levels, and the names
   'FILE[i]' of its images."""
   d = config.data
@@ -113,16 +127,19 @@ def load_npy(path: str, config: ml_collections.ConfigDict,
   if array.dtype == bool:
     array = array.astype(np.uint8)
   if not np.issubdtype(array.dtype, np.integer):
-    raise ImageFileError(f'{path} holds {array.dtype} values; give integer levels in [0, '
-                         f'{d.num_levels - 1}] (e.g. np.uint8).')
+    raise ImageFileError(
+      f'{path} holds {array.dtype} values; give integer levels in [0, '
+      f'{d.num_levels - 1}] (e.g. np.uint8).'
+    )
   if array.ndim == 3:
     array = array[..., None]
   expected = (d.image_size, d.image_size, d.num_channels)
   if array.ndim != 4 or tuple(array.shape[1:]) != expected:
-    raise ImageFileError(f'{path} holds an array of shape {array.shape}; the model reads '
-                         f'[N, {", ".join(map(str, expected))}]'
-                         + (' (or [N, H, W] for one channel).' if d.num_channels == 1
-                            else '.'))
+    raise ImageFileError(
+      f'{path} holds an array of shape {array.shape}; the model reads '
+      f'[N, {", ".join(map(str, expected))}]'
+      + (' (or [N, H, W] for one channel).' if d.num_channels == 1 else '.')
+    )
   if len(array) == 0:
     raise ImageFileError(f'{path} holds no images.')
   base = os.path.basename(path)
@@ -130,8 +147,9 @@ def load_npy(path: str, config: ml_collections.ConfigDict,
   return images, [f'{base}[{i}]' for i in range(len(images))]
 
 
-def load_images(source: str, config: ml_collections.ConfigDict,
-                binarize: bool = False) -> tuple[np.ndarray, list[str]]:
+def load_images(
+  source: str, config: ml_collections.ConfigDict, binarize: bool = False
+) -> tuple[np.ndarray, list[str]]:
   """A folder of PNGs or a .npy file as uint8 levels [N, H, W, C], and a name per image.
 
   Raises:

@@ -14,13 +14,27 @@ from pixel_jax import storage
 
 # The viridis colour map (perceptually uniform, readable in grey and by colour-blind
 # readers) at 0, 0.1, ..., 1; colours in between are interpolated linearly.
-VIRIDIS = np.array([(68, 1, 84), (72, 36, 117), (65, 68, 135), (53, 95, 141), (42, 120, 142),
-                    (33, 145, 140), (34, 168, 132), (68, 191, 112), (122, 209, 81),
-                    (189, 223, 38), (253, 231, 37)], np.float32)
+VIRIDIS = np.array(
+  [
+    (68, 1, 84),
+    (72, 36, 117),
+    (65, 68, 135),
+    (53, 95, 141),
+    (42, 120, 142),
+    (33, 145, 140),
+    (34, 168, 132),
+    (68, 191, 112),
+    (122, 209, 81),
+    (189, 223, 38),
+    (253, 231, 37),
+  ],
+  np.float32,
+)
 
 
-def make_grid(images_NxHxWxC: np.ndarray, num_levels: int, ncols: int = 0,
-              padding: int = 1) -> np.ndarray:
+def make_grid(
+  images_NxHxWxC: np.ndarray, num_levels: int, ncols: int = 0, padding: int = 1
+) -> np.ndarray:
   """Tiles N images of integer levels into one uint8 RGB grid [rows*(H+p)+p, ..., 3].
 
   Args:
@@ -44,12 +58,13 @@ def make_grid(images_NxHxWxC: np.ndarray, num_levels: int, ncols: int = 0,
     x = np.repeat(x, 3, axis=-1)
   ncols = ncols or max(1, math.ceil(math.sqrt(n)))
   nrows = max(1, math.ceil(n / ncols))
-  grid = np.full((nrows * (h + padding) + padding, ncols * (w + padding) + padding, 3), 128,
-                 np.uint8)
+  grid = np.full(
+    (nrows * (h + padding) + padding, ncols * (w + padding) + padding, 3), 128, np.uint8
+  )
   for i in range(n):
     r, c = divmod(i, ncols)
     top, left = padding + r * (h + padding), padding + c * (w + padding)
-    grid[top:top + h, left:left + w] = x[i]
+    grid[top : top + h, left : left + w] = x[i]
   return grid
 
 
@@ -61,16 +76,16 @@ def save_png(path: str, array: np.ndarray, scale: int = 1) -> str:
   array = np.asarray(array, np.uint8)
   image = Image.fromarray(array)
   if scale > 1:
-    image = image.resize((array.shape[1] * scale, array.shape[0] * scale),
-                         Image.Resampling.NEAREST)
+    image = image.resize((array.shape[1] * scale, array.shape[0] * scale), Image.Resampling.NEAREST)
   png = io.BytesIO()
   image.save(png, format='PNG')
   storage.write_atomic(path, png.getvalue())
   return path
 
 
-def stages_grid(small_NxSxSxC: Any, images_NxHxWxC: Any, num_levels: int,
-                pairs_per_row: int = 0) -> np.ndarray:
+def stages_grid(
+  small_NxSxSxC: Any, images_NxHxWxC: Any, num_levels: int, pairs_per_row: int = 0
+) -> np.ndarray:
   """A uint8 RGB grid of (small | full) pairs, e.g. the two stages of multi-scale samples.
 
   Each small image is shown at the full size by pixel repetition, left of its full image;
@@ -92,10 +107,16 @@ def colormap(values: np.ndarray) -> np.ndarray:
   return np.round(VIRIDIS[lo] * (1 - frac) + VIRIDIS[lo + 1] * frac).astype(np.uint8)
 
 
-def heatmap_panel(images_NxHxWxC: np.ndarray, maps_NxHxW: np.ndarray, num_levels: int,
-                  vmax: Optional[float] = None, captions: Optional[Sequence[str]] = None,
-                  title: str = 'per-pixel NLL (bits)', pairs_per_row: int = 0,
-                  scale: int = 0) -> np.ndarray:
+def heatmap_panel(
+  images_NxHxWxC: np.ndarray,
+  maps_NxHxW: np.ndarray,
+  num_levels: int,
+  vmax: Optional[float] = None,
+  captions: Optional[Sequence[str]] = None,
+  title: str = 'per-pixel NLL (bits)',
+  pairs_per_row: int = 0,
+  scale: int = 0,
+) -> np.ndarray:
   """Each image beside its heatmap, pairs on a grid, with one colour scale for all of them.
 
   Args:
@@ -117,8 +138,10 @@ def heatmap_panel(images_NxHxWxC: np.ndarray, maps_NxHxW: np.ndarray, num_levels
   if images.ndim == 3:
     images = images[..., None]
   if images.ndim != 4 or maps.shape != images.shape[:3] or not len(images):
-    raise ValueError(f'heatmap_panel wants images [N, H, W, C] and maps [N, H, W], N > 0; '
-                     f'got {images.shape} and {maps.shape}.')
+    raise ValueError(
+      f'heatmap_panel wants images [N, H, W, C] and maps [N, H, W], N > 0; '
+      f'got {images.shape} and {maps.shape}.'
+    )
   n, h, w, _ = images.shape
   vmax = float(maps.max()) if vmax is None else float(vmax)
   vmax = vmax if vmax > 0 else 1.0
@@ -137,14 +160,16 @@ def heatmap_panel(images_NxHxWxC: np.ndarray, maps_NxHxW: np.ndarray, num_levels
   for i in range(n):
     r, c = divmod(i, per_row)
     y, x = top + r * row_h, pad + c * pair_w
-    cell = make_grid(images[i:i + 1], num_levels, ncols=1, padding=0)
-    canvas[y:y + ch, x:x + cw] = cell.repeat(scale, 0).repeat(scale, 1)
-    canvas[y:y + ch, x + cw + gap:x + 2 * cw + gap] = colours[i].repeat(scale, 0).repeat(
-        scale, 1)
+    cell = make_grid(images[i : i + 1], num_levels, ncols=1, padding=0)
+    canvas[y : y + ch, x : x + cw] = cell.repeat(scale, 0).repeat(scale, 1)
+    canvas[y : y + ch, x + cw + gap : x + 2 * cw + gap] = (
+      colours[i].repeat(scale, 0).repeat(scale, 1)
+    )
   # The colour scale: a bar from vmax (top) down to 0, with five labelled ticks.
   bar_h = max(ch, rows * row_h - gap)
-  canvas[top:top + bar_h, bar_x:bar_x + bar_w] = colormap(
-      np.linspace(1.0, 0.0, bar_h))[:, None, :]
+  canvas[top : top + bar_h, bar_x : bar_x + bar_w] = colormap(np.linspace(1.0, 0.0, bar_h))[
+    :, None, :
+  ]
   picture = Image.fromarray(canvas)
   draw = ImageDraw.Draw(picture)
   draw.text((pad, pad), title, fill=(0, 0, 0), font=font)
@@ -156,6 +181,5 @@ def heatmap_panel(images_NxHxWxC: np.ndarray, maps_NxHxW: np.ndarray, num_levels
     draw.text((bar_x + bar_w + 5, text_y), f'{frac * vmax:.3g}', fill=(0, 0, 0), font=font)
   for i, caption in enumerate(captions or ()):
     r, c = divmod(i, per_row)
-    draw.text((pad + c * pair_w, top + r * row_h + ch + 1), caption, fill=(0, 0, 0),
-              font=font)
+    draw.text((pad + c * pair_w, top + r * row_h + ch + 1), caption, fill=(0, 0, 0), font=font)
   return np.asarray(picture)

@@ -57,11 +57,18 @@ def _data_source(source: sources.Source, split: str):
   available = list(_num_examples(source))
   missing = [s for s in sources.split_names(split) if available and s not in available]
   if missing:
-    raise ValueError(f'Split {missing[0]!r} does not exist in {source.name}; it has '
-                     f'{sorted(available)}. Set config.data.*_split accordingly (TFDS slices '
-                     "like 'train[-10%:]' work).")
-  return tfds.data_source(source.name, split=split, data_dir=source.data_dir, download=False,
-                          builder_kwargs=source.builder_kwargs or None)
+    raise ValueError(
+      f'Split {missing[0]!r} does not exist in {source.name}; it has '
+      f'{sorted(available)}. Set config.data.*_split accordingly (TFDS slices '
+      "like 'train[-10%:]' work)."
+    )
+  return tfds.data_source(
+    source.name,
+    split=split,
+    data_dir=source.data_dir,
+    download=False,
+    builder_kwargs=source.builder_kwargs or None,
+  )
 
 
 def _read_keys(ds, keys: list[int], what: str) -> np.ndarray:
@@ -74,8 +81,9 @@ def _read_keys(ds, keys: list[int], what: str) -> np.ndarray:
   if images.ndim == 3:
     images = images[..., None]
   if images.ndim != 4 or images.dtype != np.uint8:
-    raise ValueError(f'{what}: expected uint8 images [N, H, W, C], got '
-                     f'{images.dtype} {images.shape}.')
+    raise ValueError(
+      f'{what}: expected uint8 images [N, H, W, C], got {images.dtype} {images.shape}.'
+    )
   return images
 
 
@@ -90,9 +98,11 @@ def _read_labels(source: sources.Source, split: str) -> np.ndarray:
     except TypeError:  # tfds.testing.mock_data's __getitems__ (see _read_keys).
       examples = [ds[k] for k in keys]
     if examples and 'label' not in examples[0]:
-      raise ValueError(f'{source.name}/{split} has no labels; a class-conditional model '
-                       '(config.model.num_classes > 0) needs a dataset with a label '
-                       'feature, or set config.model.num_classes=0.')
+      raise ValueError(
+        f'{source.name}/{split} has no labels; a class-conditional model '
+        '(config.model.num_classes > 0) needs a dataset with a label '
+        'feature, or set config.model.num_classes=0.'
+      )
     labels += [int(np.asarray(ex['label'])) for ex in examples]
   return np.asarray(labels, np.int32)
 
@@ -103,8 +113,10 @@ def _read_images(source: sources.Source, split: str) -> np.ndarray:
   num = len(ds)
   if num == 0:
     raise ValueError(f'Split {split!r} of {source.name} is empty.')
-  chunks = [_read_keys(ds, list(range(start, min(start + _READ_CHUNK, num))),
-                       f'{source.name}/{split}') for start in range(0, num, _READ_CHUNK)]
+  chunks = [
+    _read_keys(ds, list(range(start, min(start + _READ_CHUNK, num))), f'{source.name}/{split}')
+    for start in range(0, num, _READ_CHUNK)
+  ]
   return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
 
@@ -117,17 +129,24 @@ def _fit_size(images: np.ndarray, image_size: int) -> np.ndarray:
   if height == width == image_size:
     return images
   if height != width or height < image_size:
-    raise ValueError(f'config.data.image_size={image_size} does not fit the {height}x{width} '
-                     'images of this dataset (only square downsampling is supported).')
+    raise ValueError(
+      f'config.data.image_size={image_size} does not fit the {height}x{width} '
+      'images of this dataset (only square downsampling is supported).'
+    )
   factor = height // image_size
   if factor * image_size == height:
     # Exact integer factor: box average in numpy, rounding half up.
     total = images.reshape(num, image_size, factor, image_size, factor, channels).sum(
-        axis=(2, 4), dtype=np.uint32)
+      axis=(2, 4), dtype=np.uint32
+    )
     return ((total + factor * factor // 2) // (factor * factor)).astype(np.uint8)
   resized = [
-      np.asarray(Image.fromarray(im.squeeze(-1) if channels == 1 else im).resize(
-          (image_size, image_size), Image.Resampling.BOX)) for im in images
+    np.asarray(
+      Image.fromarray(im.squeeze(-1) if channels == 1 else im).resize(
+        (image_size, image_size), Image.Resampling.BOX
+      )
+    )
+    for im in images
   ]
   return np.stack(resized).reshape(num, image_size, image_size, channels)
 
@@ -168,15 +187,16 @@ def _binarization_name(config: ml_collections.ConfigDict, source: sources.Source
     return f'none ({source.name}: fixed stochastic binarization of the dataset)'
   mode = _effective_binarization(config, source)
   return {
-      'static': f'static (Bernoulli(x/255) sampled once, seed {config.data.binarization_seed})',
-      'dynamic': 'dynamic (Bernoulli(x/255) resampled every batch)',
-      'threshold': 'threshold (x > 127; NOT comparable with stochastic binarization)',
-      'none': 'none (data already binary)',
+    'static': f'static (Bernoulli(x/255) sampled once, seed {config.data.binarization_seed})',
+    'dynamic': 'dynamic (Bernoulli(x/255) resampled every batch)',
+    'threshold': 'threshold (x > 127; NOT comparable with stochastic binarization)',
+    'none': 'none (data already binary)',
   }[mode]
 
 
-def _to_levels(config: ml_collections.ConfigDict, images: np.ndarray, split: str,
-               source: sources.Source) -> np.ndarray:
+def _to_levels(
+  config: ml_collections.ConfigDict, images: np.ndarray, split: str, source: sources.Source
+) -> np.ndarray:
   """Grey/colour uint8 -> integer levels 0..num_levels-1 (or grey, for dynamic)."""
   num_levels = config.data.num_levels
   if num_levels == 256:
@@ -193,9 +213,11 @@ def _to_levels(config: ml_collections.ConfigDict, images: np.ndarray, split: str
     return (images > 127).astype(np.uint8)
   if mode == 'dynamic':
     return images  # train_batches binarizes each batch.
-  raise ValueError(f"config.data.binarization='none' but {source.name}/{split} is not binary "
-                   f"(max value {int(images.max())}); use 'static' for stochastically "
-                   'binarized MNIST.')
+  raise ValueError(
+    f"config.data.binarization='none' but {source.name}/{split} is not binary "
+    f"(max value {int(images.max())}); use 'static' for stochastically "
+    'binarized MNIST.'
+  )
 
 
 def _caveat(source: sources.Source) -> Optional[str]:
@@ -227,9 +249,11 @@ class StreamingSplit:
   def __init__(self, config: ml_collections.ConfigDict, source: sources.Source, split: str):
     d = config.data
     if d.num_levels == 2 and _effective_binarization(config, source) in ('static', 'dynamic'):
-      raise ValueError(f'config.data.streaming=True cannot apply binarization '
-                       f'{d.binarization!r}; use streaming=False (MNIST-size data fits in '
-                       "memory) or binarization 'threshold'.")
+      raise ValueError(
+        f'config.data.streaming=True cannot apply binarization '
+        f'{d.binarization!r}; use streaming=False (MNIST-size data fits in '
+        "memory) or binarization 'threshold'."
+      )
     self._config, self._source, self._split = config, source, split
     self._ds = _data_source(source, split)
     if len(self._ds) == 0:
@@ -245,15 +269,19 @@ class StreamingSplit:
   def __getitem__(self, index) -> np.ndarray:
     if isinstance(index, (int, np.integer)):
       return self[np.array([index])][0]
-    keys = (np.arange(*index.indices(len(self))) if isinstance(index, slice)
-            else np.asarray(index, dtype=np.int64).ravel())
+    keys = (
+      np.arange(*index.indices(len(self)))
+      if isinstance(index, slice)
+      else np.asarray(index, dtype=np.int64).ravel()
+    )
     if keys.size == 0:
       return np.zeros((0,) + self.shape[1:], np.uint8)
     d, what = self._config.data, f'{self._source.name}/{self._split}'
     images = _read_keys(self._ds, keys.tolist(), what)
     if images.shape[-1] != d.num_channels:
-      raise ValueError(f'config.data.num_channels={d.num_channels} but {what} has '
-                       f'{images.shape[-1]} channels.')
+      raise ValueError(
+        f'config.data.num_channels={d.num_channels} but {what} has {images.shape[-1]} channels.'
+      )
     images = _fit_size(images, d.image_size)
     if d.num_levels == 256:
       return images
@@ -262,8 +290,10 @@ class StreamingSplit:
     if _effective_binarization(self._config, self._source) == 'threshold':
       return (images > 127).astype(np.uint8)
     if not _is_binary(images):
-      raise ValueError(f"config.data.binarization='none' but {what} is not binary; use "
-                       "'threshold' with config.data.streaming=True.")
+      raise ValueError(
+        f"config.data.binarization='none' but {what} is not binary; use "
+        "'threshold' with config.data.streaming=True."
+      )
     return images
 
 
@@ -273,6 +303,7 @@ class StreamingSplit:
 @dataclasses.dataclass(frozen=True)
 class DataInfo:
   """What a run really reads, for logs and reports."""
+
   name: str  # config.data.name, as requested.
   source: str  # The TFDS dataset read for the train split (differs from name on fallback).
   fallback_reason: Optional[str]  # Why `source` stands in for `name`; None without fallback.
@@ -309,10 +340,16 @@ class Dataset:
         pass  # A split this dataset does not have; load explains when it is asked for.
     d = config.data
     self.info = DataInfo(
-        name=d.name, source=source.name, fallback_reason=source.fallback_reason,
-        binarization=_binarization_name(config, source), num_levels=d.num_levels,
-        image_shape=(d.image_size, d.image_size, d.num_channels), num_examples=num_examples,
-        data_dir=source.data_dir or '~/tensorflow_datasets', caveat=_caveat(source))
+      name=d.name,
+      source=source.name,
+      fallback_reason=source.fallback_reason,
+      binarization=_binarization_name(config, source),
+      num_levels=d.num_levels,
+      image_shape=(d.image_size, d.image_size, d.num_channels),
+      num_examples=num_examples,
+      data_dir=source.data_dir or '~/tensorflow_datasets',
+      caveat=_caveat(source),
+    )
 
   def source_for(self, split: str) -> sources.Source:
     """The prepared dataset `split` is read from (the fallback's 'test': MNIST IDX files)."""
@@ -360,8 +397,10 @@ class Dataset:
       return StreamingSplit(config, source, split)
     images = _read_images(source, split)
     if images.shape[-1] != config.data.num_channels:
-      raise ValueError(f'config.data.num_channels={config.data.num_channels} but '
-                       f'{source.name}/{split} has {images.shape[-1]} channels.')
+      raise ValueError(
+        f'config.data.num_channels={config.data.num_channels} but '
+        f'{source.name}/{split} has {images.shape[-1]} channels.'
+      )
     images = _fit_size(images, config.data.image_size)
     return _to_levels(config, images, split, source)
 
@@ -380,10 +419,16 @@ def open(config: ml_collections.ConfigDict) -> Dataset:  # pylint: disable=redef
   return Dataset(config, sources.resolve(config))
 
 
-def train_batches(config: ml_collections.ConfigDict, images: np.ndarray | StreamingSplit, *,
-                  seed: int, start_step: int = 0, batch_size: int,
-                  rows: slice = slice(None), labels: Optional[np.ndarray] = None
-                  ) -> Iterator[np.ndarray | tuple[np.ndarray, np.ndarray]]:
+def train_batches(
+  config: ml_collections.ConfigDict,
+  images: np.ndarray | StreamingSplit,
+  *,
+  seed: int,
+  start_step: int = 0,
+  batch_size: int,
+  rows: slice = slice(None),
+  labels: Optional[np.ndarray] = None,
+) -> Iterator[np.ndarray | tuple[np.ndarray, np.ndarray]]:
   """Yields training batches forever; batch k depends only on (seed, k).
 
   Example p = k * batch_size + j of the stream is images[perm_e[p % N]] with e = p // N and
@@ -416,11 +461,16 @@ def train_batches(config: ml_collections.ConfigDict, images: np.ndarray | Stream
       raise ValueError(f'labels have shape {labels.shape}; expected one per image, ({num},).')
   dynamic = False
   if isinstance(images, np.ndarray):  # A StreamingSplit checks each batch it reads.
-    dynamic = (config.data.num_levels == 2 and config.data.binarization == 'dynamic' and
-               not _is_binary(images))
+    dynamic = (
+      config.data.num_levels == 2
+      and config.data.binarization == 'dynamic'
+      and not _is_binary(images)
+    )
     if not dynamic and images.size and int(images.max()) >= config.data.num_levels:
-      raise ValueError(f'images hold values up to {int(images.max())} but '
-                       f'config.data.num_levels={config.data.num_levels}; use Dataset.load.')
+      raise ValueError(
+        f'images hold values up to {int(images.max())} but '
+        f'config.data.num_levels={config.data.num_levels}; use Dataset.load.'
+      )
   permutations: dict[int, np.ndarray] = {}
 
   def permutation(epoch: int) -> np.ndarray:
@@ -435,7 +485,7 @@ def train_batches(config: ml_collections.ConfigDict, images: np.ndarray | Stream
     first = step * batch_size
     epoch, offset = divmod(first, num)
     if offset + batch_size <= num:
-      index = permutation(epoch)[offset:offset + batch_size]
+      index = permutation(epoch)[offset : offset + batch_size]
     else:
       positions = np.arange(first, first + batch_size, dtype=np.int64)
       epochs, offsets = np.divmod(positions, num)
@@ -446,15 +496,17 @@ def train_batches(config: ml_collections.ConfigDict, images: np.ndarray | Stream
     batch = images[index[rows]]
     if dynamic:
       # Noise for the whole global batch, so any split of its rows sees the same bits.
-      u = _stream_seed(seed, 1, step).integers(0, 255, size=(batch_size,) + batch.shape[1:],
-                                               dtype=np.uint8)[rows]
+      u = _stream_seed(seed, 1, step).integers(
+        0, 255, size=(batch_size,) + batch.shape[1:], dtype=np.uint8
+      )[rows]
       batch = (u < batch).astype(np.uint8)
     yield batch if labels is None else (batch, labels[index[rows]])
     step += 1
 
 
-def eval_batches(images: np.ndarray | StreamingSplit, batch_size: int,
-                 rows: slice = slice(None)) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def eval_batches(
+  images: np.ndarray | StreamingSplit, batch_size: int, rows: slice = slice(None)
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Yields (batch, mask) covering every image exactly once, in order.
 
   All batches have the full batch_size, so one compiled eval step serves them all; the last
@@ -471,7 +523,7 @@ def eval_batches(images: np.ndarray | StreamingSplit, batch_size: int,
   first, last, _ = rows.indices(batch_size)
   size = last - first
   for start in range(0, num, batch_size):
-    batch = images[min(start + first, num):min(start + last, num)]
+    batch = images[min(start + first, num) : min(start + last, num)]
     valid = len(batch)
     mask = np.zeros(size, dtype=bool)
     mask[:valid] = True

@@ -24,6 +24,19 @@ from pixel_jax.models.pixelcnn import ConvBlock
 from pixel_jax.models.pixelrnn import RecurrentBlock
 from pixel_jax.models.row_lstm import RowLSTM
 
-__all__ = ['AutoregressiveNetwork', 'ConvBlock', 'DiagonalBiLSTM', 'MaskedConv2D',
-           'OutputHead', 'RecurrentBlock', 'RowLSTM', 'channel_groups', 'conv_mask',
-           'lstm_cell', 'scale_input', 'shift_down', 'skew', 'unskew']
+__all__ = [
+  'AutoregressiveNetwork',
+  'ConvBlock',
+  'DiagonalBiLSTM',
+  'MaskedConv2D',
+  'OutputHead',
+  'RecurrentBlock',
+  'RowLSTM',
+  'channel_groups',
+  'conv_mask',
+  'lstm_cell',
+  'scale_input',
+  'shift_down',
+  'skew',
+  'unskew',
+]

@@ -7,8 +7,9 @@ import jax
 import jax.numpy as jnp
 
 
-def log_prob_per_subpixel(logits_BxHxWxCxK: jnp.ndarray, images_BxHxWxC: jnp.ndarray
-                          ) -> jnp.ndarray:
+def log_prob_per_subpixel(
+  logits_BxHxWxCxK: jnp.ndarray, images_BxHxWxC: jnp.ndarray
+) -> jnp.ndarray:
   """log p(x_i | x_<i) of every sub-pixel, [B, H, W, C], from logits and integer levels.
 
   log_softmax subtracts the max before exponentiating, so this is stable for any logits.
@@ -31,7 +32,6 @@ def nll_per_pixel(logits_BxHxWxCxK: jnp.ndarray, images_BxHxWxC: jnp.ndarray) ->
   return -log_prob_per_subpixel(logits_BxHxWxCxK, images_BxHxWxC).sum(axis=-1)
 
 
-def bits_per_dim(nll_nats: Union[float, jnp.ndarray],
-                 num_dims: int) -> Union[float, jnp.ndarray]:
+def bits_per_dim(nll_nats: Union[float, jnp.ndarray], num_dims: int) -> Union[float, jnp.ndarray]:
   """NLL in nats per image -> bits per sub-pixel: nats / (H * W * C * ln 2)."""
   return nll_nats / (num_dims * math.log(2.0))

@@ -39,11 +39,18 @@ LOG_FILE = 'pixel_jax.log'  # In a local workdir: every log line and traceback o
 def define_flags() -> None:
   """Defines this tool's flags. Called only when run as a program, so the library
   modules main, evaluate and sample can be imported together (shared flag names)."""
-  config_flags.DEFINE_config_file('config', None, 'A shipped config name (mnist_rowlstm) '
-                                  'or a config file (experiments/mnist_rowlstm.py).',
-                                  lock_config=True)
-  flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and samples: a '
-                      'local path or a URI such as gs://bucket/run (shared by all hosts).')
+  config_flags.DEFINE_config_file(
+    'config',
+    None,
+    'A shipped config name (mnist_rowlstm) or a config file (experiments/mnist_rowlstm.py).',
+    lock_config=True,
+  )
+  flags.DEFINE_string(
+    'workdir',
+    None,
+    'Directory for checkpoints, metrics and samples: a '
+    'local path or a URI such as gs://bucket/run (shared by all hosts).',
+  )
   distributed.define_flags()
   flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -53,7 +60,6 @@ def _log_to_file(path: str) -> None:
   file cannot be written (a full disk must not add a traceback per log line)."""
 
   class Handler(std_logging.FileHandler):
-
     def handleError(self, record):  # pylint: disable=invalid-name
       std_logging.getLogger('absl').removeHandler(self)
       try:
@@ -70,8 +76,9 @@ def _log_to_file(path: str) -> None:
 def _thread_exception_to_log(args: threading.ExceptHookArgs) -> None:
   """Background threads (asynchronous checkpoint writers) that fail put their traceback in
   the log (the workdir's log file); the main thread reports the failure in one line."""
-  logging.debug('Exception in thread %s', args.thread.name if args.thread else '?',
-                exc_info=args.exc_value)
+  logging.debug(
+    'Exception in thread %s', args.thread.name if args.thread else '?', exc_info=args.exc_value
+  )
   if FLAGS.verbosity >= 1:
     threading.__excepthook__(args)
 
@@ -116,14 +123,16 @@ def parse_flags(argv: list[str]) -> list[str]:
   model code load; then config_files.parse_flags. JAX's own --jax_* flags are accepted."""
   workdir = _flag_value(argv, 'workdir')
   distributed = _flag_value(argv, 'distributed') or 'auto'
-  single_process = distributed == 'off' or (distributed == 'auto' and
-                                            not _multihost_environment(argv))
+  single_process = distributed == 'off' or (
+    distributed == 'auto' and not _multihost_environment(argv)
+  )
   if workdir and single_process and os.path.isdir(workdir):
     try:
       workdir_lib.lock(workdir).__enter__()  # Held until the process ends.
     except workdir_lib.WorkdirError as e:
       sys.exit(f'pixel_jax: error: {e}')
   import jax  # pylint: disable=g-import-not-at-top
+
   jax.config.config_with_absl()
   return config_files.parse_flags(argv)
 
@@ -139,6 +148,7 @@ def main(argv):
   from pixel_jax import console
   from pixel_jax import storage
   from pixel_jax import train
+
   # pylint: enable=g-import-not-at-top
   checkpointing.quiet_orbax_logs()
   console.quiet_library_logs()
@@ -165,10 +175,18 @@ def main(argv):
     with workdir_lib.lock(FLAGS.workdir, enabled=is_chief):
       if is_chief and not storage.is_uri(log_path):  # Object stores cannot append.
         _log_to_file(log_path)
-      logging.info('JAX process %d / %d; local devices: %s', jax.process_index(),
-                   jax.process_count(), jax.local_devices())
-      logging.info('Global devices: %d x %s (%s backend)', jax.device_count(),
-                   jax.devices()[0].device_kind, jax.default_backend())
+      logging.info(
+        'JAX process %d / %d; local devices: %s',
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_devices(),
+      )
+      logging.info(
+        'Global devices: %d x %s (%s backend)',
+        jax.device_count(),
+        jax.devices()[0].device_kind,
+        jax.default_backend(),
+      )
       with console.logs_above_bar():
         train.train_and_evaluate(config, FLAGS.workdir)
   except train.USER_ERRORS as e:
@@ -182,8 +200,11 @@ def main(argv):
       _exit(line, log_path, skip_exit_handlers=True)
     if FLAGS.verbosity >= 1:
       raise
-    _exit(f'{type(e).__name__}: {" ".join(str(e).split())[:300]} (the traceback is in '
-          f'{log_path}; --verbosity=1 prints it)', log_path)
+    _exit(
+      f'{type(e).__name__}: {" ".join(str(e).split())[:300]} (the traceback is in '
+      f'{log_path}; --verbosity=1 prints it)',
+      log_path,
+    )
 
 
 def _exit(line: str, log_path: str, skip_exit_handlers: bool = False) -> None:

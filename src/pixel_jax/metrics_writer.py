@@ -70,17 +70,23 @@ class _EventFile:
   def __init__(self, directory: str, purge_step: Optional[int]):
     from tensorboardX import event_file_writer  # pylint: disable=g-import-not-at-top
     from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+
     self._event_pb2 = event_pb2
     storage.path(directory).mkdir(parents=True, exist_ok=True)
     # The name starts with the second it was opened; the nanoseconds after it keep two
     # files of one second apart and in order (TensorBoard reads them sorted by name).
-    self._writer = event_file_writer.EventsWriter(os.path.join(directory, 'events'),
-                                                  filename_suffix=f'.{time.time_ns()}')
+    self._writer = event_file_writer.EventsWriter(
+      os.path.join(directory, 'events'), filename_suffix=f'.{time.time_ns()}'
+    )
     if purge_step is not None:
       # TensorBoard hides the events of earlier files at and after this step: the steps a
       # resumed run writes again.
-      self._write(self._event_pb2.Event(step=purge_step, session_log=self._event_pb2.SessionLog(
-          status=self._event_pb2.SessionLog.START)))
+      self._write(
+        self._event_pb2.Event(
+          step=purge_step,
+          session_log=self._event_pb2.SessionLog(status=self._event_pb2.SessionLog.START),
+        )
+      )
 
   def _write(self, event) -> None:
     event.wall_time = time.time()
@@ -102,8 +108,13 @@ class MetricsWriter:
   its later events, and every readable record up to it is kept.
   """
 
-  def __init__(self, workdir: str, enabled: bool = True, resume_step: Optional[int] = None,
-               tensorboard: bool = True):
+  def __init__(
+    self,
+    workdir: str,
+    enabled: bool = True,
+    resume_step: Optional[int] = None,
+    tensorboard: bool = True,
+  ):
     self.enabled = enabled
     self.path = os.path.join(workdir, METRICS_FILE)
     self._tb: Optional[_EventFile] = None
@@ -120,8 +131,9 @@ class MetricsWriter:
     else:
       self._file = open(self.path, 'a')
     if tensorboard:
-      self._tb = _EventFile(os.path.join(workdir, 'tensorboard'),
-                            None if resume_step is None else resume_step + 1)
+      self._tb = _EventFile(
+        os.path.join(workdir, 'tensorboard'), None if resume_step is None else resume_step + 1
+      )
 
   def _truncate_after(self, step: int) -> None:
     """Drops records past the restored step: a resumed run redoes them, without duplicates.
@@ -135,14 +147,18 @@ class MetricsWriter:
     damaged_path = self.path.replace('.jsonl', '.damaged.txt')
     if damaged:
       earlier = storage.path(damaged_path)
-      lines = ''.join(f'{self.path}:{number}: {line.rstrip(chr(10))}\n'
-                      for number, line in damaged)
-      storage.write_atomic(damaged_path,
-                           (earlier.read_text() if earlier.exists() else '') + lines)
-      logging.warning('%s: %d damaged line(s) skipped (line %s), copied to %s; the %d '
-                      'readable records up to step %d are kept.', self.path, len(damaged),
-                      ', '.join(str(n) for n, _ in damaged[:10]), damaged_path, len(kept),
-                      step)
+      lines = ''.join(f'{self.path}:{number}: {line.rstrip(chr(10))}\n' for number, line in damaged)
+      storage.write_atomic(damaged_path, (earlier.read_text() if earlier.exists() else '') + lines)
+      logging.warning(
+        '%s: %d damaged line(s) skipped (line %s), copied to %s; the %d '
+        'readable records up to step %d are kept.',
+        self.path,
+        len(damaged),
+        ', '.join(str(n) for n, _ in damaged[:10]),
+        damaged_path,
+        len(kept),
+        step,
+      )
     if len(kept) == len(records) and not damaged:
       return
     storage.write_atomic(self.path, ''.join(json.dumps(r) + '\n' for r in kept))
@@ -155,6 +171,7 @@ class MetricsWriter:
     record = {'step': int(step), **{k: _plain(v) for k, v in scalars.items()}}
     if self._tb is not None:
       from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+
       for k, v in record.items():
         if k != 'step' and isinstance(v, (int, float)) and not isinstance(v, bool):
           self._tb.write_summary(step, summary.scalar(k, v))
@@ -169,8 +186,8 @@ class MetricsWriter:
   def write_image(self, step: int, name: str, grid_HxWx3: np.ndarray) -> None:
     if self.enabled and self._tb is not None:
       from tensorboardX import summary  # pylint: disable=g-import-not-at-top
-      self._tb.write_summary(step, summary.image(name, np.asarray(grid_HxWx3),
-                                                 dataformats='HWC'))
+
+      self._tb.write_summary(step, summary.image(name, np.asarray(grid_HxWx3), dataformats='HWC'))
 
   def flush(self) -> None:
     if self.enabled and self._file is not None:

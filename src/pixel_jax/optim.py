@@ -25,7 +25,8 @@ def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   if warmup == 0:
     return optax.constant_schedule(lr)
   return optax.join_schedules(
-      [optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)], [warmup])
+    [optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)], [warmup]
+  )
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:

@@ -35,8 +35,12 @@ class StepProfiler:
     steps = tuple(profile_steps or ())
     self.first, self.last = (min(steps), max(steps)) if steps else (0, 0)
     if steps and self.first <= start_step:
-      logging.info('Not profiling steps %d-%d: the run resumes after step %d.', self.first,
-                   self.last, start_step)
+      logging.info(
+        'Not profiling steps %d-%d: the run resumes after step %d.',
+        self.first,
+        self.last,
+        start_step,
+      )
       self.first = self.last = 0
     self.logdir = os.path.join(workdir, PROFILE_DIR)
     if jax.process_count() > 1:  # Processes may share a host name: one folder each.
@@ -46,8 +50,9 @@ class StepProfiler:
   def step_starting(self, step: int) -> None:
     if step != self.first:
       return
-    self._trace_dir = (tempfile.mkdtemp(prefix='pixel_jax_profile_')
-                       if storage.is_uri(self.logdir) else self.logdir)
+    self._trace_dir = (
+      tempfile.mkdtemp(prefix='pixel_jax_profile_') if storage.is_uri(self.logdir) else self.logdir
+    )
     jax.profiler.start_trace(self._trace_dir, create_perfetto_trace=True)
 
   def step_dispatched(self, step: int, outputs: Any) -> None:
@@ -69,9 +74,15 @@ class StepProfiler:
           local = os.path.join(root, name)
           with open(local, 'rb') as f:
             storage.write_atomic(
-                os.path.join(self.logdir, os.path.relpath(local, trace_dir)), f.read())
+              os.path.join(self.logdir, os.path.relpath(local, trace_dir)), f.read()
+            )
       shutil.rmtree(trace_dir, ignore_errors=True)
-    logging.info('Profile of steps %d-%d written to %s: open it with `tensorboard --logdir %s` '
-                 '(Profile tab; pip install tensorboard-plugin-profile) or load its '
-                 'perfetto_trace.json.gz in https://ui.perfetto.dev.', self.first, self.last,
-                 self.logdir, self.logdir)
+    logging.info(
+      'Profile of steps %d-%d written to %s: open it with `tensorboard --logdir %s` '
+      '(Profile tab; pip install tensorboard-plugin-profile) or load its '
+      'perfetto_trace.json.gz in https://ui.perfetto.dev.',
+      self.first,
+      self.last,
+      self.logdir,
+      self.logdir,
+    )

@@ -23,8 +23,12 @@ from pixel_jax import storage
 from pixel_jax import train_state
 
 # Errors the command-line tools report as one line instead of a traceback.
-USER_ERRORS = (configs.ConfigError, checkpointing.CheckpointError,
-               input_pipeline.DatasetUnavailableError, distributed.DistributedError)
+USER_ERRORS = (
+  configs.ConfigError,
+  checkpointing.CheckpointError,
+  input_pipeline.DatasetUnavailableError,
+  distributed.DistributedError,
+)
 
 
 def open_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
@@ -34,14 +38,14 @@ def open_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
   data_dir); the others open it once that is done.
   """
   try:
-    return distributed.chief_first(f'open {config.data.name}',
-                                   lambda: input_pipeline.open(config))
+    return distributed.chief_first(f'open {config.data.name}', lambda: input_pipeline.open(config))
   except ValueError as e:
     raise configs.ConfigError(str(e)) from e
 
 
-def load_split(data: input_pipeline.Dataset, split: str
-               ) -> np.ndarray | input_pipeline.StreamingSplit:
+def load_split(
+  data: input_pipeline.Dataset, split: str
+) -> np.ndarray | input_pipeline.StreamingSplit:
   """data.load(split), with its field-naming ValueErrors as ConfigError."""
   try:
     images = data.load(split)
@@ -51,8 +55,9 @@ def load_split(data: input_pipeline.Dataset, split: str
   expected = (d.image_size, d.image_size, d.num_channels)
   if tuple(images.shape[1:]) != expected:
     raise configs.ConfigError(
-        f'Split {split!r} of config.data.name={d.name!r} has images of shape '
-        f'{tuple(images.shape[1:])}, but config.data.image_size/num_channels say {expected}.')
+      f'Split {split!r} of config.data.name={d.name!r} has images of shape '
+      f'{tuple(images.shape[1:])}, but config.data.image_size/num_channels say {expected}.'
+    )
   return images
 
 
@@ -68,15 +73,17 @@ def load_labels(data: input_pipeline.Dataset, split: str) -> Optional[np.ndarray
     raise configs.ConfigError(str(e)) from e
   if labels.size and (labels.min() < 0 or labels.max() >= k):
     raise configs.ConfigError(
-        f'Split {split!r} of config.data.name={data.config.data.name!r} has labels in '
-        f'[{labels.min()}, {labels.max()}], but config.model.num_classes={k}; set it to at '
-        f'least {labels.max() + 1}.')
+      f'Split {split!r} of config.data.name={data.config.data.name!r} has labels in '
+      f'[{labels.min()}, {labels.max()}], but config.model.num_classes={k}; set it to at '
+      f'least {labels.max() + 1}.'
+    )
   return labels
 
 
 @dataclasses.dataclass(frozen=True)
 class RestoredRun:
   """A checkpoint of a training run, ready to evaluate or sample from."""
+
   config: ml_collections.ConfigDict
   model: Any
   state: train_state.TrainState  # Replicated on `mesh`.
@@ -98,8 +105,9 @@ def _has_checkpoint(workdir: str) -> bool:
   return False
 
 
-def restore_run(workdir: str, checkpoint: str = 'best',
-                config: Optional[ml_collections.ConfigDict] = None) -> RestoredRun:
+def restore_run(
+  workdir: str, checkpoint: str = 'best', config: Optional[ml_collections.ConfigDict] = None
+) -> RestoredRun:
   """Rebuilds the model of a training run and restores one of its checkpoints.
 
   Args:
@@ -123,19 +131,23 @@ def restore_run(workdir: str, checkpoint: str = 'best',
   wanted = checkpointing.parse_checkpoint_flag(checkpoint)
   root = storage.path(workdir)
   if root.exists() and not root.is_dir():
-    raise checkpointing.CheckpointError(f'--workdir={workdir} is a file, not a directory: give '
-                                        'the --workdir of a training run.')
+    raise checkpointing.CheckpointError(
+      f'--workdir={workdir} is a file, not a directory: give the --workdir of a training run.'
+    )
   if not root.is_dir():
-    raise checkpointing.CheckpointError(f'{workdir} does not exist: give the --workdir of a '
-                                        'training run.')
+    raise checkpointing.CheckpointError(
+      f'{workdir} does not exist: give the --workdir of a training run.'
+    )
   if config is None and not (storage.path(workdir) / checkpointing.CONFIG_FILE).exists():
     raise checkpointing.CheckpointError(
-        f'{workdir} holds no {checkpointing.CONFIG_FILE}: not a pixel_jax training workdir '
-        '(train first with python -m pixel_jax.main).')
+      f'{workdir} holds no {checkpointing.CONFIG_FILE}: not a pixel_jax training workdir '
+      '(train first with python -m pixel_jax.main).'
+    )
   if not _has_checkpoint(workdir):
     raise checkpointing.CheckpointError(
-        f'{workdir} holds no checkpoint yet (nothing in {checkpointing.LATEST_DIR}/ or '
-        f'{checkpointing.BEST_DIR}/).')
+      f'{workdir} holds no checkpoint yet (nothing in {checkpointing.LATEST_DIR}/ or '
+      f'{checkpointing.BEST_DIR}/).'
+    )
   if config is None:
     config = load_config(workdir)
   configs.validate(config)
@@ -157,5 +169,6 @@ def restore_run(workdir: str, checkpoint: str = 'best',
     state, restored_step = ckpt.restore(target, step=step, which=which)
   finally:
     ckpt.close()
-  return RestoredRun(config=config, model=model, state=state, step=int(restored_step),
-                     checkpoint=which, mesh=mesh)
+  return RestoredRun(
+    config=config, model=model, state=state, step=int(restored_step), checkpoint=which, mesh=mesh
+  )

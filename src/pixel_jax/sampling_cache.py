@@ -46,9 +46,11 @@ Cache = dict[str, Any]
 def network_config(model: Any) -> NetworkConfig:
   """The NetworkConfig of a model built by models.get_model; one clear error otherwise."""
   if not isinstance(model, network.AutoregressiveNetwork):
-    raise ValueError(f"method='cached' supports the networks of models.get_model "
-                     f"({', '.join(cores.CORES)}); got {type(model).__name__}. "
-                     "Use method='naive'.")
+    raise ValueError(
+      f"method='cached' supports the networks of models.get_model "
+      f'({", ".join(cores.CORES)}); got {type(model).__name__}. '
+      "Use method='naive'."
+    )
   return model.cfg
 
 
@@ -85,15 +87,21 @@ class CachedNetwork:
     self.pad = cfg.first_kernel_size // 2
     net = network.AutoregressiveNetwork
     window = jnp.zeros((1, self.pad + 1, cfg.first_kernel_size, cfg.num_channels))
-    self.model, self.variables = model, _with_prepared(
-        model, variables, (net.input_at, (window,)),
-        (net.logits_at, (jnp.zeros((1, cfg.features), cfg.dtype),)))
+    self.model, self.variables = (
+      model,
+      _with_prepared(
+        model,
+        variables,
+        (net.input_at, (window,)),
+        (net.logits_at, (jnp.zeros((1, cfg.features), cfg.dtype),)),
+      ),
+    )
     self.block = cores.block_class(cfg.core)(cfg)
     pixel = jnp.zeros((1, 1, 1, cfg.features), cfg.dtype)
     cond_pixel = None if self.cond is None else self.cond[:1, :1, :1]
-    self.stacked_vars = jax.vmap(lambda v: _with_prepared(
-        self.block, v, (type(self.block).__call__, (pixel, cond_pixel))))(
-            _stack(network.block_variables(cfg, variables)))
+    self.stacked_vars = jax.vmap(
+      lambda v: _with_prepared(self.block, v, (type(self.block).__call__, (pixel, cond_pixel)))
+    )(_stack(network.block_variables(cfg, variables)))
     self.block_vars = _unstack(self.stacked_vars, cfg.num_layers)
     self.chains_rows = cores.chains_rows(cfg.core)
 
@@ -103,17 +111,16 @@ class CachedNetwork:
     scaled = layers.scale_input(images_NxHxWxC, self.cfg.num_levels)
     # The input convolution pads with zeros in the scaled domain; no bottom rows needed.
     image = jnp.pad(scaled, ((0, 0), (p, 0), (p, p), (0, 0)))
-    blocks = [self.block.apply(v, n, method=type(self.block).init_cache)
-              for v in self.block_vars]
+    blocks = [self.block.apply(v, n, method=type(self.block).init_cache) for v in self.block_vars]
     return {'image': image, 'blocks': blocks}
 
-  def set_subpixel(self, cache: Cache, r: Array, c: Array, ch: Array, value_N: Array
-                   ) -> Cache:
+  def set_subpixel(self, cache: Cache, r: Array, c: Array, ch: Array, value_N: Array) -> Cache:
     """Records sampled (or known) levels of sub-pixel (r, c, ch) in the image cache."""
     scaled = layers.scale_input(value_N, self.cfg.num_levels)[:, None, None, None]
     zero = jnp.zeros((), jnp.int32)
-    image = jax.lax.dynamic_update_slice(cache['image'], scaled,
-                                         (zero, r + self.pad, c + self.pad, ch))
+    image = jax.lax.dynamic_update_slice(
+      cache['image'], scaled, (zero, r + self.pad, c + self.pad, ch)
+    )
     return {**cache, 'image': image}
 
   def position(self, cache: Cache, r: Array, c: Array) -> tuple[Array, Cache, list[Cache]]:
@@ -124,21 +131,25 @@ class CachedNetwork:
     """
     cfg, image = self.cfg, cache['image']
     zero = jnp.zeros((), jnp.int32)
-    window = jax.lax.dynamic_slice(image, (zero, r, c, zero),
-                                   (image.shape[0], self.pad + 1, cfg.first_kernel_size,
-                                    cfg.num_channels))
+    window = jax.lax.dynamic_slice(
+      image,
+      (zero, r, c, zero),
+      (image.shape[0], self.pad + 1, cfg.first_kernel_size, cfg.num_channels),
+    )
     x = self.model.apply(self.variables, window, method=network.AutoregressiveNetwork.input_at)
     cond = None if self.cond is None else self.cond[:, r, c]
     skip_sum, blocks, pending = None, [], []
     for v, block_cache in zip(self.block_vars, cache['blocks']):
       x, skip, block_cache, block_pending = self.block.apply(
-          v, block_cache, x, cond, r, c, method=type(self.block).position)
+        v, block_cache, x, cond, r, c, method=type(self.block).position
+      )
       blocks.append(block_cache)
       pending.append(block_pending)
       if cfg.skip:
         skip_sum = skip if skip_sum is None else skip_sum + skip
-    logits = self.model.apply(self.variables, skip_sum if cfg.skip else x,
-                              method=network.AutoregressiveNetwork.logits_at)
+    logits = self.model.apply(
+      self.variables, skip_sum if cfg.skip else x, method=network.AutoregressiveNetwork.logits_at
+    )
     return logits, {**cache, 'blocks': blocks}, pending
 
   def end_pixel(self, cache: Cache, pending: list[Cache]) -> Cache:
@@ -149,20 +160,26 @@ class CachedNetwork:
     """The first layer over the finished row r, one window per column: [N, W, F]."""
     k, zero = self.cfg.first_kernel_size, jnp.zeros((), jnp.int32)
     n, _, _, channels = image.shape
-    rows = jax.lax.dynamic_slice(image, (zero, r, zero, zero),
-                                 (n, self.pad + 1, image.shape[2], channels))
-    window = lambda c: jax.lax.dynamic_slice(rows, (zero, zero, c, zero),
-                                             (n, self.pad + 1, k, channels))
-    input_at = lambda c: self.model.apply(self.variables, window(c),
-                                          method=network.AutoregressiveNetwork.input_at)
+    rows = jax.lax.dynamic_slice(
+      image, (zero, r, zero, zero), (n, self.pad + 1, image.shape[2], channels)
+    )
+    window = lambda c: jax.lax.dynamic_slice(
+      rows, (zero, zero, c, zero), (n, self.pad + 1, k, channels)
+    )
+    input_at = lambda c: self.model.apply(
+      self.variables, window(c), method=network.AutoregressiveNetwork.input_at
+    )
     return jax.vmap(input_at, out_axes=1)(jnp.arange(self.cfg.image_size))
 
   def end_row(self, cache: Cache, r: Array) -> Cache:
     """After row r is complete: every block's end_row, for all blocks at once (they are
     independent given the row's inputs, so one vmapped call), or block after block for
     a core whose blocks pass a row on (cores.chains_rows)."""
-    cond_row = None if self.cond is None else jax.lax.dynamic_index_in_dim(
-        self.cond, r, axis=1, keepdims=False)
+    cond_row = (
+      None
+      if self.cond is None
+      else jax.lax.dynamic_index_in_dim(self.cond, r, axis=1, keepdims=False)
+    )
     method = type(self.block).end_row
     if self.chains_rows:  # Block l reads block l - 1's row: one block after the other.
       blocks, row = [], self._input_row(cache['image'], r)
@@ -170,8 +187,7 @@ class CachedNetwork:
         block_cache, row = self.block.apply(v, block_cache, cond_row, row, method=method)
         blocks.append(block_cache)
       return {**cache, 'blocks': blocks}
-    end_row = lambda v, block_cache: self.block.apply(v, block_cache, cond_row,
-                                                       method=method)
+    end_row = lambda v, block_cache: self.block.apply(v, block_cache, cond_row, method=method)
     blocks = jax.vmap(end_row)(self.stacked_vars, _stack(cache['blocks']))
     return {**cache, 'blocks': _unstack(blocks, self.cfg.num_layers)}
 

@@ -51,21 +51,33 @@ CLASS_FIELD = 'most_likely_class'  # Class-conditional runs only.
 def define_flags() -> None:
   """Defines this tool's flags (only when run as a program; see evaluate.define_flags)."""
   flags.DEFINE_string('workdir', None, 'The training run whose model scores the images.')
-  flags.DEFINE_string('images', None, 'A folder of PNG files or a .npy file of integer '
-                      'levels [N, H, W, C] (or [N, H, W]).')
-  flags.DEFINE_string('checkpoint', 'best', '"best" (falls back to latest), "latest", or a '
-                      'step number.')
-  flags.DEFINE_boolean('binarize', False, 'Threshold 8-bit grey values at 128 for a '
-                       'binary (two-level) model.')
-  flags.DEFINE_integer('batch_size', None, 'Images per forward pass (default: '
-                       'config.eval.batch_size).')
-  flags.DEFINE_string('output_dir', None, 'Where to write scores.csv and scores.jsonl '
-                      '(default: WORKDIR/scores).')
+  flags.DEFINE_string(
+    'images',
+    None,
+    'A folder of PNG files or a .npy file of integer levels [N, H, W, C] (or [N, H, W]).',
+  )
+  flags.DEFINE_string(
+    'checkpoint', 'best', '"best" (falls back to latest), "latest", or a step number.'
+  )
+  flags.DEFINE_boolean(
+    'binarize', False, 'Threshold 8-bit grey values at 128 for a binary (two-level) model.'
+  )
+  flags.DEFINE_integer(
+    'batch_size', None, 'Images per forward pass (default: config.eval.batch_size).'
+  )
+  flags.DEFINE_string(
+    'output_dir', None, 'Where to write scores.csv and scores.jsonl (default: WORKDIR/scores).'
+  )
   flags.mark_flags_as_required(['workdir', 'images'])
 
 
-def score_images(workdir: str, images: str, checkpoint: str = 'best', binarize: bool = False,
-                 batch_size: Optional[int] = None) -> tuple[list[dict], runs.RestoredRun]:
+def score_images(
+  workdir: str,
+  images: str,
+  checkpoint: str = 'best',
+  binarize: bool = False,
+  batch_size: Optional[int] = None,
+) -> tuple[list[dict], runs.RestoredRun]:
   """Each image's exact NLL under a checkpoint of `workdir`, in input order.
 
   Args:
@@ -91,8 +103,13 @@ def score_images(workdir: str, images: str, checkpoint: str = 'best', binarize: 
   step_fn = evaluation.make_pixel_nll_step(run.model, run.mesh)
 
   def nll_given(labels):
-    return evaluation.pixel_nlls(run.config, run.model, run.state.params, levels, run.mesh,
-                                 step_fn, labels).astype(np.float64).sum(axis=(1, 2))
+    return (
+      evaluation.pixel_nlls(
+        run.config, run.model, run.state.params, levels, run.mesh, step_fn, labels
+      )
+      .astype(np.float64)
+      .sum(axis=(1, 2))
+    )
 
   best = None
   if k:  # Marginal over a uniform class prior: -log (1/K) sum_y exp(-NLL(x | y)).
@@ -103,9 +120,15 @@ def score_images(workdir: str, images: str, checkpoint: str = 'best', binarize: 
   else:
     nll = nll_given(None)
   dims = math.prod(levels.shape[1:])
-  rows = [{'index': i, 'image': name, 'nll_nats': float(n),
-           'bits_per_dim': float(n / (dims * math.log(2.0)))}
-          for i, (name, n) in enumerate(zip(names, nll))]
+  rows = [
+    {
+      'index': i,
+      'image': name,
+      'nll_nats': float(n),
+      'bits_per_dim': float(n / (dims * math.log(2.0))),
+    }
+    for i, (name, n) in enumerate(zip(names, nll))
+  ]
   if best is not None:
     for row, y in zip(rows, best):
       row[CLASS_FIELD] = int(y)
@@ -115,8 +138,10 @@ def score_images(workdir: str, images: str, checkpoint: str = 'best', binarize: 
 def write_scores(rows: list[dict], output_dir: str) -> dict[str, str]:
   """Writes scores.csv and scores.jsonl (each whole or not at all; output_dir may be a URI
   such as gs://...); returns their paths."""
-  paths = {'csv': os.path.join(output_dir, 'scores.csv'),
-           'jsonl': os.path.join(output_dir, 'scores.jsonl')}
+  paths = {
+    'csv': os.path.join(output_dir, 'scores.csv'),
+    'jsonl': os.path.join(output_dir, 'scores.jsonl'),
+  }
   table = io.StringIO(newline='')
   writer = csv.DictWriter(table, fieldnames=list(rows[0]) if rows else FIELDS)
   writer.writeheader()
@@ -131,16 +156,20 @@ def main(argv):
     raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
   checkpointing.quiet_orbax_logs()
   try:
-    rows, run = score_images(FLAGS.workdir, FLAGS.images, FLAGS.checkpoint, FLAGS.binarize,
-                             FLAGS.batch_size)
+    rows, run = score_images(
+      FLAGS.workdir, FLAGS.images, FLAGS.checkpoint, FLAGS.binarize, FLAGS.batch_size
+    )
   except (image_files.ImageFileError, *runs.USER_ERRORS) as e:
     logging.error('%s', e)
     sys.exit(f'pixel_jax.score: error: {e}')
   paths = write_scores(rows, FLAGS.output_dir or os.path.join(FLAGS.workdir, 'scores'))
   nll = np.array([r['nll_nats'] for r in rows])
-  print(f'{len(rows)} images of {FLAGS.images}: NLL mean {nll.mean():.3f}, min {nll.min():.3f},'
-        f' max {nll.max():.3f} nats/image | {run.checkpoint} checkpoint, step {run.step} | '
-        f'{paths["csv"]}, {paths["jsonl"]}', flush=True)
+  print(
+    f'{len(rows)} images of {FLAGS.images}: NLL mean {nll.mean():.3f}, min {nll.min():.3f},'
+    f' max {nll.max():.3f} nats/image | {run.checkpoint} checkpoint, step {run.step} | '
+    f'{paths["csv"]}, {paths["jsonl"]}',
+    flush=True,
+  )
 
 
 def run(argv: Optional[list[str]] = None) -> None:

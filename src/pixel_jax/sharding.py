@@ -27,8 +27,10 @@ def make_mesh(num_devices: int = -1, devices: Optional[list[Any]] = None) -> Mes
   if num_devices == -1:
     num_devices = len(devices)
   if not 1 <= num_devices <= len(devices):
-    raise ValueError(f'config.mesh.num_devices={num_devices} must be -1 or between 1 and '
-                     f'the {len(devices)} available devices.')
+    raise ValueError(
+      f'config.mesh.num_devices={num_devices} must be -1 or between 1 and '
+      f'the {len(devices)} available devices.'
+    )
   if num_devices != len(devices) and jax.process_count() > 1:
     raise ValueError('config.mesh.num_devices must be -1 on a multi-host run.')
   return Mesh(np.array(devices[:num_devices]), (DATA_AXIS,), axis_types=(AxisType.Auto,))
@@ -44,14 +46,17 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
-def check_batch_size(batch_size: int, num_devices: int,
-                     field: str = 'config.train.batch_size') -> None:
+def check_batch_size(
+  batch_size: int, num_devices: int, field: str = 'config.train.batch_size'
+) -> None:
   """Raises a ValueError naming `field` unless the batch splits evenly over the devices."""
   if not isinstance(batch_size, int) or batch_size < 1 or batch_size % num_devices:
     example = num_devices * max(1, -(-int(batch_size or 1) // num_devices))
-    raise ValueError(f'{field}={batch_size!r} must be a positive multiple of the '
-                     f'{num_devices} devices on the mesh (e.g. {example}); set {field} or '
-                     'config.mesh.num_devices.')
+    raise ValueError(
+      f'{field}={batch_size!r} must be a positive multiple of the '
+      f'{num_devices} devices on the mesh (e.g. {example}); set {field} or '
+      'config.mesh.num_devices.'
+    )
 
 
 def local_slice(global_batch_size: int, mesh: Mesh) -> slice:

@@ -51,19 +51,28 @@ class TrainingInterrupted(RuntimeError):
 
 
 # Errors that main.py reports as one line instead of a traceback.
-USER_ERRORS = runs.USER_ERRORS + (TrainingDivergedError, TrainingInterrupted,
-                                  workdir_lib.WorkdirError)
+USER_ERRORS = runs.USER_ERRORS + (
+  TrainingDivergedError,
+  TrainingInterrupted,
+  workdir_lib.WorkdirError,
+)
 
 
 def _all_finite(tree: Any) -> jax.Array:
   return jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]).all()
 
 
-def train_step(state: train_state.TrainState, images_BxHxWxC: jax.Array,
-               labels_B: Optional[jax.Array] = None, *, model: Any,
-               tx: optax.GradientTransformation) -> tuple[train_state.TrainState, dict]:
+def train_step(
+  state: train_state.TrainState,
+  images_BxHxWxC: jax.Array,
+  labels_B: Optional[jax.Array] = None,
+  *,
+  model: Any,
+  tx: optax.GradientTransformation,
+) -> tuple[train_state.TrainState, dict]:
   """One optimiser step on the mean NLL (nats/image) of a global batch (given its labels
   for a class-conditional model); pure (jitted by the loop)."""
+
   def loss_fn(params):
     return evaluation.nll_fn(params, images_BxHxWxC, labels_B, model=model).mean()
 
@@ -77,20 +86,24 @@ def train_step(state: train_state.TrainState, images_BxHxWxC: jax.Array,
   return new_state, {'nll_nats': loss, 'grad_norm': grad_norm, 'finite': finite}
 
 
-def make_train_step(model: Any, tx: optax.GradientTransformation,
-                    mesh: jax.sharding.Mesh) -> Callable:
+def make_train_step(
+  model: Any, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh
+) -> Callable:
   """train_step jitted as the loop runs it: (state, batch, labels or None) -> (state,
   metrics), the state
   replicated and donated, the batch split over the mesh. The benchmarks time this function."""
   rep = sharding.replicated(mesh)
-  return jax.jit(functools.partial(train_step, model=model, tx=tx),
-                 in_shardings=(rep, sharding.batch_sharding(mesh),
-                               sharding.batch_sharding(mesh)),
-                 out_shardings=(rep, rep), donate_argnums=(0,))
+  return jax.jit(
+    functools.partial(train_step, model=model, tx=tx),
+    in_shardings=(rep, sharding.batch_sharding(mesh), sharding.batch_sharding(mesh)),
+    out_shardings=(rep, rep),
+    donate_argnums=(0,),
+  )
 
 
-def itstime(step: int, every: int, last_step: int, first_step: int = 0,
-            at_end: bool = True) -> bool:
+def itstime(
+  step: int, every: int, last_step: int, first_step: int = 0, at_end: bool = True
+) -> bool:
   """Whether periodic work runs after `step` (every `every` steps, and at the end)."""
   if every <= 0 or step <= first_step:
     return False
@@ -101,17 +114,24 @@ def due_work(step: int, t: ml_collections.ConfigDict) -> dict[str, bool]:
   """The periodic work after `step`: 'checkpoint', 'eval' (with the best-checkpoint update)
   and 'sample' every so many steps; the last step is always checkpointed and evaluated."""
   last = step == t.num_steps
-  return {'checkpoint': itstime(step, t.checkpoint_every, t.num_steps) or last,
-          'eval': itstime(step, t.eval_every, t.num_steps) or last,
-          'sample': itstime(step, t.sample_every, t.num_steps)}
+  return {
+    'checkpoint': itstime(step, t.checkpoint_every, t.num_steps) or last,
+    'eval': itstime(step, t.eval_every, t.num_steps) or last,
+    'sample': itstime(step, t.sample_every, t.num_steps),
+  }
 
 
 def sample_path(workdir: str, step: int) -> str:
   return os.path.join(workdir, 'samples', f'step_{step}.png')
 
 
-def unfinished_work(config: ml_collections.ConfigDict, workdir: str, step: int,
-                    history: list[dict], best_step: Optional[int]) -> list[str]:
+def unfinished_work(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  step: int,
+  history: list[dict],
+  best_step: Optional[int],
+) -> list[str]:
   """What a run resumed at `step` must still do for that step, because the run before it
   stopped after the checkpoint of `step` but before the rest of its work.
 
@@ -127,21 +147,28 @@ def unfinished_work(config: ml_collections.ConfigDict, workdir: str, step: int,
   if due['eval']:
     if step not in evals:
       todo.append('eval')
-    elif best_step is None or (best_step < step and
-                               evals[step] < evals.get(best_step, float('inf'))):
+    elif best_step is None or (
+      best_step < step and evals[step] < evals.get(best_step, float('inf'))
+    ):
       todo.append('best')
   if due['sample'] and not storage.path(sample_path(workdir, step)).exists():
     todo.append('sample')
   if step == config.train.num_steps and not any(
-      'final_eval_loss' in r and r['step'] == step for r in history):
+    'final_eval_loss' in r and r['step'] == step for r in history
+  ):
     todo.append('final')
   return todo
 
 
-def restore_or_init(config: ml_collections.ConfigDict, workdir: str,
-                    ckpt: checkpointing.Checkpointer, model: Any,
-                    tx: optax.GradientTransformation, mesh: jax.sharding.Mesh,
-                    target: Any) -> tuple[train_state.TrainState, int]:
+def restore_or_init(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  ckpt: checkpointing.Checkpointer,
+  model: Any,
+  tx: optax.GradientTransformation,
+  mesh: jax.sharding.Mesh,
+  target: Any,
+) -> tuple[train_state.TrainState, int]:
   """(state, step): the newest good checkpoint of workdir, else a fresh state at step 0.
 
   Corrupt checkpoints are set aside by the checkpointer (one warning each). A checkpoint of
@@ -155,27 +182,35 @@ def restore_or_init(config: ml_collections.ConfigDict, workdir: str,
   except checkpointing.OptimizerChangedError:
     step = ckpt.steps()[-1]
     params = ckpt.restore_params(target.params, step)
-    opt_state = jax.jit(tx.init, out_shardings=jax.tree.map(
-        lambda s: s.sharding, target.opt_state))(params)
+    opt_state = jax.jit(
+      tx.init, out_shardings=jax.tree.map(lambda s: s.sharding, target.opt_state)
+    )(params)
     state = train_state.TrainState(
-        step=jax.device_put(jnp.asarray(step, jnp.int32), target.step.sharding),
-        params=params, opt_state=opt_state)
+      step=jax.device_put(jnp.asarray(step, jnp.int32), target.step.sharding),
+      params=params,
+      opt_state=opt_state,
+    )
     changes = checkpointing.optimizer_changes(workdir, config) or ['optimizer changed']
-    logging.warning('%s: the optimizer state is reset, parameters kept (step %d).',
-                    '; '.join(changes), step)
+    logging.warning(
+      '%s: the optimizer state is reset, parameters kept (step %d).', '; '.join(changes), step
+    )
   except checkpointing.CheckpointError:
     if ckpt.latest_step() is not None:
       raise
-    logging.warning('Starting from step 0: no usable checkpoint is left in %s.',
-                    ckpt.latest_dir)
+    logging.warning('Starting from step 0: no usable checkpoint is left in %s.', ckpt.latest_dir)
     return train_state.init_state(config, model, tx, mesh), 0
   logging.info('Resumed from %s at step %d.', ckpt.latest_dir, step)
   return state, step
 
 
-def write_samples(config: ml_collections.ConfigDict, model: Any, params: Any, step: int,
-                  workdir: str, writer: Optional[metrics_writer.MetricsWriter] = None
-                  ) -> str:
+def write_samples(
+  config: ml_collections.ConfigDict,
+  model: Any,
+  params: Any,
+  step: int,
+  workdir: str,
+  writer: Optional[metrics_writer.MetricsWriter] = None,
+) -> str:
   """Draws config.sample.num_samples images and saves workdir/samples/step_N.png.
 
   A class-conditional model draws classes 0, 1, ..., K-1, 0, 1, ... in turn.
@@ -183,10 +218,15 @@ def write_samples(config: ml_collections.ConfigDict, model: Any, params: Any, st
   """
   rng = jax.random.fold_in(jax.random.key(config.seed + 1), step)
   n, k = config.sample.num_samples, config.model.num_classes
-  images = sampling.sample(model, {'params': params}, rng, n,
-                           method=config.sample.method,
-                           temperature=config.sample.temperature,
-                           labels=np.arange(n) % k if k else None)
+  images = sampling.sample(
+    model,
+    {'params': params},
+    rng,
+    n,
+    method=config.sample.method,
+    temperature=config.sample.temperature,
+    labels=np.arange(n) % k if k else None,
+  )
   grid = image_grid.make_grid(np.asarray(jax.device_get(images)), config.data.num_levels)
   path = sample_path(workdir, step)
   if jax.process_index() == 0:
@@ -218,10 +258,11 @@ class _Progress:
     m = jax.device_get(metrics)
     if not bool(m['finite']):
       raise TrainingDivergedError(
-          f'Training diverged at step {step}: loss={float(m["nll_nats"])}, '
-          f'grad_norm={float(m["grad_norm"])} (NaN/inf). Checkpoints in {checkpoint_dir} '
-          f'are kept (none is later than step {self.last_good_step}); lower '
-          'config.optim.learning_rate or enable config.optim.grad_clip_norm.')
+        f'Training diverged at step {step}: loss={float(m["nll_nats"])}, '
+        f'grad_norm={float(m["grad_norm"])} (NaN/inf). Checkpoints in {checkpoint_dir} '
+        f'are kept (none is later than step {self.last_good_step}); lower '
+        'config.optim.learning_rate or enable config.optim.grad_clip_norm.'
+      )
     self.last_good_step = step
     loss = evaluation.report_loss(m['nll_nats'], self.config)
     if self.initial_loss is None:
@@ -234,21 +275,35 @@ class _Progress:
       elapsed = time.perf_counter() - self.window_start - self.excluded_s
       n = step - self.window_first_step
       self.images_per_s = n * t.batch_size / max(elapsed, 1e-9)
-      self.bar.set_postfix(loss=f'{np.mean(self.window):.4g}',
-                           img_s=f'{self.images_per_s:.1f}', refresh=False)
-      logging.info('Step %d: train loss %.4f %s (mean of %d steps), grad norm %.3g, '
-                   '%.1f images/s.', step, np.mean(self.window), evaluation.loss_unit(self.config),
-                   len(self.window), self.last['grad_norm'], self.images_per_s)
-      self.writer.write(step, {'train_loss': float(np.mean(self.window)),
-                               'train_loss_last': loss, 'grad_norm': self.last['grad_norm'],
-                               'images_per_s': self.images_per_s,
-                               'loss_unit': evaluation.loss_unit(self.config)})
+      self.bar.set_postfix(
+        loss=f'{np.mean(self.window):.4g}', img_s=f'{self.images_per_s:.1f}', refresh=False
+      )
+      logging.info(
+        'Step %d: train loss %.4f %s (mean of %d steps), grad norm %.3g, %.1f images/s.',
+        step,
+        np.mean(self.window),
+        evaluation.loss_unit(self.config),
+        len(self.window),
+        self.last['grad_norm'],
+        self.images_per_s,
+      )
+      self.writer.write(
+        step,
+        {
+          'train_loss': float(np.mean(self.window)),
+          'train_loss_last': loss,
+          'grad_norm': self.last['grad_norm'],
+          'images_per_s': self.images_per_s,
+          'loss_unit': evaluation.loss_unit(self.config),
+        },
+      )
       self.window, self.window_start, self.window_first_step = [], time.perf_counter(), step
       self.excluded_s = 0.0
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
-                       ) -> tuple[train_state.TrainState, dict]:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str
+) -> tuple[train_state.TrainState, dict]:
   """Trains config.train.num_steps steps (resuming from workdir), evaluates, samples.
 
   Returns the final state and a summary dict: steps, time_s, train_loss (last step),
@@ -273,14 +328,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     return _train_and_evaluate(config, os.fspath(storage.path(workdir)), t0)
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: float
-                        ) -> tuple[train_state.TrainState, dict]:
+def _train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, t0: float
+) -> tuple[train_state.TrainState, dict]:
   """train_and_evaluate with a validated config in a locked workdir."""
   mesh = sharding.make_mesh(config.mesh.num_devices)
   t = config.train
   is_chief = jax.process_index() == 0
-  logging.info('Mesh %s over %d devices (%d processes).', dict(mesh.shape),
-               mesh.devices.size, jax.process_count())
+  logging.info(
+    'Mesh %s over %d devices (%d processes).',
+    dict(mesh.shape),
+    mesh.devices.size,
+    jax.process_count(),
+  )
 
   checkpointing.check_config(workdir, config)
   # Data before the checkpoint directories and compilation: a data error costs nothing.
@@ -293,8 +353,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
   if data.info.caveat:
     data_text += f' (NOT comparable with the paper: {data.info.caveat})'
     logging.warning('Data: %s.', data.info.caveat)
-  logging.info('Data: %s; %d training images%s.', data_text, len(train_images),
-               ' (streamed from disk)' if config.data.streaming else '')
+  logging.info(
+    'Data: %s; %d training images%s.',
+    data_text,
+    len(train_images),
+    ' (streamed from disk)' if config.data.streaming else '',
+  )
   ckpt = checkpointing.Checkpointer(workdir, keep=t.keep_checkpoints)
   model = models.get_model(config)
   tx = optim.make_optimizer(config)
@@ -307,8 +371,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
   history = metrics_writer.history(workdir, start_step)
   todo = unfinished_work(config, workdir, start_step, history, ckpt.best_step())
   if todo:
-    logging.info('Completing the work of step %d that the previous run did not finish: %s.',
-                 start_step, ', '.join(todo))
+    logging.info(
+      'Completing the work of step %d that the previous run did not finish: %s.',
+      start_step,
+      ', '.join(todo),
+    )
 
   eval_cache: dict[str, tuple] = {}
 
@@ -321,11 +388,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
   jit_train_step = make_train_step(model, tx, mesh)
   jit_eval_step = evaluation.make_eval_step(model, mesh)
 
-  writer = metrics_writer.MetricsWriter(workdir, enabled=is_chief,
-                                        resume_step=start_step)
-  bar = tqdm.tqdm(total=t.num_steps, initial=start_step, disable=not is_chief,
-                  desc=f'{config.model.name} {config.data.name}', unit='step',
-                  dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
+  writer = metrics_writer.MetricsWriter(workdir, enabled=is_chief, resume_step=start_step)
+  bar = tqdm.tqdm(
+    total=t.num_steps,
+    initial=start_step,
+    disable=not is_chief,
+    desc=f'{config.model.name} {config.data.name}',
+    unit='step',
+    dynamic_ncols=True,
+    mininterval=0.5 if sys.stderr.isatty() else 30.0,
+  )
   progress = _Progress(config, writer, bar, start_step)
   summary: dict = {'start_step': start_step}
   evals = [r for r in history if 'eval_loss' in r]
@@ -334,22 +406,34 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
 
   def evaluate(split):
     images, labels = split_data(split)
-    return evaluation.evaluate_images(config, model, state.params, images, mesh,
-                                      jit_eval_step, labels=labels)
+    return evaluation.evaluate_images(
+      config, model, state.params, images, mesh, jit_eval_step, labels=labels
+    )
 
   def evaluate_and_offer_best(step):
     eval_start = time.perf_counter()
     result = evaluate(config.data.eval_split)
-    logging.info('Step %d: eval (%s) NLL %.4f %s over %d images, %.1f images/s.', step,
-                 config.data.eval_split, result['loss'], evaluation.loss_unit(config),
-                 result['num_examples'],
-                 result['num_examples'] / max(time.perf_counter() - eval_start, 1e-9))
+    logging.info(
+      'Step %d: eval (%s) NLL %.4f %s over %d images, %.1f images/s.',
+      step,
+      config.data.eval_split,
+      result['loss'],
+      evaluation.loss_unit(config),
+      result['num_examples'],
+      result['num_examples'] / max(time.perf_counter() - eval_start, 1e-9),
+    )
     fault_injection.point('eval_done', step)
     summary['eval_loss'] = result['loss']
     summary.update(evaluation.stage_nlls(result, 'eval_'))
-    writer.write(step, {'eval_loss': result['loss'], 'eval_nll_nats': result['nll_nats'],
-                        **evaluation.stage_nlls(result, 'eval_'),
-                        'loss_unit': evaluation.loss_unit(config)})
+    writer.write(
+      step,
+      {
+        'eval_loss': result['loss'],
+        'eval_nll_nats': result['nll_nats'],
+        **evaluation.stage_nlls(result, 'eval_'),
+        'loss_unit': evaluation.loss_unit(config),
+      },
+    )
     fault_injection.point('eval_recorded', step)
     offer_best(step, result['loss'])
 
@@ -372,14 +456,24 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
     if due['sample']:
       sample(step)
 
-
   rows = sharding.local_slice(t.batch_size, mesh)  # This process reads only its share.
   if jax.process_count() > 1:
-    logging.info('Process %d reads rows %d:%d of every batch of %d.', jax.process_index(),
-                 rows.start, rows.stop, t.batch_size)
+    logging.info(
+      'Process %d reads rows %d:%d of every batch of %d.',
+      jax.process_index(),
+      rows.start,
+      rows.stop,
+      t.batch_size,
+    )
   batches: Iterator = input_pipeline.train_batches(
-      config, train_images, seed=config.seed, start_step=start_step,
-      batch_size=t.batch_size, rows=rows, labels=train_labels)
+    config,
+    train_images,
+    seed=config.seed,
+    start_step=start_step,
+    batch_size=t.batch_size,
+    rows=rows,
+    labels=train_labels,
+  )
   pending = None
   step_profiler = profiler.StepProfiler(t.profile_steps, workdir, start_step)
   train_start = time.perf_counter()
@@ -395,8 +489,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
       step_profiler.step_starting(step)
       batch, labels = next(batches) if train_labels is not None else (next(batches), None)
       state, metrics = jit_train_step(
-          state, sharding.to_global(batch, mesh, t.batch_size),
-          None if labels is None else sharding.to_global(labels, mesh, t.batch_size))
+        state,
+        sharding.to_global(batch, mesh, t.batch_size),
+        None if labels is None else sharding.to_global(labels, mesh, t.batch_size),
+      )
       step_profiler.step_dispatched(step, (state, metrics))
       if pending is not None:
         progress.consume(*pending, ckpt.latest_dir)
@@ -426,12 +522,20 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
         # E.g. the offline MNIST fallback has no test split unless config.data.idx_dir is set.
         summary['test_loss'] = None
         summary['test_error'] = str(e)
-        logging.warning('No test evaluation: %s Later: python -m pixel_jax.evaluate '
-                        '--workdir=%s --idx_dir=...', e, workdir)
+        logging.warning(
+          'No test evaluation: %s Later: python -m pixel_jax.evaluate --workdir=%s --idx_dir=...',
+          e,
+          workdir,
+        )
       fault_injection.point('test_done', t.num_steps)
-      writer.write(t.num_steps, {'final_eval_loss': summary['eval_loss'],
-                                 'test_loss': summary['test_loss'],
-                                 'loss_unit': evaluation.loss_unit(config)})
+      writer.write(
+        t.num_steps,
+        {
+          'final_eval_loss': summary['eval_loss'],
+          'test_loss': summary['test_loss'],
+          'loss_unit': evaluation.loss_unit(config),
+        },
+      )
       fault_injection.point('final_recorded', t.num_steps)
   except KeyboardInterrupt:
     interrupted = True
@@ -443,26 +547,40 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, t0: flo
   if interrupted:
     ckpt.close()
     raise TrainingInterrupted(
-        f'interrupted at step {progress.last_good_step}; checkpoint at step '
-        f'{ckpt.latest_step()}; rerun the same command to resume.')
+      f'interrupted at step {progress.last_good_step}; checkpoint at step '
+      f'{ckpt.latest_step()}; rerun the same command to resume.'
+    )
   last_train = [r for r in history if 'train_loss_last' in r]
-  summary.update({
-      'steps': t.num_steps, 'unit': evaluation.loss_unit(config),
+  summary.update(
+    {
+      'steps': t.num_steps,
+      'unit': evaluation.loss_unit(config),
       'train_loss': progress.last.get(
-          'train_loss', last_train[-1]['train_loss_last'] if last_train else float('nan')),
-      'initial_train_loss': progress.initial_loss, 'images_per_s': progress.images_per_s,
-      'train_time_s': train_time, 'time_s': time.perf_counter() - t0,
-      'num_params': int(num_params), 'workdir': workdir,
-      'best_step': ckpt.best_step(), 'data': data_text,
-  })
+        'train_loss', last_train[-1]['train_loss_last'] if last_train else float('nan')
+      ),
+      'initial_train_loss': progress.initial_loss,
+      'images_per_s': progress.images_per_s,
+      'train_time_s': train_time,
+      'time_s': time.perf_counter() - t0,
+      'num_params': int(num_params),
+      'workdir': workdir,
+      'best_step': ckpt.best_step(),
+      'data': data_text,
+    }
+  )
   ckpt.close()
-  test_text = ('n/a (no test split; see the warning)' if summary['test_loss'] is None
-               else f'{summary["test_loss"]:.4f}')
-  line = (f'Done: {t.num_steps} steps (from {start_step}) in {summary["time_s"]:.1f}s | '
-          f'train loss {summary["train_loss"]:.4f} | '
-          f'eval ({config.data.eval_split}) {summary["eval_loss"]:.4f} | '
-          f'test ({config.data.test_split}) {test_text} {summary["unit"]} | '
-          f'data {data_text}')
+  test_text = (
+    'n/a (no test split; see the warning)'
+    if summary['test_loss'] is None
+    else f'{summary["test_loss"]:.4f}'
+  )
+  line = (
+    f'Done: {t.num_steps} steps (from {start_step}) in {summary["time_s"]:.1f}s | '
+    f'train loss {summary["train_loss"]:.4f} | '
+    f'eval ({config.data.eval_split}) {summary["eval_loss"]:.4f} | '
+    f'test ({config.data.test_split}) {test_text} {summary["unit"]} | '
+    f'data {data_text}'
+  )
   summary['summary_line'] = line
   logging.info(line)
   if is_chief:

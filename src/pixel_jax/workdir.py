@@ -32,14 +32,14 @@ _HELD: set[str] = set()  # Lock files this process holds.
 
 # errno -> what it means for a workdir, in words.
 _OS_ERRORS = {
-    errno.ENOSPC: 'no space left on the device',
-    errno.EDQUOT: 'disk quota exceeded',
-    errno.EROFS: 'the filesystem is read-only',
-    errno.EACCES: 'permission denied',
-    errno.EPERM: 'operation not permitted',
-    errno.ENOTDIR: 'a path component is a file, not a directory',
-    errno.EISDIR: 'it is a directory',
-    errno.EFBIG: 'file too large for this filesystem or limit',
+  errno.ENOSPC: 'no space left on the device',
+  errno.EDQUOT: 'disk quota exceeded',
+  errno.EROFS: 'the filesystem is read-only',
+  errno.EACCES: 'permission denied',
+  errno.EPERM: 'operation not permitted',
+  errno.ENOTDIR: 'a path component is a file, not a directory',
+  errno.EISDIR: 'it is a directory',
+  errno.EFBIG: 'file too large for this filesystem or limit',
 }
 
 
@@ -73,9 +73,11 @@ def describe_os_error(error: BaseException, workdir: Optional[str] = None) -> Op
     code, path = _errno_and_path(e)
     if code in _OS_ERRORS:
       where = path or workdir or 'the workdir'
-      advice = ('free some space or use another --workdir, then rerun the same command to '
-                'resume' if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-                else 'use a writable --workdir')
+      advice = (
+        'free some space or use another --workdir, then rerun the same command to resume'
+        if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        else 'use a writable --workdir'
+      )
       return f'cannot write {where}: {_OS_ERRORS[code]}; {advice}.'
     e = e.__cause__ or e.__context__
   return None
@@ -91,22 +93,22 @@ def check_usable(workdir: str) -> str:
   path = os.fspath(root)
   try:
     if root.exists() and not root.is_dir():
-      raise WorkdirError(f'--workdir={path} is a file, not a directory; use another '
-                         '--workdir.')
+      raise WorkdirError(f'--workdir={path} is a file, not a directory; use another --workdir.')
     root.mkdir(parents=True, exist_ok=True)
     probe = root / f'.pixel_jax_write_test.{os.getpid()}'
     probe.write_text('ok')
     probe.unlink()
   except OSError as e:
-    raise WorkdirError(describe_os_error(e, path) or f'cannot use --workdir={path}: {e}'
-                       ) from e
+    raise WorkdirError(describe_os_error(e, path) or f'cannot use --workdir={path}: {e}') from e
   except Exception as e:  # pylint: disable=broad-except
     if not storage.is_uri(path):
       raise
     # Object-store clients raise their own errors (no credentials, no such bucket, ...).
     reason = ' '.join(str(e).split())[:300] or type(e).__name__
-    raise WorkdirError(f'cannot write --workdir={path} ({type(e).__name__}: {reason}); '
-                       'check the bucket name and your credentials.') from e
+    raise WorkdirError(
+      f'cannot write --workdir={path} ({type(e).__name__}: {reason}); '
+      'check the bucket name and your credentials.'
+    ) from e
   return path
 
 
@@ -137,32 +139,39 @@ class WorkdirLock:
     try:
       fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-      raise WorkdirError(describe_os_error(e, self.path) or f'cannot create {self.path}: {e}'
-                         ) from e
+      raise WorkdirError(
+        describe_os_error(e, self.path) or f'cannot create {self.path}: {e}'
+      ) from e
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       os.close(fd)
       raise WorkdirLockedError(
-          f'{os.path.dirname(self.path)} is in use by another training run '
-          f'({_holder_text(_read_holder(self.path))}); wait for it to finish or use another '
-          '--workdir.') from None
+        f'{os.path.dirname(self.path)} is in use by another training run '
+        f'({_holder_text(_read_holder(self.path))}); wait for it to finish or use another '
+        '--workdir.'
+      ) from None
     except OSError as e:  # A filesystem without locks: run, but say what is not guarded.
-      logging.warning('Cannot lock %s (%s): a second run on this workdir would not be stopped.',
-                      self.path, e)
+      logging.warning(
+        'Cannot lock %s (%s): a second run on this workdir would not be stopped.', self.path, e
+      )
     previous = _read_holder(self.path)
-    me = {'host': socket.gethostname(), 'pid': os.getpid(), 'since': time.time(),
-          'command': ' '.join(sys.argv)}
+    me = {
+      'host': socket.gethostname(),
+      'pid': os.getpid(),
+      'since': time.time(),
+      'command': ' '.join(sys.argv),
+    }
     try:
       os.ftruncate(fd, 0)
       os.pwrite(fd, json.dumps(me).encode(), 0)
     except OSError as e:
       os.close(fd)
-      raise WorkdirError(describe_os_error(e, self.path) or f'cannot write {self.path}: {e}'
-                         ) from e
+      raise WorkdirError(describe_os_error(e, self.path) or f'cannot write {self.path}: {e}') from e
     if previous:
-      logging.warning('Took over the lock of a run that ended without releasing it (%s).',
-                      _holder_text(previous))
+      logging.warning(
+        'Took over the lock of a run that ended without releasing it (%s).', _holder_text(previous)
+      )
     self._fd = fd
     _HELD.add(self.path)
     return self
@@ -199,8 +208,11 @@ def lock(workdir: str, enabled: bool = True):
   holds it already, or when not `enabled` (processes other than 0 of a multi-host job)."""
   if storage.is_uri(workdir):
     if enabled:
-      logging.warning('%s is in an object store, which has no file locks: nothing stops a '
-                      'second training run on it; start only one.', workdir)
+      logging.warning(
+        '%s is in an object store, which has no file locks: nothing stops a '
+        'second training run on it; start only one.',
+        workdir,
+      )
     return _NoLock()
   workdir_lock = WorkdirLock(workdir)
   return workdir_lock if enabled and workdir_lock.path not in _HELD else _NoLock()

@@ -29,6 +29,7 @@ def required_package_file(package: str, relative: str, dataset: str) -> pathlib.
   path = package_file(package, relative)
   if path is None or not path.exists():
     raise MissingPackageError(
-        f'{dataset} reads {relative} from the {package} package, which is not installed: '
-        'pip install "pixel_jax[offline]"')
+      f'{dataset} reads {relative} from the {package} package, which is not installed: '
+      'pip install "pixel_jax[offline]"'
+    )
   return path

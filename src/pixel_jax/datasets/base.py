@@ -47,8 +47,10 @@ def shuffled_order(num: int, seed: int = SHUFFLE_SEED) -> np.ndarray:
   return np.random.default_rng(seed).permutation(num)
 
 
-class OfflineBuilder(tfds.core.GeneratorBasedBuilder,  # type: ignore[call-arg]
-                     skip_registration=True):
+class OfflineBuilder(
+  tfds.core.GeneratorBasedBuilder,  # type: ignore[call-arg]
+  skip_registration=True,
+):
   """A TFDS builder for local files, prepared to ArrayRecord without TensorFlow."""
 
   IMAGE_SHAPE: tuple[int, int, int] = (0, 0, 0)
@@ -75,10 +77,10 @@ class OfflineBuilder(tfds.core.GeneratorBasedBuilder,  # type: ignore[call-arg]
     if self.NUM_CLASSES is not None:
       features['label'] = tfds.features.ClassLabel(num_classes=self.NUM_CLASSES)
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=inspect.getmodule(type(self)).__doc__,
-        features=tfds.features.FeaturesDict(features),
-        supervised_keys=('image', 'label') if self.NUM_CLASSES is not None else None,
-        disable_shuffling=True,  # Stored in key order, chosen by the subclass.
-        homepage=self.HOMEPAGE,
+      builder=self,
+      description=inspect.getmodule(type(self)).__doc__,
+      features=tfds.features.FeaturesDict(features),
+      supervised_keys=('image', 'label') if self.NUM_CLASSES is not None else None,
+      disable_shuffling=True,  # Stored in key order, chosen by the subclass.
+      homepage=self.HOMEPAGE,
     )

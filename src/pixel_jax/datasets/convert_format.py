@@ -30,8 +30,10 @@ class ConversionUnavailableError(RuntimeError):
 
 def tfds_command(dataset_version_dir: os.PathLike | str) -> str:
   """TFDS's own command for the same conversion (it needs TensorFlow and Apache Beam)."""
-  return (f'tfds convert_format --dataset_version_dir={dataset_version_dir} '
-          f'--out_file_format={ARRAY_RECORD}')
+  return (
+    f'tfds convert_format --dataset_version_dir={dataset_version_dir} '
+    f'--out_file_format={ARRAY_RECORD}'
+  )
 
 
 def is_tfrecord_only(dataset_version_dir: os.PathLike | str) -> bool:
@@ -56,10 +58,11 @@ def convert_to_array_record(dataset_version_dir: os.PathLike | str) -> int:
     import tensorflow  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import,import-outside-toplevel
   except ImportError:
     raise ConversionUnavailableError(
-        f'The dataset in {version_dir} is stored as {TFRECORD}, which only TensorFlow reads; '
-        "convert it once to array_record: pip install 'pixel_jax[tf]' (tensorflow-cpu) and "
-        f'rerun, which converts it in place (or run `{tfds_command(version_dir)}`, which '
-        'also needs apache-beam).') from None
+      f'The dataset in {version_dir} is stored as {TFRECORD}, which only TensorFlow reads; '
+      "convert it once to array_record: pip install 'pixel_jax[tf]' (tensorflow-cpu) and "
+      f'rerun, which converts it in place (or run `{tfds_command(version_dir)}`, which '
+      'also needs apache-beam).'
+    ) from None
   written = 0
   for shard in sorted(version_dir.glob(f'*.{TFRECORD}-*-of-*')):
     out = shard.parent / shard.name.replace(f'.{TFRECORD}-', f'.{ARRAY_RECORD}-')
@@ -68,7 +71,8 @@ def convert_to_array_record(dataset_version_dir: os.PathLike | str) -> int:
     records = file_adapters.TfRecordFileAdapter.make_tf_data(shard)
     with py_utils.incomplete_file(out) as tmp:
       file_adapters.ArrayRecordFileAdapter.write_examples(
-          tmp, ((i, record.numpy()) for i, record in enumerate(records)))
+        tmp, ((i, record.numpy()) for i, record in enumerate(records))
+      )
     written += 1
   info = dataset_info_lib.read_from_json(version_dir / 'dataset_info.json')
   if info.file_format != ARRAY_RECORD:

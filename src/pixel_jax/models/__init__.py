@@ -35,5 +35,13 @@ def get_model(config: ml_collections.ConfigDict):
   return AutoregressiveNetwork(NetworkConfig.from_config(config))
 
 
-__all__ = ['AutoregressiveNetwork', 'DTYPES', 'MODEL_NAMES', 'NetworkConfig', 'get_model',
-           'has_stages', 'pixel_cnn', 'pixel_rnn']
+__all__ = [
+  'AutoregressiveNetwork',
+  'DTYPES',
+  'MODEL_NAMES',
+  'NetworkConfig',
+  'get_model',
+  'has_stages',
+  'pixel_cnn',
+  'pixel_rnn',
+]

@@ -52,8 +52,12 @@ from pixel_jax.models.network_config import NetworkConfig
 from pixel_jax.models.pixelcnn import ConvBlock
 from pixel_jax.models.pixelrnn import RecurrentBlock
 
-CORES = {'row_lstm': RecurrentBlock, 'diagonal_bilstm': RecurrentBlock,
-         'pixelcnn': ConvBlock, 'gated_pixelcnn': GatedBlock}
+CORES = {
+  'row_lstm': RecurrentBlock,
+  'diagonal_bilstm': RecurrentBlock,
+  'pixelcnn': ConvBlock,
+  'gated_pixelcnn': GatedBlock,
+}
 
 
 def block_class(core: str):

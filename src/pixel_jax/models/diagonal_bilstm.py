@@ -28,17 +28,24 @@ Cache = dict[str, jnp.ndarray]
 DIRECTIONS = ('fwd', 'bwd')
 
 
-def diagonal_step(kernel_2hx4h: jnp.ndarray, h_above_Nxh: jnp.ndarray,
-                  h_left_Nxh: jnp.ndarray, c_left_Nxh: jnp.ndarray,
-                  gates_is_Nx4h: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+def diagonal_step(
+  kernel_2hx4h: jnp.ndarray,
+  h_above_Nxh: jnp.ndarray,
+  h_left_Nxh: jnp.ndarray,
+  c_left_Nxh: jnp.ndarray,
+  gates_is_Nx4h: jnp.ndarray,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
   """(h, c) at a position (or a whole skewed column) from the h above it and the (h, c)
   to its left; the kernel's first h rows read "above", the last h "left"."""
   neighbours = jnp.concatenate([h_above_Nxh, h_left_Nxh], axis=-1)
   return layers.lstm_step(kernel_2hx4h, neighbours, gates_is_Nx4h, c_left_Nxh)
 
 
-def column_step(kernel_Dx2hx4h: jnp.ndarray, carry: tuple[jnp.ndarray, jnp.ndarray],
-                gates_is_DxBxHx4h: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+def column_step(
+  kernel_Dx2hx4h: jnp.ndarray,
+  carry: tuple[jnp.ndarray, jnp.ndarray],
+  gates_is_DxBxHx4h: jnp.ndarray,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
   """One skewed column (one diagonal per direction) of the recurrence.
 
   Skewed (r, t) reads h at (r-1, t-1) and (r, t-1): the pixel above and the pixel to the
@@ -47,8 +54,9 @@ def column_step(kernel_Dx2hx4h: jnp.ndarray, carry: tuple[jnp.ndarray, jnp.ndarr
   pixel.
   """
   h_prev, c_prev = carry
-  return diagonal_step(kernel_Dx2hx4h[:, None], causal.shift_down(h_prev, axis=2), h_prev,
-                       c_prev, gates_is_DxBxHx4h)
+  return diagonal_step(
+    kernel_Dx2hx4h[:, None], causal.shift_down(h_prev, axis=2), h_prev, c_prev, gates_is_DxBxHx4h
+  )
 
 
 def band_chunks(length: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
@@ -63,12 +71,18 @@ def band_chunks(length: int, height: int, width: int) -> list[tuple[int, int, in
   noise and doubled the compile time (one scan per chunk per layer).
   """
   chunk = max(4, -(-height // 2))
-  return [(t0, min(t0 + chunk, length), max(0, t0 - width), min(height, t0 + chunk))
-          for t0 in range(0, length, chunk)]
+  return [
+    (t0, min(t0 + chunk, length), max(0, t0 - width), min(height, t0 + chunk))
+    for t0 in range(0, length, chunk)
+  ]
 
 
-def banded_scan(kernel_Dx2hx4h: jnp.ndarray, columns_Lx2xBxHx4h: jnp.ndarray,
-                init: tuple[jnp.ndarray, jnp.ndarray], width: int) -> jnp.ndarray:
+def banded_scan(
+  kernel_Dx2hx4h: jnp.ndarray,
+  columns_Lx2xBxHx4h: jnp.ndarray,
+  init: tuple[jnp.ndarray, jnp.ndarray],
+  width: int,
+) -> jnp.ndarray:
   """The recurrence over every skewed column, each chunk of columns scanned over the band
   of rows that can hold real pixels (band_chunks): [L, 2, B, H, h] hidden states, exact at
   every real pixel (padding cells hold unused values)."""
@@ -78,9 +92,12 @@ def banded_scan(kernel_Dx2hx4h: jnp.ndarray, columns_Lx2xBxHx4h: jnp.ndarray,
     # The band's state: its rows of the last carry, then rows entering from the left
     # padding (still at the initial state).
     band_h, band_c = (
-        jnp.concatenate([c[:, :, lo - carry_lo:min(hi, carry_hi) - carry_lo],
-                         s0[:, :, max(carry_hi, lo):hi]], axis=2)
-        for c, s0 in zip(carry, init))
+      jnp.concatenate(
+        [c[:, :, lo - carry_lo : min(hi, carry_hi) - carry_lo], s0[:, :, max(carry_hi, lo) : hi]],
+        axis=2,
+      )
+      for c, s0 in zip(carry, init)
+    )
     band = (band_h, band_c)
     band_init = tuple(s0[:, :, lo:hi] for s0 in init)
     rows = jnp.arange(lo, hi)[None, None, :, None]
@@ -93,15 +110,17 @@ def banded_scan(kernel_Dx2hx4h: jnp.ndarray, columns_Lx2xBxHx4h: jnp.ndarray,
       h, c = jnp.where(rows > t, band_init[0], h), jnp.where(rows > t, band_init[1], c)
       return (h, c), h
 
-    carry, h = jax.lax.scan(step, band, (jnp.arange(t0, t1),
-                                         columns_Lx2xBxHx4h[t0:t1, :, :, lo:hi]))
+    carry, h = jax.lax.scan(
+      step, band, (jnp.arange(t0, t1), columns_Lx2xBxHx4h[t0:t1, :, :, lo:hi])
+    )
     carry_lo, carry_hi = lo, hi
     outputs.append(jnp.pad(h, ((0, 0), (0, 0), (0, 0), (lo, height - hi), (0, 0))))
   return jnp.concatenate(outputs)
 
 
-def combine_directions(h_fwd_BxHxWxh: jnp.ndarray, h_bwd_mirrored_BxHxWxh: jnp.ndarray
-                       ) -> jnp.ndarray:
+def combine_directions(
+  h_fwd_BxHxWxh: jnp.ndarray, h_bwd_mirrored_BxHxWxh: jnp.ndarray
+) -> jnp.ndarray:
   """Adds the right-to-left output, mirrored back and SHIFTED DOWN ONE ROW, to the forward.
 
   The right-to-left state at (r, c) has read row r from column c to the right end,
@@ -131,6 +150,7 @@ class DiagonalBiLSTM(nn.Module):
   to each direction's input-to-state pre-activations (a class, the Multi-Scale PixelRNN's
   small image).
   """
+
   hidden: int
   num_groups: int = 1
   dtype: Any = jnp.float32
@@ -139,32 +159,39 @@ class DiagonalBiLSTM(nn.Module):
     h = self.hidden
     # Per direction, 'fwd' (left to right) and 'bwd' (right to left, on the mirrored image).
     self.input_to_state = {
-        name: layers.MaskedConv2D(4 * h, (1, 1), 'B', self.num_groups, out_blocks=4,
-                                  dtype=self.dtype) for name in DIRECTIONS}
-    self.cond_to_state = {name: layers.ConditionBias(4 * h, dtype=self.dtype)
-                          for name in DIRECTIONS}
-    self.state_to_state = self.param('state_to_state',
-                                     nn.initializers.lecun_normal(batch_axis=(0,)),
-                                     (2, 2 * h, 4 * h))
+      name: layers.MaskedConv2D(4 * h, (1, 1), 'B', self.num_groups, out_blocks=4, dtype=self.dtype)
+      for name in DIRECTIONS
+    }
+    self.cond_to_state = {
+      name: layers.ConditionBias(4 * h, dtype=self.dtype) for name in DIRECTIONS
+    }
+    self.state_to_state = self.param(
+      'state_to_state', nn.initializers.lecun_normal(batch_axis=(0,)), (2, 2 * h, 4 * h)
+    )
     self.initial_h = self.param('initial_h', nn.initializers.zeros, (2, h))
     self.initial_c = self.param('initial_c', nn.initializers.zeros, (2, h))
 
-  def gates(self, direction: str, x_NxF: jnp.ndarray,
-            cond_NxD: Optional[jnp.ndarray]) -> jnp.ndarray:
+  def gates(
+    self, direction: str, x_NxF: jnp.ndarray, cond_NxD: Optional[jnp.ndarray]
+  ) -> jnp.ndarray:
     """One direction's input-to-state pre-activations (1x1: any [..., F])."""
     gates = self.input_to_state[direction](x_NxF)
     return self.cond_to_state[direction](gates, cond_NxD)
 
-  def __call__(self, x_BxHxWxF: jnp.ndarray,
-               cond_BxHxWxD: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+  def __call__(
+    self, x_BxHxWxF: jnp.ndarray, cond_BxHxWxD: Optional[jnp.ndarray] = None
+  ) -> jnp.ndarray:
     width = x_BxHxWxF.shape[2]
     # Both directions, the second mirrored: [2, B, H, W, 4h].
-    gates_is = jnp.stack([self.gates('fwd', x_BxHxWxF, cond_BxHxWxD),
-                          jnp.flip(self.gates('bwd', x_BxHxWxF, cond_BxHxWxD), axis=2)])
+    gates_is = jnp.stack(
+      [
+        self.gates('fwd', x_BxHxWxF, cond_BxHxWxD),
+        jnp.flip(self.gates('bwd', x_BxHxWxF, cond_BxHxWxD), axis=2),
+      ]
+    )
     kernel = self.state_to_state.astype(self.dtype)
     skewed = causal.skew(gates_is)  # [2, B, H, L, 4h], L = W + H - 1.
-    init = layers.initial_state(self.initial_h, self.initial_c,
-                                skewed[:, :, :, 0, :self.hidden])
+    init = layers.initial_state(self.initial_h, self.initial_c, skewed[:, :, :, 0, : self.hidden])
     columns = jnp.moveaxis(skewed, 3, 0)  # [L, 2, B, H, 4h]: one scan step per column.
     h_Lx2xBxHxh = banded_scan(kernel, columns, init, width)
     h = causal.unskew(jnp.moveaxis(h_Lx2xBxHxh, 0, 3), width)  # [2, B, H, W, h]
@@ -173,8 +200,7 @@ class DiagonalBiLSTM(nn.Module):
   # One position at a time (the cached sampler).
 
   def _initial(self, like_Nxh: jnp.ndarray, direction: int):
-    return layers.initial_state(self.initial_h[direction], self.initial_c[direction],
-                                like_Nxh)
+    return layers.initial_state(self.initial_h[direction], self.initial_c[direction], like_Nxh)
 
   def init_cache(self, n: int, width: int, in_features: int) -> Cache:
     """Forward states of the row above (zero above row 0) and of the current row, the
@@ -182,20 +208,33 @@ class DiagonalBiLSTM(nn.Module):
     output of the row above, and the current row's layer inputs."""
     f32, h = jnp.float32, self.hidden
     h_left, c_left = self._initial(jnp.zeros((n, h), f32), 0)
-    return {'hf_above': jnp.zeros((n, width, h), f32), 'hf_row': jnp.zeros((n, width, h), f32),
-            'h_left': h_left, 'c_left': c_left, 'hb_above': jnp.zeros((n, width, h), f32),
-            'x_row': jnp.zeros((n, width, in_features), self.dtype)}
+    return {
+      'hf_above': jnp.zeros((n, width, h), f32),
+      'hf_row': jnp.zeros((n, width, h), f32),
+      'h_left': h_left,
+      'c_left': c_left,
+      'hb_above': jnp.zeros((n, width, h), f32),
+      'x_row': jnp.zeros((n, width, in_features), self.dtype),
+    }
 
-  def position(self, cache: Cache, x_NxF: jnp.ndarray, cond_NxD: Optional[jnp.ndarray],
-               c: jnp.ndarray) -> tuple[jnp.ndarray, Cache, Cache]:
+  def position(
+    self, cache: Cache, x_NxF: jnp.ndarray, cond_NxD: Optional[jnp.ndarray], c: jnp.ndarray
+  ) -> tuple[jnp.ndarray, Cache, Cache]:
     """(output [N, hidden] at (r, c), updated caches, the left-neighbour (h, c) to keep
     once the pixel is final): the forward step plus the row above's right-to-left output."""
-    h_new, c_new = diagonal_step(self.state_to_state[0].astype(self.dtype),
-                                 _read(cache['hf_above'], c), cache['h_left'],
-                                 cache['c_left'], self.gates('fwd', x_NxF, cond_NxD))
+    h_new, c_new = diagonal_step(
+      self.state_to_state[0].astype(self.dtype),
+      _read(cache['hf_above'], c),
+      cache['h_left'],
+      cache['c_left'],
+      self.gates('fwd', x_NxF, cond_NxD),
+    )
     h_bwd = _read(cache['hb_above'], c)
-    cache = {**cache, 'hf_row': _write(cache['hf_row'], c, h_new),
-             'x_row': _write(cache['x_row'], c, x_NxF)}
+    cache = {
+      **cache,
+      'hf_row': _write(cache['hf_row'], c, h_new),
+      'x_row': _write(cache['x_row'], c, x_NxF),
+    }
     return h_new + h_bwd, cache, {'h_left': h_new, 'c_left': c_new}
 
   def end_row(self, cache: Cache, cond_NxWxD: Optional[jnp.ndarray]) -> Cache:
@@ -215,10 +254,14 @@ class DiagonalBiLSTM(nn.Module):
       return (h, c), h
 
     carry = self._initial(cache['h_left'], 1)
-    _, h_WxNxh = jax.lax.scan(step, carry, (jnp.swapaxes(gates, 0, 1),
-                                            jnp.swapaxes(above, 0, 1)))
+    _, h_WxNxh = jax.lax.scan(step, carry, (jnp.swapaxes(gates, 0, 1), jnp.swapaxes(above, 0, 1)))
     # The next row's forward direction starts from the initial state again.
     h_left, c_left = self._initial(cache['h_left'], 0)
-    return {**cache, 'hb_above': jnp.flip(jnp.swapaxes(h_WxNxh, 0, 1), axis=1),
-            'hf_above': cache['hf_row'], 'hf_row': cache['hf_above'],
-            'h_left': h_left, 'c_left': c_left}
+    return {
+      **cache,
+      'hb_above': jnp.flip(jnp.swapaxes(h_WxNxh, 0, 1), axis=1),
+      'hf_above': cache['hf_row'],
+      'hf_row': cache['hf_above'],
+      'h_left': h_left,
+      'c_left': c_left,
+    }

@@ -57,6 +57,7 @@ class VerticalConv(nn.Module):
   """The vertical stack's (k//2 + 1) x k convolution: output row r reads the input rows
   r - k//2 .. r at columns c - k//2 .. c + k//2. No mask: its output reaches the horizontal
   stack one row down only."""
+
   features: int
   kernel_size: int
   dtype: Any = jnp.float32
@@ -70,8 +71,7 @@ class VerticalConv(nn.Module):
     x = rows_NxIxJxF.astype(self.dtype)
     if pad_columns:
       x = jnp.pad(x, ((0, 0), (0, 0), (q, q), (0, 0)))
-    return nn.Conv(self.features, (q + 1, k), padding='VALID', dtype=self.dtype,
-                   name='conv')(x)
+    return nn.Conv(self.features, (q + 1, k), padding='VALID', dtype=self.dtype, name='conv')(x)
 
 
 class GatedInput(nn.Module):
@@ -79,13 +79,15 @@ class GatedInput(nn.Module):
   [vertical ; horizontal] from the scaled image. Vertical: an unmasked (k//2 + 1) x k
   convolution over the image rows r - k//2 .. r (all of row r: it reaches the horizontal
   stack one row down). Horizontal: the k x k mask-A convolution."""
+
   cfg: NetworkConfig
 
   def setup(self):
     cfg, k = self.cfg, self.cfg.first_kernel_size
     self.vertical = VerticalConv(cfg.hidden_channels, k, dtype=cfg.dtype)
-    self.horizontal = MaskedConv2D(cfg.hidden_channels, (k, k), 'A', cfg.num_channels,
-                                   dtype=cfg.dtype)
+    self.horizontal = MaskedConv2D(
+      cfg.hidden_channels, (k, k), 'A', cfg.num_channels, dtype=cfg.dtype
+    )
 
   def __call__(self, images_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
     q = self.cfg.first_kernel_size // 2
@@ -105,6 +107,7 @@ class GatedBlock(nn.Module):
   skip), skip None unless cfg.skip. A conditioning map (a class) adds a learned bias to
   both stacks' gate pre-activations (layers.ConditionBias), the paper's conditional
   tanh(W_f * x + V_f h) * sigmoid(W_g * x + V_g h)."""
+
   cfg: NetworkConfig
 
   INPUT_LAYER = GatedInput
@@ -125,7 +128,7 @@ class GatedBlock(nn.Module):
   @staticmethod
   def readout(stream: jnp.ndarray) -> jnp.ndarray:
     """What the output head reads without skip connections: the horizontal stack."""
-    return stream[..., stream.shape[-1] // 2:]
+    return stream[..., stream.shape[-1] // 2 :]
 
   def _horizontal(self, hz: jnp.ndarray, h_pre: jnp.ndarray, v_pre_above: jnp.ndarray):
     """Gate, 1x1 out, residual and skip of the horizontal stack (any [..., F])."""
@@ -136,8 +139,9 @@ class GatedBlock(nn.Module):
   def __call__(self, x_BxHxWx2h: jnp.ndarray, cond_BxHxWxD: Optional[jnp.ndarray] = None):
     q = self.cfg.kernel_size // 2
     v, hz = jnp.split(x_BxHxWx2h, 2, axis=-1)
-    v_pre = self.cond_vertical(self.vertical(jnp.pad(v, ((0, 0), (q, 0), (0, 0), (0, 0)))),
-                               cond_BxHxWxD)
+    v_pre = self.cond_vertical(
+      self.vertical(jnp.pad(v, ((0, 0), (q, 0), (0, 0), (0, 0)))), cond_BxHxWxD
+    )
     h_pre = self.cond_horizontal(self.horizontal(hz), cond_BxHxWxD)
     hz_out, skip = self._horizontal(hz, h_pre, causal.shift_down(v_pre, 1))
     return jnp.concatenate([gate(v_pre).astype(v.dtype), hz_out], axis=-1), skip
@@ -150,12 +154,20 @@ class GatedBlock(nn.Module):
     row's horizontal inputs, k//2 zero columns on the left."""
     cfg, h, q = self.cfg, self.cfg.hidden_channels, self.cfg.kernel_size // 2
     w = cfg.image_size
-    return {'v_rows': jnp.zeros((n, q, w, h), cfg.dtype),
-            'v_pre_above': jnp.zeros((n, w, 2 * h), cfg.dtype),
-            'h_row': jnp.zeros((n, w + q, h), cfg.dtype)}
+    return {
+      'v_rows': jnp.zeros((n, q, w, h), cfg.dtype),
+      'v_pre_above': jnp.zeros((n, w, 2 * h), cfg.dtype),
+      'h_row': jnp.zeros((n, w + q, h), cfg.dtype),
+    }
 
-  def position(self, cache: Cache, x_Nx2h: jnp.ndarray, cond_NxD: Optional[jnp.ndarray],
-               r: jnp.ndarray, c: jnp.ndarray):
+  def position(
+    self,
+    cache: Cache,
+    x_Nx2h: jnp.ndarray,
+    cond_NxD: Optional[jnp.ndarray],
+    r: jnp.ndarray,
+    c: jnp.ndarray,
+  ):
     """The horizontal stack at (r, c); the vertical half of the stream is passed on
     unchanged (the next block's vertical input comes through end_row)."""
     del r
@@ -163,24 +175,27 @@ class GatedBlock(nn.Module):
     v, hz = jnp.split(x_Nx2h, 2, axis=-1)
     zero = jnp.zeros((), jnp.int32)
     h_row = jax.lax.dynamic_update_slice(
-        cache['h_row'], hz.astype(cache['h_row'].dtype)[:, None, :], (zero, c + q, zero))
+      cache['h_row'], hz.astype(cache['h_row'].dtype)[:, None, :], (zero, c + q, zero)
+    )
     n, _, h = h_row.shape
     window = jax.lax.dynamic_slice(h_row, (zero, c, zero), (n, q + 1, h))
-    v_pre_above = jax.lax.dynamic_index_in_dim(cache['v_pre_above'], c, axis=1,
-                                               keepdims=False)
+    v_pre_above = jax.lax.dynamic_index_in_dim(cache['v_pre_above'], c, axis=1, keepdims=False)
     h_pre = self.cond_horizontal(self.horizontal.at_window(window[:, None]), cond_NxD)
     hz_out, skip = self._horizontal(hz, h_pre, v_pre_above)
     return jnp.concatenate([v, hz_out], axis=-1), skip, {**cache, 'h_row': h_row}, {}
 
-  def end_row(self, cache: Cache, cond_NxWxD: Optional[jnp.ndarray],
-              row_NxWx2h: jnp.ndarray) -> tuple[Cache, jnp.ndarray]:
+  def end_row(
+    self, cache: Cache, cond_NxWxD: Optional[jnp.ndarray], row_NxWx2h: jnp.ndarray
+  ) -> tuple[Cache, jnp.ndarray]:
     """Row r is complete and `row` is this block's input stream over it: the vertical stack
     of row r. Returns the cache and the row passed on to the next block (its vertical
     half is this block's vertical output)."""
     v, hz = jnp.split(row_NxWx2h, 2, axis=-1)
-    rows = jnp.concatenate([cache['v_rows'], v[:, None].astype(cache['v_rows'].dtype)],
-                           axis=1)
+    rows = jnp.concatenate([cache['v_rows'], v[:, None].astype(cache['v_rows'].dtype)], axis=1)
     v_pre = self.cond_vertical(self.vertical(rows)[:, 0], cond_NxWxD)
-    cache = {**cache, 'v_rows': rows[:, 1:],
-             'v_pre_above': v_pre.astype(cache['v_pre_above'].dtype)}
+    cache = {
+      **cache,
+      'v_rows': rows[:, 1:],
+      'v_pre_above': v_pre.astype(cache['v_pre_above'].dtype),
+    }
     return cache, jnp.concatenate([gate(v_pre).astype(v.dtype), hz], axis=-1)

@@ -31,6 +31,7 @@ class MaskedConv2D(nn.Module):
     in_blocks / out_blocks: stacked, equally grouped channel blocks (4 for fused gates).
     dtype: compute dtype; parameters stay float32.
   """
+
   features: int
   kernel_size: tuple[int, int] = (1, 1)
   mask_type: str = 'B'
@@ -72,8 +73,15 @@ class MaskedConv2D(nn.Module):
 
   def mask(self, in_features: int) -> np.ndarray:
     """The 0/1 causal mask [kh, kw, in, out] (masks.conv_mask)."""
-    return masks.conv_mask(self.kernel_size, in_features, self.features, self.mask_type,
-                           self.num_groups, self.in_blocks, self.out_blocks)
+    return masks.conv_mask(
+      self.kernel_size,
+      in_features,
+      self.features,
+      self.mask_type,
+      self.num_groups,
+      self.in_blocks,
+      self.out_blocks,
+    )
 
   def __call__(self, x_BxHxWxF: jnp.ndarray) -> jnp.ndarray:
     """The convolution over a whole map [B, H, W, F]; a 1x1 kernel takes any [..., F]."""
@@ -87,15 +95,17 @@ class MaskedConv2D(nn.Module):
     # scans on every backend.
     taps = [(i, j) for i in range(kh) for j in range(kw) if mask[i, j].any()]
     if not taps:
-      raise ValueError(f'A {kh}x{kw} mask-{self.mask_type} kernel with {self.num_groups} '
-                       'colour group(s) reads nothing; use a larger kernel or mask B.')
+      raise ValueError(
+        f'A {kh}x{kw} mask-{self.mask_type} kernel with {self.num_groups} '
+        'colour group(s) reads nothing; use a larger kernel or mask B.'
+      )
     kernel_TFxO = jnp.concatenate([kernel[i, j] for i, j in taps], axis=0)
     x = x_BxHxWxF.astype(self.dtype)
     a, b = (kh - 1) // 2, (kw - 1) // 2
     if taps != [(a, b)]:
       _, h, w, _ = x.shape
       x = jnp.pad(x, ((0, 0), (a, kh - 1 - a), (b, kw - 1 - b), (0, 0)))
-      x = jnp.concatenate([x[:, i:i + h, j:j + w] for i, j in taps], axis=-1)
+      x = jnp.concatenate([x[:, i : i + h, j : j + w] for i, j in taps], axis=-1)
     y = jnp.einsum('...f,fo->...o', x, kernel_TFxO)
     return y if bias is None else y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
 
@@ -108,11 +118,12 @@ class MaskedConv2D(nn.Module):
     _, rows, cols, in_features = window_NxIxJxF.shape
     mask = self.mask(in_features)
     if mask[rows:].any() or mask[rows - 1, cols:].any():
-      raise ValueError(f'A {rows}x{cols} window leaves out taps of the {self.kernel_size} '
-                       f'mask-{self.mask_type} kernel that are not masked.')
+      raise ValueError(
+        f'A {rows}x{cols} window leaves out taps of the {self.kernel_size} '
+        f'mask-{self.mask_type} kernel that are not masked.'
+      )
     kernel, bias = self.masked_kernel(in_features)
-    y = jnp.einsum('nijf,ijfo->no', window_NxIxJxF.astype(self.dtype),
-                   kernel[:rows, :cols])
+    y = jnp.einsum('nijf,ijfo->no', window_NxIxJxF.astype(self.dtype), kernel[:rows, :cols])
     return y if bias is None else y + bias[None, :]
 
 
@@ -127,24 +138,22 @@ class ConditionBias(nn.Module):
   full-image and one-position forms alike (cond None: the pre-activation unchanged, no
   parameters). Parameters: 'kernel' [D, features] and 'bias', as nn.Dense.
   """
+
   features: int
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, pre_activation: jnp.ndarray,
-               cond: Optional[jnp.ndarray]) -> jnp.ndarray:
+  def __call__(self, pre_activation: jnp.ndarray, cond: Optional[jnp.ndarray]) -> jnp.ndarray:
     if cond is None:
       return pre_activation
-    kernel = self.param('kernel', nn.initializers.lecun_normal(),
-                        (cond.shape[-1], self.features))
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (cond.shape[-1], self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
     projection = jnp.matmul(cond.astype(self.dtype), kernel.astype(self.dtype))
     bias = bias.astype(self.dtype).reshape((1,) * (projection.ndim - 1) + (-1,))
     return pre_activation + (projection + bias).astype(pre_activation.dtype)
 
 
-def lstm_cell(gates_Nx4h: jnp.ndarray, c_prev_Nxh: jnp.ndarray
-              ) -> tuple[jnp.ndarray, jnp.ndarray]:
+def lstm_cell(gates_Nx4h: jnp.ndarray, c_prev_Nxh: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
   """The LSTM update from summed pre-activations [o, f, i, g].
 
   o, f, i use a sigmoid and the content g a tanh; computed in float32 for stability.
@@ -156,9 +165,12 @@ def lstm_cell(gates_Nx4h: jnp.ndarray, c_prev_Nxh: jnp.ndarray
   return h, c
 
 
-def lstm_step(kernel_Kx4h: jnp.ndarray, neighbours_NxK: jnp.ndarray,
-              gates_is_Nx4h: jnp.ndarray, c_prev_Nxh: jnp.ndarray
-              ) -> tuple[jnp.ndarray, jnp.ndarray]:
+def lstm_step(
+  kernel_Kx4h: jnp.ndarray,
+  neighbours_NxK: jnp.ndarray,
+  gates_is_Nx4h: jnp.ndarray,
+  c_prev_Nxh: jnp.ndarray,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
   """One LSTM update from the states it reads: (h, c) = cell(input-to-state gates +
   neighbours @ state-to-state kernel).
 
@@ -169,8 +181,9 @@ def lstm_step(kernel_Kx4h: jnp.ndarray, neighbours_NxK: jnp.ndarray,
   return lstm_cell(gates_is_Nx4h.astype(jnp.float32) + s2s, c_prev_Nxh)
 
 
-def initial_state(h0_Dxh: jnp.ndarray, c0_Dxh: jnp.ndarray, like_Nxh: jnp.ndarray
-                  ) -> tuple[jnp.ndarray, jnp.ndarray]:
+def initial_state(
+  h0_Dxh: jnp.ndarray, c0_Dxh: jnp.ndarray, like_Nxh: jnp.ndarray
+) -> tuple[jnp.ndarray, jnp.ndarray]:
   """The learned initial (h, c), one vector per hidden unit (and per leading parameter
   axis, e.g. the Diagonal BiLSTM's two directions), broadcast to `like_Nxh`'s shape.
 
@@ -196,6 +209,7 @@ class OutputHead(nn.Module):
   last layer emits one Bernoulli logit l per sub-pixel and the categorical logits are
   [0, l], so log_softmax gives exactly log sigmoid(-l), log sigmoid(l).
   """
+
   num_channels: int
   num_levels: int
   hidden_channels: int
@@ -207,11 +221,16 @@ class OutputHead(nn.Module):
     k_out = 1 if self.num_levels == 2 else self.num_levels
     x = x_BxHxWxF
     for i in range(self.hidden_layers):
-      x = MaskedConv2D(self.hidden_channels, num_groups=self.num_channels, dtype=self.dtype,
-                       name='hidden' if i == 0 else f'hidden_{i}')(nn.relu(x))
+      x = MaskedConv2D(
+        self.hidden_channels,
+        num_groups=self.num_channels,
+        dtype=self.dtype,
+        name='hidden' if i == 0 else f'hidden_{i}',
+      )(nn.relu(x))
     x = nn.relu(x)
-    x = MaskedConv2D(self.num_channels * k_out, num_groups=self.num_channels,
-                     dtype=self.dtype, name='logits')(x)
+    x = MaskedConv2D(
+      self.num_channels * k_out, num_groups=self.num_channels, dtype=self.dtype, name='logits'
+    )(x)
     logits = x.astype(jnp.float32).reshape(*x.shape[:-1], self.num_channels, k_out)
     if self.num_levels == 2:
       logits = jnp.concatenate([jnp.zeros_like(logits), logits], axis=-1)
@@ -236,4 +255,3 @@ def check_images(images: jnp.ndarray, image_size: int, num_channels: int) -> Non
     raise ValueError(f'Images are {h}x{w} but config.data.image_size is {image_size}.')
   if c != num_channels:
     raise ValueError(f'Images have {c} channels but config.data.num_channels is {num_channels}.')
-

@@ -27,15 +27,22 @@ def channel_groups(num_features: int, num_groups: int, num_blocks: int = 1) -> n
   block = num_features // num_blocks
   if block < num_groups:
     raise ValueError(
-        f'{block} channels per block cannot hold {num_groups} colour groups; use at least '
-        f'{num_groups} features per block.')
+      f'{block} channels per block cannot hold {num_groups} colour groups; use at least '
+      f'{num_groups} features per block.'
+    )
   k = np.arange(num_features) % block
   return k * num_groups // block
 
 
-def conv_mask(kernel_size: tuple[int, int], in_features: int, out_features: int,
-              mask_type: str, num_groups: int, in_blocks: int = 1,
-              out_blocks: int = 1) -> np.ndarray:
+def conv_mask(
+  kernel_size: tuple[int, int],
+  in_features: int,
+  out_features: int,
+  mask_type: str,
+  num_groups: int,
+  in_blocks: int = 1,
+  out_blocks: int = 1,
+) -> np.ndarray:
   """Builds the [kh, kw, in, out] 0/1 mask of a causal convolution.
 
   Information-flow guarantee: output position (r, c) reads input positions in rows above

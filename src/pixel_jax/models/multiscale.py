@@ -96,8 +96,8 @@ def upsampling_strides(factor: int, num_layers: int) -> tuple[int, ...]:
     p += 1
   primes.sort(reverse=True)
   if len(primes) > num_layers:
-    merged = math.prod(primes[:len(primes) - num_layers + 1])
-    primes = [merged] + primes[len(primes) - num_layers + 1:]
+    merged = math.prod(primes[: len(primes) - num_layers + 1])
+    primes = [merged] + primes[len(primes) - num_layers + 1 :]
   return tuple(primes) + (1,) * (num_layers - len(primes))
 
 
@@ -109,6 +109,7 @@ class Upsampler(nn.Module):
   position, the first pixels included, sees every small pixel). No mask anywhere: the map
   is a function of the small image only, fully known before the full image is drawn.
   """
+
   features: int
   num_layers: int
   factor: int
@@ -122,12 +123,12 @@ class Upsampler(nn.Module):
     strides = upsampling_strides(self.factor, self.num_layers)
     for i, t in enumerate(strides):
       k = 2 * t if t > 1 else 3
-      h = nn.ConvTranspose(self.features, (k, k), strides=(t, t), padding='SAME',
-                           dtype=self.dtype, name=f'deconv_{i}')(h)
+      h = nn.ConvTranspose(
+        self.features, (k, k), strides=(t, t), padding='SAME', dtype=self.dtype, name=f'deconv_{i}'
+      )(h)
       if i < len(strides) - 1:
         h = nn.relu(h)
-    summary = nn.Dense(self.features, dtype=self.dtype, name='global')(
-        x.reshape(x.shape[0], -1))
+    summary = nn.Dense(self.features, dtype=self.dtype, name='global')(x.reshape(x.shape[0], -1))
     return h + summary[:, None, None, :].astype(h.dtype)
 
 
@@ -144,6 +145,7 @@ class MultiScalePixelRNN(nn.Module):
     upsampler: small image -> conditioning map [B, n, n, c].
     factor: k = n / s, the subsampling stride.
   """
+
   small_network: network.AutoregressiveNetwork
   full_network: network.AutoregressiveNetwork
   upsampler: Upsampler
@@ -170,8 +172,12 @@ class MultiScalePixelRNN(nn.Module):
     """The conditioning map [B, n, n, c] of a small image (float or integer levels)."""
     return self.upsampler(small_BxSxSxC.astype(jnp.float32))
 
-  def conditional_logits(self, images_BxNxNxC: jnp.ndarray, small_BxSxSxC: jnp.ndarray,
-                         labels_B: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+  def conditional_logits(
+    self,
+    images_BxNxNxC: jnp.ndarray,
+    small_BxSxSxC: jnp.ndarray,
+    labels_B: Optional[jnp.ndarray] = None,
+  ) -> jnp.ndarray:
     """Logits [B, n, n, C, K] of the full-image stage given a small image (and a class).
 
     Causal in `images` (raster order, R then G then B, by the masks); sees every pixel
@@ -179,19 +185,23 @@ class MultiScalePixelRNN(nn.Module):
     """
     return self.full_network(images_BxNxNxC, self.condition(small_BxSxSxC), labels_B)
 
-  def stage_logits(self, images_BxNxNxC: jnp.ndarray, labels_B: Optional[jnp.ndarray] = None
-                   ) -> tuple[jnp.ndarray, jnp.ndarray]:
+  def stage_logits(
+    self, images_BxNxNxC: jnp.ndarray, labels_B: Optional[jnp.ndarray] = None
+  ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """(small-stage logits [B, s, s, C, K], full-stage logits [B, n, n, C, K]).
 
     The small image is derived from `images` (stride subsampling). A class-conditional
     model (num_classes > 0) conditions both stages on `labels_B`.
     """
     small = subsample(images_BxNxNxC, self.factor)
-    return (self.small_network(small, None, labels_B),
-            self.conditional_logits(images_BxNxNxC, small, labels_B))
+    return (
+      self.small_network(small, None, labels_B),
+      self.conditional_logits(images_BxNxNxC, small, labels_B),
+    )
 
-  def nll_parts(self, images_BxNxNxC: jnp.ndarray, labels_B: Optional[jnp.ndarray] = None
-                ) -> dict[str, jnp.ndarray]:
+  def nll_parts(
+    self, images_BxNxNxC: jnp.ndarray, labels_B: Optional[jnp.ndarray] = None
+  ) -> dict[str, jnp.ndarray]:
     """Per-image NLL in nats of each stage: {'small': [B], 'conditional': [B]}.
 
     'conditional' sums over the sub-pixels that are not stride pixels; the two parts sum to
@@ -201,11 +211,14 @@ class MultiScalePixelRNN(nn.Module):
     small = subsample(images_BxNxNxC, self.factor)
     free = ~stride_mask(images_BxNxNxC.shape[1], self.factor)  # [n, n]
     logp = losses.log_prob_per_subpixel(full_logits, images_BxNxNxC)
-    return {'small': losses.nll_per_image(small_logits, small),
-            'conditional': -jnp.where(free[None, :, :, None], logp, 0.0).sum(axis=(1, 2, 3))}
+    return {
+      'small': losses.nll_per_image(small_logits, small),
+      'conditional': -jnp.where(free[None, :, :, None], logp, 0.0).sum(axis=(1, 2, 3)),
+    }
 
-  def __call__(self, images_BxNxNxC: jnp.ndarray, labels_B: Optional[jnp.ndarray] = None
-               ) -> jnp.ndarray:
+  def __call__(
+    self, images_BxNxNxC: jnp.ndarray, labels_B: Optional[jnp.ndarray] = None
+  ) -> jnp.ndarray:
     """Joint logits [B, n, n, C, K]: the small stage's at the stride positions, the
     conditional stage's elsewhere, so nll_per_image of them is the exact joint NLL.
 
@@ -213,7 +226,7 @@ class MultiScalePixelRNN(nn.Module):
     """
     layers.check_images(images_BxNxNxC, self.image_size, self.num_channels)
     small_logits, full_logits = self.stage_logits(images_BxNxNxC, labels_B)
-    return full_logits.at[:, ::self.factor, ::self.factor].set(small_logits)
+    return full_logits.at[:, :: self.factor, :: self.factor].set(small_logits)
 
 
 def stage_variables(variables: Any) -> tuple[Any, Any]:
@@ -234,17 +247,34 @@ def get_multiscale_model(config: ml_collections.ConfigDict) -> MultiScalePixelRN
   """The MultiScalePixelRNN of config.model (name 'multiscale') and config.data."""
   ms = config.model.multiscale
   full = dataclasses.replace(NetworkConfig.from_config(config), core=ms.core)
-  small = dataclasses.replace(full, num_layers=ms.small_num_layers, image_size=ms.small_size,
-                              hidden_channels=ms.small_hidden_channels,
-                              residual=ms.small_residual)
+  small = dataclasses.replace(
+    full,
+    num_layers=ms.small_num_layers,
+    image_size=ms.small_size,
+    hidden_channels=ms.small_hidden_channels,
+    residual=ms.small_residual,
+  )
   factor = config.data.image_size // ms.small_size
-  upsampler = Upsampler(ms.cond_channels, ms.upsampler_layers, factor,
-                        config.data.num_levels, dtype=full.dtype)
-  return MultiScalePixelRNN(small_network=network.AutoregressiveNetwork(small),
-                            full_network=network.AutoregressiveNetwork(full),
-                            upsampler=upsampler, factor=factor)
+  upsampler = Upsampler(
+    ms.cond_channels, ms.upsampler_layers, factor, config.data.num_levels, dtype=full.dtype
+  )
+  return MultiScalePixelRNN(
+    small_network=network.AutoregressiveNetwork(small),
+    full_network=network.AutoregressiveNetwork(full),
+    upsampler=upsampler,
+    factor=factor,
+  )
 
 
-__all__ = ['MultiScalePixelRNN', 'RECURRENT_CORES', 'SUBSAMPLE_METHODS', 'Upsampler',
-           'get_multiscale_model', 'has_stages', 'stage_variables', 'stride_mask', 'subsample',
-           'upsampling_strides']
+__all__ = [
+  'MultiScalePixelRNN',
+  'RECURRENT_CORES',
+  'SUBSAMPLE_METHODS',
+  'Upsampler',
+  'get_multiscale_model',
+  'has_stages',
+  'stage_variables',
+  'stride_mask',
+  'subsample',
+  'upsampling_strides',
+]

@@ -31,6 +31,7 @@ class AutoregressiveNetwork(nn.Module):
   Attributes:
     cfg: the NetworkConfig (core, depth, widths, data shape, dtype, ...).
   """
+
   cfg: NetworkConfig
 
   # The data attributes every sampler and check reads.
@@ -55,16 +56,26 @@ class AutoregressiveNetwork(nn.Module):
     self.input_conv = cores.input_layer(cfg)
     block = cores.block_class(cfg.core)
     if cfg.scan_layers:
-      self.blocks = nn.scan(block, variable_axes={'params': 0}, split_rngs={'params': True},
-                            in_axes=nn.broadcast, length=cfg.num_layers)(cfg)
+      self.blocks = nn.scan(
+        block,
+        variable_axes={'params': 0},
+        split_rngs={'params': True},
+        in_axes=nn.broadcast,
+        length=cfg.num_layers,
+      )(cfg)
     else:
       self.blocks = [block(cfg, name=f'block_{i}') for i in range(cfg.num_layers)]
-    self.head = layers.OutputHead(cfg.num_channels, cfg.num_levels,
-                                  cfg.out_hidden_channels, cfg.out_hidden_layers,
-                                  dtype=cfg.dtype)
+    self.head = layers.OutputHead(
+      cfg.num_channels,
+      cfg.num_levels,
+      cfg.out_hidden_channels,
+      cfg.out_hidden_layers,
+      dtype=cfg.dtype,
+    )
 
-  def conditioning(self, cond_BxHxWxD: Optional[jnp.ndarray] = None,
-                   labels_B: Optional[jnp.ndarray] = None) -> Optional[jnp.ndarray]:
+  def conditioning(
+    self, cond_BxHxWxD: Optional[jnp.ndarray] = None, labels_B: Optional[jnp.ndarray] = None
+  ) -> Optional[jnp.ndarray]:
     """The map every block reads: `cond` (e.g. the Multi-Scale PixelRNN's), then the
     one-hot class of `labels` broadcast over the positions, along the channels; None for an
     unconditional network without `cond`.
@@ -76,12 +87,16 @@ class AutoregressiveNetwork(nn.Module):
     k = self.cfg.num_classes
     if k == 0:
       if labels_B is not None:
-        raise ValueError('labels were given to a network that is not class-conditional '
-                         '(config.model.num_classes=0).')
+        raise ValueError(
+          'labels were given to a network that is not class-conditional '
+          '(config.model.num_classes=0).'
+        )
       return cond_BxHxWxD
     if labels_B is None:
-      raise ValueError(f'This network is class-conditional (config.model.num_classes={k}): '
-                       'give labels [B] of classes in [0, num_classes).')
+      raise ValueError(
+        f'This network is class-conditional (config.model.num_classes={k}): '
+        'give labels [B] of classes in [0, num_classes).'
+      )
     labels_B = jnp.asarray(labels_B)
     if labels_B.ndim != 1:
       raise ValueError(f'labels must be [B] class indices; got shape {labels_B.shape}.')
@@ -92,9 +107,12 @@ class AutoregressiveNetwork(nn.Module):
       return class_map
     return jnp.concatenate([cond_BxHxWxD, class_map.astype(cond_BxHxWxD.dtype)], axis=-1)
 
-  def __call__(self, images_BxHxWxC: jnp.ndarray,
-               cond_BxHxWxD: Optional[jnp.ndarray] = None,
-               labels_B: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+  def __call__(
+    self,
+    images_BxHxWxC: jnp.ndarray,
+    cond_BxHxWxD: Optional[jnp.ndarray] = None,
+    labels_B: Optional[jnp.ndarray] = None,
+  ) -> jnp.ndarray:
     cfg = self.cfg
     layers.check_images(images_BxHxWxC, cfg.image_size, cfg.num_channels)
     cond_BxHxWxD = self.conditioning(cond_BxHxWxD, labels_B)
@@ -128,8 +146,10 @@ def block_variables(cfg: NetworkConfig, variables: Any) -> list[Any]:
   `cores.block_class(cfg.core)(cfg).apply` takes."""
   params = variables['params']
   if cfg.scan_layers:
-    return [{'params': jax.tree_util.tree_map(lambda a, i=i: a[i], params['blocks'])}
-            for i in range(cfg.num_layers)]
+    return [
+      {'params': jax.tree_util.tree_map(lambda a, i=i: a[i], params['blocks'])}
+      for i in range(cfg.num_layers)
+    ]
   return [{'params': params[f'block_{i}']} for i in range(cfg.num_layers)]
 
 

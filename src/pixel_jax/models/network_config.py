@@ -37,6 +37,7 @@ class NetworkConfig:
       [0, K)); 0: unconditional.
     dtype: compute dtype; parameters stay float32.
   """
+
   core: str
   num_layers: int
   hidden_channels: int
@@ -62,13 +63,22 @@ class NetworkConfig:
   def from_config(cls, config: ml_collections.ConfigDict) -> 'NetworkConfig':
     """The network of config.model and config.data (core = config.model.name)."""
     m, d = config.model, config.data
-    return cls(core=m.name, num_layers=m.num_layers, hidden_channels=m.hidden_channels,
-               num_channels=d.num_channels, num_levels=d.num_levels,
-               image_size=d.image_size, out_hidden_channels=m.out_hidden_channels,
-               out_hidden_layers=m.out_hidden_layers,
-               first_kernel_size=m.first_kernel_size, skip=m.skip,
-               scan_layers=m.scan_layers, residual=m.residual,
-               num_classes=m.num_classes, dtype=DTYPES[m.dtype])
+    return cls(
+      core=m.name,
+      num_layers=m.num_layers,
+      hidden_channels=m.hidden_channels,
+      num_channels=d.num_channels,
+      num_levels=d.num_levels,
+      image_size=d.image_size,
+      out_hidden_channels=m.out_hidden_channels,
+      out_hidden_layers=m.out_hidden_layers,
+      first_kernel_size=m.first_kernel_size,
+      skip=m.skip,
+      scan_layers=m.scan_layers,
+      residual=m.residual,
+      num_classes=m.num_classes,
+      dtype=DTYPES[m.dtype],
+    )
 
 
 __all__ = ['DTYPES', 'NetworkConfig']

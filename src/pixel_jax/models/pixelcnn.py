@@ -28,6 +28,7 @@ class ConvBlock(nn.Module):
   """The PixelCNN residual bottleneck block; returns (output, skip), skip None unless
   cfg.skip. A conditioning map (a class, layers.ConditionBias) adds a learned bias to each
   of the three convolutions' pre-activations."""
+
   cfg: NetworkConfig
 
   def setup(self):
@@ -60,17 +61,28 @@ class ConvBlock(nn.Module):
 
   def init_cache(self, n: int) -> Cache:
     cfg, q = self.cfg, self.cfg.kernel_size // 2
-    return {'conv_in': jnp.zeros((n, cfg.image_size + q, cfg.image_size + 2 * q,
-                                  cfg.hidden_channels), cfg.dtype)}
+    return {
+      'conv_in': jnp.zeros(
+        (n, cfg.image_size + q, cfg.image_size + 2 * q, cfg.hidden_channels), cfg.dtype
+      )
+    }
 
-  def position(self, cache: Cache, x_Nx2h: jnp.ndarray, cond_NxD: Optional[jnp.ndarray],
-               r: jnp.ndarray, c: jnp.ndarray):
+  def position(
+    self,
+    cache: Cache,
+    x_Nx2h: jnp.ndarray,
+    cond_NxD: Optional[jnp.ndarray],
+    r: jnp.ndarray,
+    c: jnp.ndarray,
+  ):
     k, q = self.cfg.kernel_size, self.cfg.kernel_size // 2
     a = self._reduce(x_Nx2h, cond_NxD)
     zero = jnp.zeros((), jnp.int32)
     conv_in = jax.lax.dynamic_update_slice(
-        cache['conv_in'], a.astype(cache['conv_in'].dtype)[:, None, None, :],
-        (zero, r + q, c + q, zero))
+      cache['conv_in'],
+      a.astype(cache['conv_in'].dtype)[:, None, None, :],
+      (zero, r + q, c + q, zero),
+    )
     n, h = a.shape
     window = jax.lax.dynamic_slice(conv_in, (zero, r, c, zero), (n, q + 1, k, h))
     out, skip = self._finish(x_Nx2h, self.masked_conv.at_window(window), cond_NxD)

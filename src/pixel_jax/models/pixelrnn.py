@@ -20,15 +20,16 @@ class RecurrentBlock(nn.Module):
   """LSTM layer (cfg.core) on the 2h input gives h; a 1x1 mask-B convolution back to 2h;
   + input. Returns (output, skip) so it runs unrolled or under nn.scan (the output is the
   carry); skip is None unless cfg.skip."""
+
   cfg: NetworkConfig
 
   def setup(self):
     cfg = self.cfg
     # The layer's parameters live under its core's name ('row_lstm' / 'diagonal_bilstm').
-    self.layer = LAYERS[cfg.core](cfg.hidden_channels, cfg.num_channels, dtype=cfg.dtype,
-                                  name=cfg.core)
-    self.output_conv = MaskedConv2D(cfg.features, num_groups=cfg.num_channels,
-                                    dtype=cfg.dtype)
+    self.layer = LAYERS[cfg.core](
+      cfg.hidden_channels, cfg.num_channels, dtype=cfg.dtype, name=cfg.core
+    )
+    self.output_conv = MaskedConv2D(cfg.features, num_groups=cfg.num_channels, dtype=cfg.dtype)
     if cfg.skip:
       self.skip = MaskedConv2D(cfg.features, num_groups=cfg.num_channels, dtype=cfg.dtype)
 
@@ -45,8 +46,14 @@ class RecurrentBlock(nn.Module):
   def init_cache(self, n: int) -> Cache:
     return self.layer.init_cache(n, self.cfg.image_size, self.cfg.features)
 
-  def position(self, cache: Cache, x_Nx2h: jnp.ndarray, cond_NxD: Optional[jnp.ndarray],
-               r: jnp.ndarray, c: jnp.ndarray):
+  def position(
+    self,
+    cache: Cache,
+    x_Nx2h: jnp.ndarray,
+    cond_NxD: Optional[jnp.ndarray],
+    r: jnp.ndarray,
+    c: jnp.ndarray,
+  ):
     del r  # The layers' caches hold the current row.
     h, cache, pending = self.layer.position(cache, x_Nx2h, cond_NxD, c)
     out, skip = self._finish(x_Nx2h, h)
@@ -54,4 +61,3 @@ class RecurrentBlock(nn.Module):
 
   def end_row(self, cache: Cache, cond_NxWxD: Optional[jnp.ndarray]) -> Cache:
     return self.layer.end_row(cache, cond_NxWxD)
-

@@ -29,13 +29,15 @@ def row_neighbours(h_prev_BxWxh: jnp.ndarray) -> jnp.ndarray:
   """[h(c-1), h(c), h(c+1)] of the previous row at every column c, zero-padded: [B, W, 3h]."""
   padded = jnp.pad(h_prev_BxWxh, ((0, 0), (1, 1), (0, 0)))
   width = h_prev_BxWxh.shape[1]
-  return jnp.concatenate([padded[:, :width], padded[:, 1:width + 1], padded[:, 2:]],
-                         axis=-1)
+  return jnp.concatenate([padded[:, :width], padded[:, 1 : width + 1], padded[:, 2:]], axis=-1)
 
 
-def row_lstm_step(kernel_3hx4h: jnp.ndarray, h_above_Nx3h: jnp.ndarray,
-                  c_above_Nxh: jnp.ndarray, gates_is_Nx4h: jnp.ndarray
-                  ) -> tuple[jnp.ndarray, jnp.ndarray]:
+def row_lstm_step(
+  kernel_3hx4h: jnp.ndarray,
+  h_above_Nx3h: jnp.ndarray,
+  c_above_Nxh: jnp.ndarray,
+  gates_is_Nx4h: jnp.ndarray,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
   """(h, c) at a position (or a whole row) from the three h above it and the c above it."""
   return layers.lstm_step(kernel_3hx4h, h_above_Nx3h, gates_is_Nx4h, c_above_Nxh)
 
@@ -61,26 +63,29 @@ class RowLSTM(nn.Module):
   layers.ConditionBias) added to the input-to-state pre-activations (a class, the
   Multi-Scale PixelRNN's small image).
   """
+
   hidden: int
   num_groups: int = 1
   dtype: Any = jnp.float32
 
   def setup(self):
     h = self.hidden
-    self.input_to_state = layers.MaskedConv2D(4 * h, (1, 3), 'B', self.num_groups,
-                                              out_blocks=4, dtype=self.dtype)
+    self.input_to_state = layers.MaskedConv2D(
+      4 * h, (1, 3), 'B', self.num_groups, out_blocks=4, dtype=self.dtype
+    )
     self.cond_to_state = layers.ConditionBias(4 * h, dtype=self.dtype)
-    self.state_to_state = self.param('state_to_state', nn.initializers.lecun_normal(),
-                                     (3 * h, 4 * h))
+    self.state_to_state = self.param(
+      'state_to_state', nn.initializers.lecun_normal(), (3 * h, 4 * h)
+    )
     self.initial_h = self.param('initial_h', nn.initializers.zeros, (h,))
     self.initial_c = self.param('initial_c', nn.initializers.zeros, (h,))
 
-  def __call__(self, x_BxHxWxF: jnp.ndarray,
-               cond_BxHxWxD: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+  def __call__(
+    self, x_BxHxWxF: jnp.ndarray, cond_BxHxWxD: Optional[jnp.ndarray] = None
+  ) -> jnp.ndarray:
     gates_is = self.cond_to_state(self.input_to_state(x_BxHxWxF), cond_BxHxWxD)
     kernel = self.state_to_state.astype(self.dtype)
-    carry = layers.initial_state(self.initial_h, self.initial_c,
-                                 gates_is[:, 0, :, :self.hidden])
+    carry = layers.initial_state(self.initial_h, self.initial_c, gates_is[:, 0, :, : self.hidden])
 
     def step(carry, gates_BxWx4h):
       h, c = row_lstm_step(kernel, row_neighbours(carry[0]), carry[1], gates_BxWx4h)
@@ -97,28 +102,39 @@ class RowLSTM(nn.Module):
     f32, h = jnp.float32, self.hidden
     h_row = jnp.zeros((n, width + 2, h), f32)
     h0, c0 = (s0.astype(f32)[None, None, :] for s0 in (self.initial_h, self.initial_c))
-    return {'h_above': h_row.at[:, 1:width + 1].add(h0),
-            'c_above': jnp.zeros((n, width, h), f32) + c0,
-            'h_row': h_row, 'c_row': jnp.zeros((n, width, h), f32),
-            'x_left': jnp.zeros((n, in_features), self.dtype)}
+    return {
+      'h_above': h_row.at[:, 1 : width + 1].add(h0),
+      'c_above': jnp.zeros((n, width, h), f32) + c0,
+      'h_row': h_row,
+      'c_row': jnp.zeros((n, width, h), f32),
+      'x_left': jnp.zeros((n, in_features), self.dtype),
+    }
 
-  def position(self, cache: Cache, x_NxF: jnp.ndarray, cond_NxD: Optional[jnp.ndarray],
-               c: jnp.ndarray) -> tuple[jnp.ndarray, Cache, Cache]:
+  def position(
+    self, cache: Cache, x_NxF: jnp.ndarray, cond_NxD: Optional[jnp.ndarray], c: jnp.ndarray
+  ) -> tuple[jnp.ndarray, Cache, Cache]:
     """(h [N, hidden] at (r, c), updated caches, the left-neighbour input to keep once the
     pixel is final). Buffers read during a row (the row above) are never written in it."""
     taps = jnp.stack([cache['x_left'], x_NxF.astype(self.dtype)], axis=1)  # c-1, c.
     gates_is = self.cond_to_state(self.input_to_state.at_window(taps[:, None]), cond_NxD)
     h_above = _read(cache['h_above'], c, 3).reshape(x_NxF.shape[0], -1)
     c_above = _read(cache['c_above'], c, 1)[:, 0]
-    h_new, c_new = row_lstm_step(self.state_to_state.astype(self.dtype), h_above,
-                                 c_above, gates_is)
-    cache = {**cache, 'h_row': _write(cache['h_row'], c + 1, h_new),
-             'c_row': _write(cache['c_row'], c, c_new)}
+    h_new, c_new = row_lstm_step(self.state_to_state.astype(self.dtype), h_above, c_above, gates_is)
+    cache = {
+      **cache,
+      'h_row': _write(cache['h_row'], c + 1, h_new),
+      'c_row': _write(cache['c_row'], c, c_new),
+    }
     return h_new, cache, {'x_left': x_NxF.astype(self.dtype)}
 
   def end_row(self, cache: Cache, cond_NxWxD: Optional[jnp.ndarray]) -> Cache:
     """The finished row becomes the row above; the next row starts with no left input."""
     del cond_NxWxD  # Already added at each position.
-    return {**cache, 'h_above': cache['h_row'], 'c_above': cache['c_row'],
-            'h_row': cache['h_above'], 'c_row': cache['c_above'],
-            'x_left': jnp.zeros_like(cache['x_left'])}
+    return {
+      **cache,
+      'h_above': cache['h_row'],
+      'c_above': cache['c_row'],
+      'h_row': cache['h_above'],
+      'c_row': cache['c_above'],
+      'x_left': jnp.zeros_like(cache['x_left']),
+    }
