@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any, Callable, Optional
 
 MODELS = ('row_lstm', 'diagonal_bilstm', 'pixelcnn')
 
@@ -67,12 +68,54 @@ def worker(what: str, model_name: str, batch: int) -> None:
         state[0], state[1], loss = step(state[0], state[1], images)
         return loss
 
-  jax.block_until_ready(call())  # Compile.
-  print('ready', flush=True)
+  serve(lambda: jax.block_until_ready(call()))
+
+
+def serve(call: Callable[[], Any], info: str = '') -> None:
+  """A worker's loop: one untimed `call` (compilation, warm-up), then 'ready' (and `info`)
+  on stdout, then one timed call per line read from stdin, its seconds on stdout. `call`
+  must return only once its work is done (block on its result)."""
+  call()
+  print(f'ready {info}'.rstrip(), flush=True)
   for _ in sys.stdin:
     start = time.perf_counter()
-    jax.block_until_ready(call())
+    call()
     print(time.perf_counter() - start, flush=True)
+
+
+def start_worker(argv: list[str], cwd: Optional[str] = None, env: Optional[dict] = None):
+  """Starts a worker process (`serve` on its side) and waits until it is ready: (process,
+  the text it sent after 'ready')."""
+  process = subprocess.Popen(
+    argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+  )
+  line = process.stdout.readline().strip()
+  if line.split(' ')[0] != 'ready':
+    raise SystemExit(f'A worker ({" ".join(argv[1:])}) failed to start; see its error above.')
+  return process, line[len('ready') :].strip()
+
+
+def time_interleaved(workers: dict[str, Any], calls: int) -> dict[str, list[float]]:
+  """`calls` timed calls of each of two ready workers, in ABBA order (A: the first);
+  closes them. Seconds per call, per worker name."""
+  times: dict[str, list[float]] = {name: [] for name in workers}
+  order = list(workers)
+  for i in range(calls):
+    for name in order if i % 2 == 0 else order[::-1]:
+      workers[name].stdin.write('go\n')
+      workers[name].stdin.flush()
+      times[name].append(float(workers[name].stdout.readline()))
+  for w in workers.values():
+    w.stdin.close()
+    w.wait()
+  return times
+
+
+def ratio_quartiles(a: list[float], b: list[float]) -> tuple[float, float, float]:
+  """The per-pair ratios b / a: (median, first quartile, third quartile)."""
+  ratios = [y / x for x, y in zip(a, b)]
+  q = statistics.quantiles(ratios, n=4)
+  return statistics.median(ratios), q[0], q[2]
 
 
 def main():
@@ -98,7 +141,7 @@ def main():
   print(f'{"model":16s} {"A s":>9s} {"B s":>9s} {"B/A":>6s}  B/A quartiles')
   for name in args.models.split(','):
     workers = {
-      rev: subprocess.Popen(
+      rev: start_worker(
         [
           sys.executable,
           os.path.abspath(__file__),
@@ -108,30 +151,15 @@ def main():
         ],
         cwd=root,
         env={**os.environ, 'PYTHONPATH': os.path.join(root, 'src')},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-      )
+      )[0]
       for rev, root in checkouts.items()
     }
-    for w in workers.values():
-      if w.stdout.readline().strip() != 'ready':
-        raise SystemExit(f'A {name} worker failed to start; see its error above.')
-    times = {'A': [], 'B': []}
-    for i in range(args.calls):
-      for rev in 'AB' if i % 2 == 0 else 'BA':
-        workers[rev].stdin.write('go\n')
-        workers[rev].stdin.flush()
-        times[rev].append(float(workers[rev].stdout.readline()))
-    for w in workers.values():
-      w.stdin.close()
-      w.wait()
-    ratios = [b / a for a, b in zip(times['A'], times['B'])]
-    q = statistics.quantiles(ratios, n=4)
+    times = time_interleaved(workers, args.calls)
+    ratio, q1, q3 = ratio_quartiles(times['A'], times['B'])
     print(
       f'{name:16s} {statistics.median(times["A"]):9.4f} '
-      f'{statistics.median(times["B"]):9.4f} {statistics.median(ratios):6.3f}  '
-      f'{q[0]:.3f}..{q[2]:.3f}  (load {os.getloadavg()[0]:.1f})',
+      f'{statistics.median(times["B"]):9.4f} {ratio:6.3f}  '
+      f'{q1:.3f}..{q3:.3f}  (load {os.getloadavg()[0]:.1f})',
       flush=True,
     )
 
