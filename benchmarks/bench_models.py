@@ -36,7 +36,14 @@ PIXELCNN_LAYERS = {'mnist': 7, 'cifar': 15}
 
 
 def make_config(
-  model, size, batch, num_layers=None, image_size=None, dtype='float32', scan_layers=True
+  model,
+  size,
+  batch,
+  num_layers=None,
+  image_size=None,
+  dtype='float32',
+  scan_layers=True,
+  wavefront=False,
 ):
   s = SIZES[size]
   config = configs.base_config()
@@ -48,6 +55,7 @@ def make_config(
   config.model.out_hidden_channels = s['out_hidden']
   config.model.dtype = dtype
   config.model.scan_layers = scan_layers
+  config.model.wavefront = wavefront
   config.data.image_size = image_size or s['size']
   config.data.num_channels = s['channels']
   config.data.num_levels = s['levels']

@@ -15,4 +15,5 @@ def get_config():
   config = configs.cifar10_config('diagonal_bilstm')
   config.model.num_layers = 12
   config.model.hidden_channels = 128
+  config.model.wavefront = False  # The layer wavefront is a Row LSTM option.
   return config

@@ -17,4 +17,5 @@ def get_config():
   config = configs.cifar10_config('gated_pixelcnn')
   config.model.num_layers = 15  # Gated layers (vertical + horizontal stack each).
   config.model.hidden_channels = 128  # h per stack.
+  config.model.wavefront = False  # The layer wavefront is a Row LSTM option.
   return config

@@ -14,4 +14,5 @@ def get_config():
   config = configs.cifar10_config('pixelcnn')
   config.model.num_layers = 15  # Residual blocks.
   config.model.hidden_channels = 128
+  config.model.wavefront = False  # The layer wavefront is a Row LSTM option.
   return config

@@ -16,4 +16,6 @@ def get_config():
   config = configs.cifar10_config('row_lstm')
   config.model.num_layers = 12
   config.model.hidden_channels = 128
+  # Every layer in one scan of H + L - 1 rows (models/wavefront.py); docs/results.md times it.
+  config.model.wavefront = False
   return config

@@ -20,4 +20,6 @@ def get_config():
   config.model.num_layers = 12
   config.model.hidden_channels = 384
   config.train.batch_size = 64  # Global: split over all devices on the ('data',) mesh.
+  # Every layer in one scan of H + L - 1 rows (models/wavefront.py); docs/results.md times it.
+  config.model.wavefront = False
   return config

@@ -22,4 +22,6 @@ def get_config():
   config.model.hidden_channels = 512
   config.model.residual = False  # The paper's 64x64 model has no residual connections.
   config.train.batch_size = 32
+  # Every layer in one scan of H + L - 1 rows (models/wavefront.py); docs/results.md times it.
+  config.model.wavefront = False
   return config

@@ -20,4 +20,5 @@ def get_config():
   config.train.num_steps = 200
   config.train.eval_every = 100
   config.train.sample_every = 200
+  config.model.wavefront = False  # The layer wavefront is a Row LSTM option.
   return config

@@ -15,4 +15,5 @@ def get_config():
   config = configs.mnist_config('diagonal_bilstm')
   config.model.num_layers = 1
   config.model.hidden_channels = 32
+  config.model.wavefront = False  # The layer wavefront is a Row LSTM option.
   return config

@@ -18,4 +18,5 @@ def get_config():
   config = configs.mnist_config('gated_pixelcnn')
   config.model.num_layers = 10  # Gated layers (vertical + horizontal stack each).
   config.model.hidden_channels = 16  # h per stack.
+  config.model.wavefront = False  # The layer wavefront is a Row LSTM option.
   return config

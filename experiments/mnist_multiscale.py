@@ -32,4 +32,6 @@ def get_config():
   ms.small_num_layers = 4  # The 14x14 image holds a quarter of the pixels.
   ms.small_hidden_channels = 16
   ms.small_residual = True
+  # Every layer in one scan of H + L - 1 rows (models/wavefront.py); docs/results.md times it.
+  config.model.wavefront = False
   return config

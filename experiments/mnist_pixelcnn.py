@@ -16,4 +16,5 @@ def get_config():
   config = configs.mnist_config('pixelcnn')
   config.model.num_layers = 15  # Residual blocks; the paper gives neither depth nor width.
   config.model.hidden_channels = 16
+  config.model.wavefront = False  # The layer wavefront is a Row LSTM option.
   return config

@@ -22,4 +22,5 @@ def get_config():
   config.model.hidden_channels = 16
   config.data.name = 'mnist'
   config.model.num_classes = 10
+  config.model.wavefront = False  # The layer wavefront is a Row LSTM option.
   return config

@@ -10,4 +10,7 @@ from pixel_jax import configs
 
 
 def get_config():
-  return configs.tiny_config('row_lstm')
+  config = configs.tiny_config('row_lstm')
+  # Every layer in one scan of H + L - 1 rows (models/wavefront.py); docs/results.md times it.
+  config.model.wavefront = False
+  return config

@@ -19,4 +19,6 @@ def get_config():
   ms.upsampler_layers = 2  # Strides (2, 1).
   ms.small_num_layers = 2
   ms.small_hidden_channels = 8
+  # Every layer in one scan of H + L - 1 rows (models/wavefront.py); docs/results.md times it.
+  config.model.wavefront = False
   return config

@@ -65,11 +65,18 @@ VARIANTS = {
   'residual': dict(residual=True, skip=False, scan_layers=True),
   'skip': dict(residual=True, skip=True, scan_layers=True),
   'plain_unrolled': dict(residual=False, skip=False, scan_layers=False),
+  # The layer wavefront (models/wavefront.py): the same receptive field on another schedule.
+  'wavefront_skip': dict(residual=True, skip=True, scan_layers=True, wavefront=True),
+  'wavefront_plain_unrolled': dict(residual=False, skip=False, scan_layers=False, wavefront=True),
 }
 MODEL_CASES = [
   pytest.param(name, ch, variant, id=f'{name}_{ch}ch_{variant}')
   for name in models.MODEL_NAMES
   for ch, variant in ((1, 'residual'), (3, 'residual'), (3, 'skip'), (1, 'plain_unrolled'))
+] + [
+  pytest.param(name, ch, variant, id=f'{name}_{ch}ch_{variant}')
+  for name in models.WAVEFRONT_CORES
+  for ch, variant in ((3, 'wavefront_skip'), (1, 'wavefront_plain_unrolled'))
 ]
 
 

@@ -181,6 +181,7 @@ BAD_VALUES = [  # (field, value, what the message says)
   ('model.first_kernel_size', 4, 'config.model.first_kernel_size=4 must be an odd'),
   ('model.residual', 'yes', "config.model.residual='yes' must be True or False"),
   ('model.scan_layers', None, 'config.model.scan_layers=None'),
+  ('model.wavefront', 'no', "config.model.wavefront='no' must be True or False"),
   ('model.dtype', 'float16', "config.model.dtype='float16' is not supported"),
   ('optim.name', 'sgd', "config.optim.name='sgd' is not supported; use one of 'rmsprop'"),
   ('optim.schedule', 'linear', "config.optim.schedule='linear'"),
@@ -261,6 +262,17 @@ def test_fields_that_must_agree():
   with pytest.raises(configs.ConfigError, match='needs config.data.idx_dir'):
     configs.validate(config)
   config.data.idx_dir = '/path/to/mnist'
+  configs.validate(config)
+  config = configs.base_config()
+  config.model.name, config.model.wavefront = 'pixelcnn', True
+  with pytest.raises(
+    configs.ConfigError, match=re.escape("wavefront=True needs a core in ('row_lstm',)")
+  ):
+    configs.validate(config)
+  config.model.name, config.model.multiscale.core = 'multiscale', 'diagonal_bilstm'
+  with pytest.raises(configs.ConfigError, match="this one is 'diagonal_bilstm'"):
+    configs.validate(config)
+  config.model.multiscale.core = 'row_lstm'
   configs.validate(config)
 
 

@@ -77,6 +77,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.residual = True
   config.model.skip = False  # Learnable 1x1 skip connection from every layer to the output.
   config.model.scan_layers = True  # nn.scan over identical layers: compile time flat in depth.
+  # Row LSTM: every layer in ONE scan of H + L - 1 row steps, layer l on row s - l at step s
+  # (models/wavefront.py), instead of L scans of H rows; same parameters and outputs.
+  config.model.wavefront = False
   config.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params stay fp32).
   # K > 0: class-conditional on the dataset's labels in [0, K) (10 for MNIST and CIFAR-10);
   # every layer adds a learned per-class bias to its gate pre-activations. 0: unconditional.
@@ -341,8 +344,14 @@ def _validate_model(config: ml_collections.ConfigDict) -> None:
       f'config.model.first_kernel_size={m.first_kernel_size!r} must be an odd '
       'integer >= 1 (e.g. 7).'
     )
-  for field in ('residual', 'skip', 'scan_layers'):
+  for field in ('residual', 'skip', 'scan_layers', 'wavefront'):
     _flag(config, f'model.{field}')
+  core = m.multiscale.core if m.name == 'multiscale' else m.name
+  if m.wavefront and core not in models.WAVEFRONT_CORES:
+    raise ConfigError(
+      f'config.model.wavefront=True needs a core in {models.WAVEFRONT_CORES} (this one is '
+      f'{core!r}); set config.model.wavefront=False.'
+    )
   _int_at_least(config, 'model.num_classes', 0)
   _one_of(config, 'model.dtype', tuple(models.DTYPES))
   for field in ('hidden_channels', 'out_hidden_channels'):

@@ -8,6 +8,7 @@ from pixel_jax.models.multiscale import has_stages
 from pixel_jax.models.network import AutoregressiveNetwork
 from pixel_jax.models.network_config import DTYPES
 from pixel_jax.models.network_config import NetworkConfig
+from pixel_jax.models.wavefront import WAVEFRONT_CORES
 
 MODEL_NAMES = tuple(CORES)
 
@@ -44,4 +45,5 @@ __all__ = [
   'has_stages',
   'pixel_cnn',
   'pixel_rnn',
+  'WAVEFRONT_CORES',
 ]

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from pixel_jax.models import cores
 from pixel_jax.models import layers
+from pixel_jax.models import wavefront
 from pixel_jax.models.network_config import NetworkConfig
 
 
@@ -117,7 +118,13 @@ class AutoregressiveNetwork(nn.Module):
     layers.check_images(images_BxHxWxC, cfg.image_size, cfg.num_channels)
     cond_BxHxWxD = self.conditioning(cond_BxHxWxD, labels_B)
     x = self.input_conv(layers.scale_input(images_BxHxWxC, cfg.num_levels))
-    if cfg.scan_layers:
+    if cfg.wavefront and not self.is_initializing():
+      # The same blocks on the same parameters, all in one scan (models/wavefront.py);
+      # `init` takes the layer-by-layer path below, which creates the parameters.
+      unbound = cores.block_class(cfg.core)(cfg, parent=None)
+      params_L = wavefront.stacked_block_params(cfg, self.variables['params'])
+      x, skip_sum = wavefront.run_rows(unbound, params_L, x, cond_BxHxWxD, cfg.num_layers)
+    elif cfg.scan_layers:
       x, skips = self.blocks(x, cond_BxHxWxD)
       skip_sum = skips.sum(axis=0) if cfg.skip else None
     else:

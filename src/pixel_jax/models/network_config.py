@@ -32,6 +32,9 @@ class NetworkConfig:
       convolution per block) instead of the last block's output.
     scan_layers: nn.scan over the identical blocks: compile time independent of depth.
     residual: add each block's input to its output.
+    wavefront: run every block in one scan of H + L - 1 row steps, block l on row s - l at
+      step s (models/wavefront.py), instead of one scan of H rows per block; the same
+      parameters and outputs. Row LSTM only.
     kernel_size: the PixelCNN blocks' spatial kernel (unused by the PixelRNN cores).
     num_classes: K > 0 makes the network class-conditional (it then takes labels [B] in
       [0, K)); 0: unconditional.
@@ -50,6 +53,7 @@ class NetworkConfig:
   skip: bool = False
   scan_layers: bool = True
   residual: bool = True
+  wavefront: bool = False
   kernel_size: int = 3
   num_classes: int = 0
   dtype: Any = jnp.float32
@@ -76,6 +80,7 @@ class NetworkConfig:
       skip=m.skip,
       scan_layers=m.scan_layers,
       residual=m.residual,
+      wavefront=m.wavefront,
       num_classes=m.num_classes,
       dtype=DTYPES[m.dtype],
     )

@@ -43,6 +43,18 @@ class RecurrentBlock(nn.Module):
   def __call__(self, x_BxHxWx2h: jnp.ndarray, cond_BxHxWxD: Optional[jnp.ndarray] = None):
     return self._finish(x_BxHxWx2h, self.layer(x_BxHxWx2h, cond_BxHxWxD))
 
+  # One row at a time, every block in step (the layer wavefront, models/wavefront.py).
+
+  def initial_row(self, like_BxWx2h: jnp.ndarray):
+    """The layer's state before row 0 (the learned initial state)."""
+    return self.layer.initial_row(like_BxWx2h)
+
+  def row(self, carry, x_BxWx2h: jnp.ndarray, cond_BxWxD: Optional[jnp.ndarray] = None):
+    """The block over row r: (the layer's state after row r, (output, skip) of row r), from
+    the state after row r - 1 and the block's input of row r; `_finish` as in __call__."""
+    carry = self.layer.row(carry, x_BxWx2h, cond_BxWxD)
+    return carry, self._finish(x_BxWx2h, carry[0])
+
   def init_cache(self, n: int) -> Cache:
     return self.layer.init_cache(n, self.cfg.image_size, self.cfg.features)
 

@@ -85,7 +85,7 @@ class RowLSTM(nn.Module):
   ) -> jnp.ndarray:
     gates_is = self.cond_to_state(self.input_to_state(x_BxHxWxF), cond_BxHxWxD)
     kernel = self.state_to_state.astype(self.dtype)
-    carry = layers.initial_state(self.initial_h, self.initial_c, gates_is[:, 0, :, : self.hidden])
+    carry = self.initial_row(x_BxHxWxF[:, 0])
 
     def step(carry, gates_BxWx4h):
       h, c = row_lstm_step(kernel, row_neighbours(carry[0]), carry[1], gates_BxWx4h)
@@ -93,6 +93,28 @@ class RowLSTM(nn.Module):
 
     _, h_HxBxWxh = jax.lax.scan(step, carry, jnp.swapaxes(gates_is, 0, 1))
     return jnp.swapaxes(h_HxBxWxh, 0, 1)
+
+  # One row at a time (the layer wavefront, models/wavefront.py).
+
+  def initial_row(self, like_BxWxF: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(h, c) of row -1, the learned initial state: [B, W, hidden] each, float32, built
+    from the input (so the carry keeps its sharding, see layers.initial_state)."""
+    like_BxWx1 = jnp.zeros_like(like_BxWxF[..., :1], jnp.float32)
+    return layers.initial_state(self.initial_h, self.initial_c, like_BxWx1)
+
+  def row(
+    self,
+    carry: tuple[jnp.ndarray, jnp.ndarray],
+    x_BxWxF: jnp.ndarray,
+    cond_BxWxD: Optional[jnp.ndarray] = None,
+  ) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(h, c) of row r [B, W, hidden] from (h, c) of row r - 1 and the layer input of row r
+    alone: the 1x3 input-to-state kernel reads only its own row, so a row's products need
+    nothing of the rows below, and the step is __call__'s (row_lstm_step)."""
+    cond = None if cond_BxWxD is None else cond_BxWxD[:, None]
+    gates_is = self.cond_to_state(self.input_to_state(x_BxWxF[:, None]), cond)[:, 0]
+    kernel = self.state_to_state.astype(self.dtype)
+    return row_lstm_step(kernel, row_neighbours(carry[0]), carry[1], gates_is)
 
   # One position at a time (the cached sampler).
 
