@@ -15,11 +15,18 @@ compares far more tightly than whole benchmark runs in turn.
   train:    one training step of bench_models.build_step at the MNIST size (batch 16): the
             training loop's own step (train.make_train_step); older checkouts, a copy of it.
 
+Both workers must build the same network: each reports its config's model and data
+fields, and the driver stops with the fields that differ (the shipped configs change over
+time, e.g. skip connections). `--set=model.skip=True` (repeatable) sets a field in both
+workers' configs after they are built, so both revisions run one network.
+
 Prints, per model, each revision's median seconds per call and the median of the
 per-pair ratios B / A (> 1: B is slower), with the ratios' interquartile range.
 """
 
 import argparse
+import ast
+import json
 import os
 import statistics
 import subprocess
@@ -30,8 +37,34 @@ from typing import Any, Callable, Optional
 MODELS = ('row_lstm', 'diagonal_bilstm', 'pixelcnn')
 
 
-def worker(what: str, model_name: str, batch: int) -> None:
-  """Builds and compiles one timed call, then times one call per 'go' line on stdin."""
+def apply_settings(config, settings: list[str]) -> None:
+  """Sets each 'a.b=value' of `settings` in `config` (value a Python literal, else a string)."""
+  for setting in settings:
+    path, _, text = setting.partition('=')
+    *parents, field = path.split('.')
+    node = config
+    for name in parents:
+      node = getattr(node, name)
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    setattr(node, field, value)
+
+
+def network_fields(config) -> dict[str, str]:
+  """The scalar fields of config.model and config.data, as text: what the network is."""
+  return {
+    f'{section}.{key}': str(value)
+    for section in ('model', 'data')
+    for key, value in getattr(config, section).items()
+    if isinstance(value, (bool, int, float, str))
+  }
+
+
+def worker(what: str, model_name: str, batch: int, settings: list[str]) -> None:
+  """Builds and compiles one timed call, then times one call per 'go' line on stdin; its
+  'ready' line carries the network's fields (network_fields) as JSON."""
   sys.path.insert(0, os.path.join(os.getcwd(), 'benchmarks'))
   import jax  # pylint: disable=import-outside-toplevel
 
@@ -42,17 +75,21 @@ def worker(what: str, model_name: str, batch: int) -> None:
 
     args = argparse.Namespace(cifar_layers=4, cifar_hidden=16, cifar_out_hidden=64)
     config = bench_sampling.make_config(model_name, 'mnist', args)
+    apply_settings(config, settings)
     model = models.get_model(config)
     d = config.data
     variables = jax.jit(model.init)(
-      jax.random.key(0), jax.numpy.zeros((1, d.image_size, d.image_size, d.num_channels))
+      jax.random.key(0),
+      jax.numpy.zeros((1, d.image_size, d.image_size, d.num_channels)),
     )
     keys = iter(range(1, 1 << 30))
     call = lambda: sampling.sample(model, variables, jax.random.key(next(keys)), batch)
   else:
     import bench_models  # pylint: disable=import-outside-toplevel
 
-    built = bench_models.build_step(bench_models.make_config(model_name, 'mnist', batch))
+    config = bench_models.make_config(model_name, 'mnist', batch)
+    apply_settings(config, settings)
+    built = bench_models.build_step(config)
     if len(built) == 3:  # The training loop's own step: (state, batch, labels) -> (state, metrics).
       step, train_state, images = built
       state = [train_state]
@@ -68,7 +105,7 @@ def worker(what: str, model_name: str, batch: int) -> None:
         state[0], state[1], loss = step(state[0], state[1], images)
         return loss
 
-  serve(lambda: jax.block_until_ready(call()))
+  serve(lambda: jax.block_until_ready(call()), json.dumps(network_fields(config)))
 
 
 def serve(call: Callable[[], Any], info: str = '') -> None:
@@ -126,10 +163,16 @@ def main():
   parser.add_argument('--models', default=','.join(MODELS))
   parser.add_argument('--calls', type=int, default=20, help='Timed calls per revision.')
   parser.add_argument('--batch', type=int, default=16)
+  parser.add_argument(
+    '--set',
+    action='append',
+    default=[],
+    help='A config field set in both workers, e.g. --set=model.skip=True (repeatable).',
+  )
   parser.add_argument('--worker', default='', help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
-    worker(args.what, args.worker, args.batch)
+    worker(args.what, args.worker, args.batch, args.set)
     return
   if not (args.a and args.b):
     parser.error('give both checkouts: --a=OLD --b=NEW')
@@ -137,10 +180,11 @@ def main():
   print(
     f'{args.what}: A = {checkouts["A"]}, B = {checkouts["B"]}, {args.calls} calls '
     f'each, ABBA; seconds per call (batch {args.batch}); load {os.getloadavg()[0]:.1f}'
+    + (f'; set {" ".join(args.set)}' if args.set else '')
   )
   print(f'{"model":16s} {"A s":>9s} {"B s":>9s} {"B/A":>6s}  B/A quartiles')
   for name in args.models.split(','):
-    workers = {
+    started = {
       rev: start_worker(
         [
           sys.executable,
@@ -148,12 +192,27 @@ def main():
           f'--what={args.what}',
           f'--batch={args.batch}',
           f'--worker={name}',
+          *(f'--set={setting}' for setting in args.set),
         ],
         cwd=root,
         env={**os.environ, 'PYTHONPATH': os.path.join(root, 'src')},
-      )[0]
+      )
       for rev, root in checkouts.items()
     }
+    workers = {rev: process for rev, (process, _) in started.items()}
+    fields = {rev: json.loads(info) for rev, (_, info) in started.items()}
+    differ = [
+      f'{key} {fields["A"][key]} vs {fields["B"][key]}'
+      for key in sorted(fields['A'].keys() & fields['B'].keys())
+      if fields['A'][key] != fields['B'][key]
+    ]
+    if differ:
+      for process in workers.values():
+        process.kill()
+      raise SystemExit(
+        f'The two {name} networks differ ({", ".join(differ)}); make them equal with '
+        '--set=FIELD=VALUE.'
+      )
     times = time_interleaved(workers, args.calls)
     ratio, q1, q3 = ratio_quartiles(times['A'], times['B'])
     print(
