@@ -14,10 +14,12 @@ is the masked kernel applied to the window of rows r - k//2 .. r (the rows below
 centre are masked, so never sliced).
 
 Prepared kernels: every masked convolution's kernel is masked and cast once per sampling
-call, outside the loops, not at every step (layers.PREPARED). Each module is applied once
-ahead of the loops with that collection mutable - a block through its full-image form on
-one pixel, which reads every parameter of the block - and the loops apply it with the
-stored kernels. A core needs nothing for this beyond using layers.MaskedConv2D.
+call, outside the loops, not at every step (layers.PREPARED), and so is the matrix a
+one-position form multiplies its window with (MaskedConv2D.window_kernel). Each module is
+applied once ahead of the loops with that collection mutable - a block through its
+full-image form on one pixel, which reads every parameter of the block, and through its
+one-position form - and the loops apply it with the stored arrays. A core needs nothing
+for this beyond using layers.MaskedConv2D.
 
 Conditioning (Multi-Scale PixelRNN): a map [N, H, W, D] known before sampling starts; each
 block receives it at the position a step visits (and the finished row at end_row).
@@ -31,6 +33,7 @@ summation order of the convolutions.
 
 from typing import Any, Optional
 
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 
@@ -57,11 +60,11 @@ def network_config(model: Any) -> NetworkConfig:
 def _with_prepared(module: Any, variables: Any, *calls: tuple[Any, tuple[Any, ...]]) -> Any:
   """`variables` plus the PREPARED kernels of every masked convolution that the calls
   (method, args) of `module` read: masked and cast here, once."""
-  prepared = {}
+  prepared: dict[tuple[str, ...], Any] = {}
   for method, args in calls:
     _, state = module.apply(variables, *args, method=method, mutable=[layers.PREPARED])
-    prepared.update(state[layers.PREPARED])
-  return {**variables, layers.PREPARED: prepared}
+    prepared.update(traverse_util.flatten_dict(state[layers.PREPARED]))
+  return {**variables, layers.PREPARED: traverse_util.unflatten_dict(prepared)}
 
 
 def _stack(trees: list[Any]) -> Any:
@@ -97,13 +100,25 @@ class CachedNetwork:
       ),
     )
     self.block = cores.block_class(cfg.core)(cfg)
-    pixel = jnp.zeros((1, 1, 1, cfg.features), cfg.dtype)
-    cond_pixel = None if self.cond is None else self.cond[:1, :1, :1]
-    self.stacked_vars = jax.vmap(
-      lambda v: _with_prepared(self.block, v, (type(self.block).__call__, (pixel, cond_pixel)))
-    )(_stack(network.block_variables(cfg, variables)))
+    self.stacked_vars = jax.vmap(self._prepare_block)(
+      _stack(network.block_variables(cfg, variables))
+    )
     self.block_vars = _unstack(self.stacked_vars, cfg.num_layers)
     self.chains_rows = cores.chains_rows(cfg.core)
+
+  def _prepare_block(self, block_variables: Any) -> Any:
+    """One block's variables plus its PREPARED kernels: both forms applied to one pixel."""
+    block, zero = type(self.block), jnp.zeros((), jnp.int32)
+    pixel = jnp.zeros((1, 1, 1, self.cfg.features), self.cfg.dtype)
+    cond_pixel = None if self.cond is None else self.cond[:1, :1, :1]
+    cache = self.block.apply(block_variables, 1, method=block.init_cache)
+    at = (cache, pixel[:, 0, 0], None if cond_pixel is None else cond_pixel[:, 0, 0], zero, zero)
+    return _with_prepared(
+      self.block,
+      block_variables,
+      (block.__call__, (pixel, cond_pixel)),
+      (block.position, at),
+    )
 
   def init(self, images_NxHxWxC: Array) -> Cache:
     """Caches for a batch of starting images (zeros, or a prefix for completion)."""

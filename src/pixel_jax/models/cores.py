@@ -38,7 +38,8 @@ Caches are never read and written in place in the same step by different names (
 read and then updated in place within one loop step makes XLA copy it whole every step).
 Masked convolutions are layers.MaskedConv2D: the sampler masks and casts their kernels
 once per sampling call (layers.PREPARED), by running the block's full-image form on one
-pixel before its loops, so that form must accept a [N, 1, 1, F] input.
+pixel and its one-position form at (0, 0) before its loops, so the full-image form must
+accept a [N, 1, 1, F] input.
 Adding a core: its module (the class above), one entry here, its tests.
 """
 

@@ -122,9 +122,29 @@ class MaskedConv2D(nn.Module):
         f'A {rows}x{cols} window leaves out taps of the {self.kernel_size} '
         f'mask-{self.mask_type} kernel that are not masked.'
       )
-    kernel, bias = self.masked_kernel(in_features)
-    y = jnp.einsum('nijf,ijfo->no', window_NxIxJxF.astype(self.dtype), kernel[:rows, :cols])
+    kernel_KxO, bias = self.window_kernel(rows, cols, in_features)
+    y = window_NxIxJxF.reshape(window_NxIxJxF.shape[0], -1).astype(self.dtype) @ kernel_KxO
     return y if bias is None else y + bias[None, :]
+
+  def window_kernel(
+    self, rows: int, cols: int, in_features: int
+  ) -> tuple[jnp.ndarray, Optional[jnp.ndarray]]:
+    """(the masked kernel's top-left rows x cols taps as one matrix [rows * cols * in, out],
+    bias): what `at_window` multiplies its flattened window with.
+
+    Prepared like `masked_kernel` (under its own name per window shape): a loop applying
+    `at_window` would otherwise slice, and lay out for the product, the kernel at every
+    step.
+    """
+    name = f'window_kernel_{rows}x{cols}'
+    if self.has_variable(PREPARED, name):
+      bias = self.get_variable(PREPARED, 'bias') if self.use_bias else None
+      return self.get_variable(PREPARED, name), bias
+    kernel, bias = self.masked_kernel(in_features)
+    kernel_KxO = kernel[:rows, :cols].reshape(-1, self.features)
+    if self.is_mutable_collection(PREPARED) and not self.is_initializing():
+      self.put_variable(PREPARED, name, kernel_KxO)
+    return kernel_KxO, bias
 
 
 class ConditionBias(nn.Module):

@@ -11,7 +11,10 @@ One position (the cached sampler's interface, see models/cores.py): the state at
 reads the previous row's h at c-1, c, c+1 and its c at c, and the 1x3 input-to-state
 kernel reads the layer input at (r, c-1) and (r, c) (its right tap is masked). So the cache
 holds the previous row's (h, c) (the learned initial state for row -1), the current row's
-(h, c) being written, and the left neighbour's layer input.
+(h, c) being written, and the current row's layer inputs. A visit writes its input at c
+and then reads columns c-1 and c: the column c-1 holds the left neighbour's final visit,
+so nothing waits for the pixel's last channel (no pending state), and a buffer written
+and then read in a step stays in place.
 """
 
 from typing import Any, Optional
@@ -119,44 +122,44 @@ class RowLSTM(nn.Module):
   # One position at a time (the cached sampler).
 
   def init_cache(self, n: int, width: int, in_features: int) -> Cache:
-    """The caches before row 0: row -1 is the learned initial state. Columns 0 and W + 1
-    of the h buffers are the zero padding of row_neighbours."""
-    f32, h = jnp.float32, self.hidden
-    h_row = jnp.zeros((n, width + 2, h), f32)
-    h0, c0 = (s0.astype(f32)[None, None, :] for s0 in (self.initial_h, self.initial_c))
+    """The caches before row 0: row -1 is the learned initial state. The state rows hold
+    [h, c] at column c + 1; their columns 0 and W + 1 are the zero padding of
+    row_neighbours. Column 0 of the input row (x_row[:, c + 1] is the input at column c)
+    is the input-to-state convolution's zero padding."""
+    f32 = jnp.float32
+    state_row = jnp.zeros((n, width + 2, 2 * self.hidden), f32)
+    initial = jnp.concatenate([self.initial_h, self.initial_c]).astype(f32)
     return {
-      'h_above': h_row.at[:, 1 : width + 1].add(h0),
-      'c_above': jnp.zeros((n, width, h), f32) + c0,
-      'h_row': h_row,
-      'c_row': jnp.zeros((n, width, h), f32),
-      'x_left': jnp.zeros((n, in_features), self.dtype),
+      'state_above': state_row.at[:, 1 : width + 1].add(initial),
+      'state_row': state_row,
+      'x_row': jnp.zeros((n, width + 1, in_features), self.dtype),
     }
 
   def position(
     self, cache: Cache, x_NxF: jnp.ndarray, cond_NxD: Optional[jnp.ndarray], c: jnp.ndarray
   ) -> tuple[jnp.ndarray, Cache, Cache]:
-    """(h [N, hidden] at (r, c), updated caches, the left-neighbour input to keep once the
-    pixel is final). Buffers read during a row (the row above) are never written in it."""
-    taps = jnp.stack([cache['x_left'], x_NxF.astype(self.dtype)], axis=1)  # c-1, c.
+    """(h [N, hidden] at (r, c), updated caches, no pending state). Buffers read during a
+    row (the row above) are never written in it; the input row is written, then read.
+    h and c share one buffer, so a position reads the row above and writes its state with
+    one slice each."""
+    n, h = x_NxF.shape[0], self.hidden
+    x_row = _write(cache['x_row'], c + 1, x_NxF)
+    taps = _read(x_row, c, 2)  # The inputs at c-1 and c.
     gates_is = self.cond_to_state(self.input_to_state.at_window(taps[:, None]), cond_NxD)
-    h_above = _read(cache['h_above'], c, 3).reshape(x_NxF.shape[0], -1)
-    c_above = _read(cache['c_above'], c, 1)[:, 0]
-    h_new, c_new = row_lstm_step(self.state_to_state.astype(self.dtype), h_above, c_above, gates_is)
-    cache = {
-      **cache,
-      'h_row': _write(cache['h_row'], c + 1, h_new),
-      'c_row': _write(cache['c_row'], c, c_new),
-    }
-    return h_new, cache, {'x_left': x_NxF.astype(self.dtype)}
+    above = _read(cache['state_above'], c, 3)  # Columns c-1, c, c+1: [N, 3, 2h].
+    h_new, c_new = row_lstm_step(
+      self.state_to_state.astype(self.dtype),
+      above[..., :h].reshape(n, -1),
+      above[:, 1, h:],
+      gates_is,
+    )
+    state_row = _write(cache['state_row'], c + 1, jnp.concatenate([h_new, c_new], axis=-1))
+    return h_new, {**cache, 'state_row': state_row, 'x_row': x_row}, {}
 
   def end_row(self, cache: Cache, cond_NxWxD: Optional[jnp.ndarray]) -> Cache:
-    """The finished row becomes the row above; the next row starts with no left input."""
+    """The finished row becomes the row above. The current row's buffer is left as it is
+    (the next row writes every column before end_row reads it, and swapping the two would
+    copy both); the input row needs no reset either: column 0 stays zero, and a visit
+    writes its column before reading it."""
     del cond_NxWxD  # Already added at each position.
-    return {
-      **cache,
-      'h_above': cache['h_row'],
-      'c_above': cache['c_row'],
-      'h_row': cache['h_above'],
-      'c_row': cache['c_above'],
-      'x_left': jnp.zeros_like(cache['x_left']),
-    }
+    return {**cache, 'state_above': cache['state_row']}
