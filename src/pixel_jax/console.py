@@ -1,4 +1,5 @@
-"""What a run prints: absl log lines above the progress bar, without third-party chatter.
+"""What a run prints: absl log lines above the progress bar, without third-party chatter;
+and how a command-line tool starts (`run_tool`).
 
 The command-line tools call `quiet_library_logs()` once and run inside
 `logs_above_bar()`. Library use (a notebook) is left alone.
@@ -7,9 +8,11 @@ The command-line tools call `quiet_library_logs()` once and run inside
 import contextlib
 import logging as std_logging
 import sys
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
+from absl import app
 from absl import logging
+import jax
 import tqdm
 
 
@@ -49,3 +52,15 @@ def logs_above_bar() -> Iterator[None]:
       handler.emit = emit  # type: ignore[method-assign]
     else:
       del handler.emit
+
+
+def run_tool(
+  main: Callable[[list[str]], Any],
+  define_flags: Callable[[], None],
+  flags_parser: Callable[[list[str]], Any] = app.parse_flags_with_usage,
+) -> None:
+  """Runs a command-line tool (`python -m pixel_jax.<tool>`): defines its flags, lets JAX's
+  own flags (e.g. --jax_platforms) be given with them, and runs `main` under absl."""
+  define_flags()
+  jax.config.config_with_absl()
+  app.run(main, flags_parser=flags_parser)

@@ -216,11 +216,5 @@ def main(argv):
     storage.write_atomic(FLAGS.output, json.dumps(result, indent=2))
 
 
-def run(argv: Optional[list[str]] = None) -> None:
-  app.run(main, argv=argv, flags_parser=config_files.parse_flags)
-
-
 if __name__ == '__main__':
-  define_flags()
-  jax.config.config_with_absl()
-  run()
+  console.run_tool(main, define_flags, flags_parser=config_files.parse_flags)

@@ -299,11 +299,5 @@ def main(argv):
     print(path, flush=True)
 
 
-def run(argv: Optional[list[str]] = None) -> None:
-  app.run(main, argv=argv)
-
-
 if __name__ == '__main__':
-  define_flags()
-  jax.config.config_with_absl()
-  run()
+  console.run_tool(main, define_flags)

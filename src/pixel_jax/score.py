@@ -34,10 +34,10 @@ from typing import Optional
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 import numpy as np
 
 from pixel_jax import checkpointing
+from pixel_jax import console
 from pixel_jax import evaluation
 from pixel_jax import image_files
 from pixel_jax import runs
@@ -172,11 +172,5 @@ def main(argv):
   )
 
 
-def run(argv: Optional[list[str]] = None) -> None:
-  app.run(main, argv=argv)
-
-
 if __name__ == '__main__':
-  define_flags()
-  jax.config.config_with_absl()
-  run()
+  console.run_tool(main, define_flags)
