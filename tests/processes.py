@@ -91,7 +91,7 @@ def run_jax_job(
   joined through a coordinator on 127.0.0.1 with gloo CPU collectives."""
   port = free_port()
   env = python_env(
-    XLA_FLAGS='--xla_force_host_platform_device_count=1',
+    XLA_FLAGS='--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0',
     JAX_PLATFORMS='cpu',
     JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo',
     # The coordinator listens on the loopback interface only.
