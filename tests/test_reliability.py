@@ -422,20 +422,21 @@ def test_resume_truncates_history_to_the_restored_step(tmp_path):
   assert [(r['step'], r['train_loss']) for r in records] == [(5, 1.0), (10, 1.0), (15, 2.0)]
 
 
-def _events(directory):
-  """(step, kind) of every event in the TensorBoard files of `directory`, in file order."""
+def _tensorboard_events(directory):
+  """Every event in the TensorBoard files of `directory`, file by file in name order.
+
+  A file is a sequence of records: length (8 bytes), its checksum (4), the serialized
+  Event, the data's checksum (4).
+  """
   from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
 
-  out = []
   for name in sorted(os.listdir(directory)):
     data = open(os.path.join(directory, name), 'rb').read()
     pos = 0
     while pos < len(data):
       (length,) = struct.unpack('<Q', data[pos : pos + 8])
-      event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
+      yield event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
       pos += 12 + length + 4
-      out.append((event.step, event.WhichOneof('what')))
-  return out
 
 
 def test_resumed_tensorboard_purges_redone_steps(tmp_path):
@@ -446,7 +447,7 @@ def test_resumed_tensorboard_purges_redone_steps(tmp_path):
   second = metrics_writer.MetricsWriter(str(tmp_path), resume_step=10)
   second.write(15, {'train_loss': 2.0})
   second.close()
-  events = _events(tmp_path / 'tensorboard')
+  events = [(e.step, e.WhichOneof('what')) for e in _tensorboard_events(tmp_path / 'tensorboard')]
   # TensorBoard drops the earlier events at and after a session_log START's step.
   assert (11, 'session_log') in events
   assert events.index((11, 'session_log')) > events.index((15, 'summary'))
@@ -673,24 +674,16 @@ def fixture_reference(tmp_path_factory, cache_env):
 def _tensorboard_view(directory):
   """What TensorBoard shows: {(tag, step, value)} after each file's purge marker hid the
   earlier files' events at and after its step (images by step only)."""
-  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
-
   shown = []
-  for name in sorted(os.listdir(directory)):
-    data = open(os.path.join(directory, name), 'rb').read()
-    pos = 0
-    while pos < len(data):
-      (length,) = struct.unpack('<Q', data[pos : pos + 8])
-      event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
-      pos += 12 + length + 4
-      if event.WhichOneof('what') == 'session_log':
-        shown = [e for e in shown if e[1] < event.step]
-      elif event.WhichOneof('what') == 'summary':
-        for v in event.summary.value:
-          if v.tag != 'images_per_s':
-            shown.append(
-              (v.tag, event.step, v.simple_value if v.HasField('simple_value') else 'image')
-            )
+  for event in _tensorboard_events(directory):
+    if event.WhichOneof('what') == 'session_log':
+      shown = [e for e in shown if e[1] < event.step]
+    elif event.WhichOneof('what') == 'summary':
+      for v in event.summary.value:
+        if v.tag != 'images_per_s':
+          shown.append(
+            (v.tag, event.step, v.simple_value if v.HasField('simple_value') else 'image')
+          )
   return set(shown)
 
 
