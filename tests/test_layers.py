@@ -134,3 +134,26 @@ def test_shift_down():
   y = layers.shift_down(x, axis=1)
   np.testing.assert_array_equal(y[0, 0], 0)
   np.testing.assert_array_equal(y[0, 1:], x[0, :-1])
+
+
+@pytest.mark.parametrize(
+  'kernel_size, mask_type, groups',
+  [((3, 3), 'B', 1), ((7, 7), 'A', 1), ((5, 5), 'A', 3), ((3, 3), 'B', 3), ((4, 2), 'A', 1)],
+)
+def test_masked_conv_op_matches_im2col(kernel_size, mask_type, groups):
+  """The convolution-op form of a masked convolution: the same outputs and gradients (input
+  and parameters) as the im2col form, from the same parameters."""
+  x = jax.random.normal(jax.random.key(0), (2, 6, 5, 6))
+  forms = {
+    conv_op: layers.MaskedConv2D(6, kernel_size, mask_type, groups, conv_op=conv_op)
+    for conv_op in (False, True)
+  }
+  params = forms[False].init(jax.random.key(1), x)
+  assert jax.tree.structure(params) == jax.tree.structure(forms[True].init(jax.random.key(1), x))
+  params = jax.tree.map(lambda p: p + 0.1, params)  # A non-zero bias.
+  loss = lambda form: lambda p, x: jnp.sum(jnp.sin(form.apply(p, x)))
+  outputs = {k: form.apply(params, x) for k, form in forms.items()}
+  grads = {k: jax.grad(loss(form), argnums=(0, 1))(params, x) for k, form in forms.items()}
+  np.testing.assert_allclose(outputs[True], outputs[False], rtol=1e-5, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(grads[True]), jax.tree.leaves(grads[False])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

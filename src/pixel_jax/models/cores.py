@@ -74,7 +74,8 @@ def input_layer(cfg: NetworkConfig) -> nn.Module:
   if hasattr(block, 'INPUT_LAYER'):
     return block.INPUT_LAYER(cfg)
   k = cfg.first_kernel_size
-  return MaskedConv2D(cfg.features, (k, k), 'A', cfg.num_channels, dtype=cfg.dtype)
+  # Applied once per step, outside any loop: one convolution op (MaskedConv2D.conv_op).
+  return MaskedConv2D(cfg.features, (k, k), 'A', cfg.num_channels, dtype=cfg.dtype, conv_op=True)
 
 
 def readout(core: str, stream: Any) -> Any:

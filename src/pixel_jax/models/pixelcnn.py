@@ -35,7 +35,15 @@ class ConvBlock(nn.Module):
     cfg = self.cfg
     conv = lambda f, k: MaskedConv2D(f, (k, k), 'B', cfg.num_channels, dtype=cfg.dtype)
     self.reduce = conv(cfg.hidden_channels, 1)
-    self.masked_conv = conv(cfg.hidden_channels, cfg.kernel_size)
+    # One convolution op per layer when the layers are unrolled; im2col under nn.scan.
+    self.masked_conv = MaskedConv2D(
+      cfg.hidden_channels,
+      (cfg.kernel_size, cfg.kernel_size),
+      'B',
+      cfg.num_channels,
+      dtype=cfg.dtype,
+      conv_op=not cfg.scan_layers,
+    )
     self.expand = conv(cfg.features, 1)
     bias = lambda f: ConditionBias(f, dtype=cfg.dtype)
     self.cond_reduce = bias(cfg.hidden_channels)
