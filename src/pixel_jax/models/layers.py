@@ -218,6 +218,20 @@ def lstm_step(
   return lstm_cell(gates_is_Nx4h.astype(jnp.float32) + s2s, c_prev_Nxh)
 
 
+def recomputed_in_backward(step: Callable) -> Callable:
+  """A scan body whose intermediate values the backward pass recomputes from the step's
+  inputs instead of storing them for every step (jax.checkpoint).
+
+  Plain autodiff of an LSTM scan stores about a dozen [N, h]-sized intermediates of the
+  cell (and the neighbours it read) per step: 132 MB of buffers for a 7-layer MNIST-size
+  Row LSTM training step, freshly written every step. Recomputing one step's cell from its
+  carry costs a few elementwise kernels and, for the recurrences here, leaves the step
+  faster (docs/results.md). Forward-mode autodiff is unaffected. prevent_cse=False: inside
+  a scan the recomputation cannot be merged away, so the guard is not needed.
+  """
+  return jax.checkpoint(step, prevent_cse=False)
+
+
 def initial_state(
   h0_Dxh: jnp.ndarray, c0_Dxh: jnp.ndarray, like_Nxh: jnp.ndarray
 ) -> tuple[jnp.ndarray, jnp.ndarray]:

@@ -86,15 +86,21 @@ class RowLSTM(nn.Module):
   def __call__(
     self, x_BxHxWxF: jnp.ndarray, cond_BxHxWxD: Optional[jnp.ndarray] = None
   ) -> jnp.ndarray:
-    gates_is = self.cond_to_state(self.input_to_state(x_BxHxWxF), cond_BxHxWxD)
+    # Rows first: the scan runs over rows, and the 1 x 3 kernel reads along the row only,
+    # so it is computed on [H, B, W, .] as well (the transposed map has 2h channels, the
+    # gates 4h).
+    x_HxBxWxF = jnp.swapaxes(x_BxHxWxF, 0, 1)
+    cond = None if cond_BxHxWxD is None else jnp.swapaxes(cond_BxHxWxD, 0, 1)
+    gates_is_HxBxWx4h = self.cond_to_state(self.input_to_state(x_HxBxWxF), cond)
     kernel = self.state_to_state.astype(self.dtype)
-    carry = self.initial_row(x_BxHxWxF[:, 0])
+    h0, c0 = self.initial_row(x_HxBxWxF[0])
 
+    @layers.recomputed_in_backward
     def step(carry, gates_BxWx4h):
       h, c = row_lstm_step(kernel, row_neighbours(carry[0]), carry[1], gates_BxWx4h)
       return (h, c), h
 
-    _, h_HxBxWxh = jax.lax.scan(step, carry, jnp.swapaxes(gates_is, 0, 1))
+    _, h_HxBxWxh = jax.lax.scan(step, (h0, c0), gates_is_HxBxWx4h)
     return jnp.swapaxes(h_HxBxWxh, 0, 1)
 
   # One row at a time (the layer wavefront, models/wavefront.py).

@@ -22,6 +22,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
+from pixel_jax.models import layers
 from pixel_jax.models.network_config import NetworkConfig
 
 # The cores whose blocks have the one-row form the wavefront runs (`initial_row`, `row`).
@@ -76,6 +77,7 @@ def run_rows(
   state0 = initial(params_L)
   outs0 = jnp.zeros((n_layers, *rows_HxBxWxF.shape[1:]), x_BxHxWxF.dtype)
 
+  @layers.recomputed_in_backward
   def step(carry, inputs):
     state, outs_LxBxWxF = carry
     s, first_BxWxF, cond_L = inputs
