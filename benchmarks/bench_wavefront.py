@@ -9,6 +9,7 @@ For each model with a wavefront (models.WAVEFRONT_CORES) both settings are compi
 scanned layers), then timed one step each in turn, ABBA, for `--rounds` rounds, so both
 see the same load. Sequential steps are counted in the step's jaxpr: every scan's length
 (times the steps of the scans inside its body), forward and backward passes together.
+Models without a wavefront (the Diagonal BiLSTM) get their layer-by-layer row only.
 Prints the median step time of each setting, the median of the per-round ratios
 wavefront / layer by layer (< 1: the wavefront is faster) and the load average.
 """
@@ -56,7 +57,7 @@ def scan_steps_of(step: bench_models.CompiledStep, jitted) -> int:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--sizes', default='mnist')
-  parser.add_argument('--models', default=','.join(models.WAVEFRONT_CORES))
+  parser.add_argument('--models', default='row_lstm,diagonal_bilstm')
   parser.add_argument('--rounds', type=int, default=30)
   parser.add_argument('--batch', type=int, default=16)
   args = parser.parse_args()
@@ -67,23 +68,26 @@ def main():
   )
   for size in args.sizes.split(','):
     for name in args.models.split(','):
+      settings = (False, True) if name in models.WAVEFRONT_CORES else (False,)
       steps, counts = {}, {}
-      for wavefront in (False, True):
+      for wavefront in settings:
         config = bench_models.make_config(name, size, args.batch, wavefront=wavefront)
         jitted, _, _ = bench_models.build_step(config)
         steps[wavefront] = bench_models.CompiledStep(config)
         counts[wavefront] = scan_steps_of(steps[wavefront], jitted)
-      times = {False: [], True: []}
+      times: dict[bool, list[float]] = {w: [] for w in settings}
       for i in range(args.rounds):
-        for wavefront in (False, True) if i % 2 == 0 else (True, False):
+        for wavefront in settings if i % 2 == 0 else settings[::-1]:
           times[wavefront] += steps[wavefront].run(1)
-      ratios = [b / a for a, b in zip(times[False], times[True])]
-      q = statistics.quantiles(ratios, n=4)
-      for wavefront in (False, True):
-        ratio = f'{statistics.median(ratios):6.3f}  {q[0]:.3f}..{q[2]:.3f}' if wavefront else ''
+      ratio = ''
+      if len(settings) == 2:
+        ratios = [b / a for a, b in zip(times[False], times[True])]
+        q = statistics.quantiles(ratios, n=4)
+        ratio = f'{statistics.median(ratios):6.3f}  {q[0]:.3f}..{q[2]:.3f}'
+      for wavefront in settings:
         print(
           f'{size:6} {name:16} {str(wavefront):>9} {counts[wavefront]:10d} '
-          f'{1e3 * float(np.median(times[wavefront])):9.1f} {ratio}',
+          f'{1e3 * float(np.median(times[wavefront])):9.1f} {ratio if wavefront else ""}',
           flush=True,
         )
       print(f'(load {os.getloadavg()[0]:.1f})', flush=True)
