@@ -111,10 +111,19 @@ class GcsEmulator:
     self._log.seek(0)
     return self._log.read().decode(errors='replace')[-3000:]
 
-  def _request(self, method: str, path: str, body: Optional[dict] = None) -> bytes:
-    data = None if body is None else json.dumps(body).encode()
+  def _request(
+    self,
+    method: str,
+    path: str,
+    body: Optional[dict] = None,
+    data: Optional[bytes] = None,
+  ) -> bytes:
+    """`body` is sent as JSON, `data` as it is."""
+    if body is not None:
+      data = json.dumps(body).encode()
+    kind = 'application/octet-stream' if body is None else 'application/json'
     request = urllib.request.Request(
-      self.url + path, data=data, method=method, headers={'Content-Type': 'application/json'}
+      self.url + path, data=data, method=method, headers={'Content-Type': kind}
     )
     with urllib.request.urlopen(request, timeout=10) as response:
       return response.read()
@@ -133,3 +142,8 @@ class GcsEmulator:
   def read(self, name: str) -> bytes:
     quoted = urllib.parse.quote(name, safe='')
     return self._request('GET', f'/storage/v1/b/{self.bucket}/o/{quoted}?alt=media')
+
+  def write(self, name: str, data: bytes) -> None:
+    """Uploads `data` as the object `name` (what a user's gsutil cp would do)."""
+    query = urllib.parse.urlencode({'uploadType': 'media', 'name': name})
+    self._request('POST', f'/upload/storage/v1/b/{self.bucket}/o?{query}', data=data)

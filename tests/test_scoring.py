@@ -23,6 +23,7 @@ from pixel_jax import optim
 from pixel_jax import runs
 from pixel_jax import score
 from pixel_jax import sharding
+from pixel_jax import storage
 from pixel_jax import train_state
 
 
@@ -156,7 +157,11 @@ def test_image_files_png_and_npy(tiny_config, tmp_path):
   'case,match',
   [
     ('empty_folder', 'holds no .png files'),
-    ('missing', 'does not exist'),
+    ('missing', r'in\.npy does not exist; give a folder of PNG files or a \.npy file\.'),
+    ('missing_folder', r'nowhere does not exist; give a folder of PNG files'),
+    ('unreadable_entry', r'cannot read .*/in/img0\.png \(IsADirectoryError: .*\); give a path'),
+    ('not_png', r'in/img0\.png is not a readable PNG file'),
+    ('truncated_npy', r'in\.npy is not a readable \.npy file'),
     ('not_images', 'neither a folder of PNG files nor a .npy'),
     ('wrong_size', r'is 9x8 pixels; the model reads 8x8'),
     ('colour_for_grey', 'is a colour image; the model reads grey'),
@@ -180,6 +185,18 @@ def test_bad_images_are_one_clear_error(tiny_config, tmp_path, case, match):
     (tmp_path / 'in' / 'notes.txt').write_text('no images')
   elif case == 'missing':
     source += '.npy'
+  elif case == 'missing_folder':
+    source = str(tmp_path / 'nowhere')
+  elif case == 'unreadable_entry':  # A folder named like a PNG: listed, then not readable.
+    os.makedirs(os.path.join(source, 'img0.png'))
+  elif case == 'not_png':
+    os.makedirs(source)
+    (tmp_path / 'in' / 'img0.png').write_bytes(b'not a png')
+  elif case == 'truncated_npy':
+    source += '.npy'
+    np.save(source, np.zeros((2, 8, 8), np.uint8))
+    with open(source, 'r+b') as f:
+      f.truncate(100)
   elif case == 'not_images':
     source += '.txt'
     (tmp_path / 'in.txt').write_text('')
@@ -207,6 +224,21 @@ def test_bad_images_are_one_clear_error(tiny_config, tmp_path, case, match):
   with pytest.raises(image_files.ImageFileError, match=match) as error:
     image_files.load_images(source, config)
   assert '\n' not in str(error.value)
+
+
+def test_unreadable_inputs_name_the_path_and_what_to_do():
+  local = storage.read_error_text(PermissionError(13, 'Permission denied'), '/data/x.npy')
+  assert local == (
+    'cannot read /data/x.npy (PermissionError: [Errno 13] Permission denied); '
+    'give a path that you can read.'
+  )
+  # Object-store clients raise their own errors (no credentials, ...): all are the storage's.
+  remote = storage.read_error_text(RuntimeError('401\n Anonymous caller'), 'gs://b/x.npy')
+  assert remote == (
+    'cannot read gs://b/x.npy (RuntimeError: 401 Anonymous caller); '
+    'check the bucket name and your credentials.'
+  )
+  assert storage.read_error_text(KeyError('x'), '/data/x.npy') is None  # A bug: not hidden.
 
 
 def test_score_and_heatmaps_of_a_run(tiny_config, tmp_path):

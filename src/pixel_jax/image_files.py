@@ -11,23 +11,67 @@ Nothing is resized, binarized or converted silently:
 * A .npy file holds integer levels [N, H, W, C] (or [N, H, W] for one channel) in
   [0, K); float arrays are refused, since their scale (0-1? 0-255?) is a guess.
 * `binarize=True` thresholds 8-bit grey values (v >= 128 -> 1) for a two-level model.
+
+A folder or file may be local or in cloud storage (gs://bucket/images.npy, any URI that
+storage.path accepts): every read goes through storage, and one that fails (no such path,
+no permission, no credentials) is one ImageFileError line naming the path.
 """
 
+import contextlib
+import io
 import os
+from typing import Iterator
 
 import ml_collections
 import numpy as np
 from PIL import Image
+
+from pixel_jax import storage
 
 
 class ImageFileError(ValueError):
   """Images that do not fit the model; the message says which and what to do."""
 
 
+def _missing(source: str) -> ImageFileError:
+  return ImageFileError(f'{source} does not exist; give a folder of PNG files or a .npy file.')
+
+
+@contextlib.contextmanager
+def _reading(source: str) -> Iterator[None]:
+  """Turns a failed read of `source` (a file or a folder) into one ImageFileError line."""
+  try:
+    yield
+  except FileNotFoundError:
+    raise _missing(source) from None
+  except ImageFileError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    message = storage.read_error_text(e, source)
+    if message is None:
+      raise
+    raise ImageFileError(message) from e
+
+
+def _read_bytes(path: str) -> bytes:
+  with _reading(path):
+    return storage.path(path).read_bytes()
+
+
+def names_image_files(source: str) -> bool:
+  """Whether `source` names image files (a .npy file, a path with a folder in it, an
+  existing folder, or any URI such as gs://...) rather than a dataset split."""
+  if source.endswith('.npy') or os.sep in source or storage.is_uri(source):
+    return True
+  with _reading(source):
+    return storage.path(source).is_dir()
+
+
 def _png_values(path: str) -> np.ndarray:
   """The 8-bit values of one PNG file, uint8 [H, W, 1 or 3]."""
+  data = _read_bytes(path)
   try:
-    with Image.open(path) as image:
+    with Image.open(io.BytesIO(data)) as image:
       mode = image.mode
       if mode not in ('1', 'L', 'P', 'RGB', 'RGBA', 'LA'):
         raise ImageFileError(f'{path} is a {mode} image; save it as an 8-bit grey or RGB PNG.')
@@ -97,7 +141,10 @@ def load_png_folder(
 ) -> tuple[np.ndarray, list[str]]:
   """Every *.png of `folder` (sorted by name) as levels [N, H, W, C], and the file names."""
   d = config.data
-  names = sorted(n for n in os.listdir(folder) if n.lower().endswith('.png'))
+  with _reading(folder):
+    names = sorted(
+      p.name for p in storage.path(folder).iterdir() if p.name.lower().endswith('.png')
+    )
   if not names:
     raise ImageFileError(f'{folder} holds no .png files.')
   images = []
@@ -120,9 +167,10 @@ def load_npy(
   """A .npy of integer levels [N, H, W, C] (or [N, H, W]) as uint8 levels, and the names
   'FILE[i]' of its images."""
   d = config.data
+  data = _read_bytes(path)
   try:
-    array = np.load(path, allow_pickle=False)
-  except (OSError, ValueError) as e:
+    array = np.load(io.BytesIO(data), allow_pickle=False)
+  except (OSError, ValueError, EOFError) as e:
     raise ImageFileError(f'{path} is not a readable .npy file ({e}).') from None
   if array.dtype == bool:
     array = array.astype(np.uint8)
@@ -152,13 +200,20 @@ def load_images(
 ) -> tuple[np.ndarray, list[str]]:
   """A folder of PNGs or a .npy file as uint8 levels [N, H, W, C], and a name per image.
 
+  `source` may be local or a URI (gs://...).
+
   Raises:
-    ImageFileError: no such path, an empty folder, or images that do not fit the model.
+    ImageFileError: no such path, one that cannot be read, an empty folder, or images that
+      do not fit the model.
   """
-  if os.path.isdir(source):
+  with _reading(source):
+    found = storage.path(source)
+    is_dir = found.is_dir()
+    exists = is_dir or found.exists()
+  if is_dir:
     return load_png_folder(source, config, binarize)
+  if not exists:
+    raise _missing(source)
   if source.endswith('.npy'):
-    if not os.path.exists(source):
-      raise ImageFileError(f'{source} does not exist.')
     return load_npy(source, config, binarize)
   raise ImageFileError(f'{source} is neither a folder of PNG files nor a .npy file.')

@@ -3,6 +3,7 @@
   python -m pixel_jax.sample --workdir=/tmp/run1 --num_samples=16
   python -m pixel_jax.sample --workdir=/tmp/run1 --complete=test --num_samples=8
   python -m pixel_jax.sample --workdir=/tmp/run1 --complete=/path/images.npy --keep_rows=10
+  python -m pixel_jax.sample --workdir=gs://bucket/run1 --complete=gs://bucket/pngs/
   python -m pixel_jax.sample --workdir=/tmp/cond --labels=0,1,2,3,4,5,6,7,8,9 --num_samples=8
 
 A class-conditional run (config.model.num_classes > 0) draws --num_samples images of each
@@ -64,7 +65,8 @@ def define_flags() -> None:
     None,
     "Also complete images: a split name of the run's "
     'dataset (test, validation, ...), a .npy file of integer levels '
-    '[N, H, W, C] (or [N, H, W] for one channel) or a folder of PNGs.',
+    '[N, H, W, C] (or [N, H, W] for one channel) or a folder of PNGs, local or a URI '
+    '(gs://bucket/images.npy).',
   )
   flags.DEFINE_integer(
     'keep_rows',
@@ -99,9 +101,11 @@ def load_images_to_complete(
   config: ml_collections.ConfigDict, source: str, count: int
 ) -> tuple[np.ndarray, Optional[np.ndarray]]:
   """The first `count` images of a split name, a .npy file or a folder of PNGs (uint8
-  [N, H, W, C]), and for a split of a class-conditional config their labels (else None)."""
+  [N, H, W, C]), and for a split of a class-conditional config their labels (else None).
+
+  The files may be local or in cloud storage (gs://...)."""
   d = config.data
-  if source.endswith('.npy') or os.path.isdir(source):
+  if image_files.names_image_files(source):
     try:
       images, _ = image_files.load_images(source, config)
     except image_files.ImageFileError as e:

@@ -2,12 +2,14 @@
 
   python -m pixel_jax.score --workdir=/tmp/run1 --images=/path/to/pngs/
   python -m pixel_jax.score --workdir=/tmp/run1 --images=images.npy --output_dir=/tmp/scores
+  python -m pixel_jax.score --workdir=gs://bucket/run1 --images=gs://bucket/images.npy
 
 --images is a folder of PNG files or a .npy file of integer levels [N, H, W, C] (or
-[N, H, W]); the images must already have the model's size, channels and levels
-(image_files.py says how PNG values map to levels; --binarize thresholds 8-bit grey images
-for a binary model). Writes OUTPUT_DIR/scores.csv and OUTPUT_DIR/scores.jsonl (default
-OUTPUT_DIR: WORKDIR/scores), one row per image in input order: index, image (file name or
+[N, H, W]), local or in cloud storage (gs://..., any URI storage.path accepts); the images
+must already have the model's size, channels and levels (image_files.py says how PNG values
+map to levels; --binarize thresholds 8-bit grey images for a binary model). Writes
+OUTPUT_DIR/scores.csv and OUTPUT_DIR/scores.jsonl (default OUTPUT_DIR: WORKDIR/scores; a
+URI such as gs://... works as well), one row per image in input order: index, image (file name or
 FILE[i]), nll_nats (the exact negative log-likelihood of the whole image) and bits_per_dim
 (nll_nats / (H * W * C * ln 2)). A class-conditional run scores the marginal likelihood
 under a uniform class prior, -log p(x) = -log (1/K) sum_y p(x | y), and adds the column
@@ -54,7 +56,8 @@ def define_flags() -> None:
   flags.DEFINE_string(
     'images',
     None,
-    'A folder of PNG files or a .npy file of integer levels [N, H, W, C] (or [N, H, W]).',
+    'A folder of PNG files or a .npy file of integer levels [N, H, W, C] (or [N, H, W]), '
+    'local or a URI (gs://bucket/images.npy).',
   )
   flags.DEFINE_string(
     'checkpoint', 'best', '"best" (falls back to latest), "latest", or a step number.'
@@ -82,7 +85,7 @@ def score_images(
 
   Args:
     workdir: the training run.
-    images: a folder of PNG files or a .npy file (image_files.load_images).
+    images: a folder of PNG files or a .npy file, local or a URI (image_files.load_images).
     checkpoint: 'best', 'latest' or a step number (runs.restore_run).
     binarize: threshold 8-bit grey values at 128 for a two-level model.
     batch_size: images per forward pass; None keeps config.eval.batch_size.
@@ -91,7 +94,7 @@ def score_images(
     ([{'index', 'image', 'nll_nats', 'bits_per_dim'} per image, plus 'most_likely_class'
     for a class-conditional run], the restored run).
   """
-  if not os.path.exists(os.path.join(workdir, checkpointing.CONFIG_FILE)):
+  if not (storage.path(workdir) / checkpointing.CONFIG_FILE).exists():
     runs.restore_run(workdir, checkpoint)  # Raises the error that says what is missing.
   config = runs.load_config(workdir)
   # The images are checked against the run's data shape before the checkpoint is loaded.

@@ -9,11 +9,14 @@ filesystem.
 Object stores have no rename and no append: `write_atomic` writes a local file under a
 temporary name and renames it, and uploads an object in one piece (an object becomes
 visible only whole).
+
+Inputs are read through the same paths (`path(p).read_bytes()`, `.iterdir()`, ...);
+`read_error_text` turns a failed read into one line that names the path and what to do.
 """
 
 import io
 import os
-from typing import Union
+from typing import Optional, Union
 
 from etils import epath
 import numpy as np
@@ -32,6 +35,27 @@ def path(p: PathLike) -> epath.Path:
   if is_uri(text):
     return epath.Path(text)
   return epath.Path(os.path.abspath(os.path.expanduser(text)))
+
+
+def error_text(e: BaseException) -> str:
+  """An error of a storage client as one line: its type and message, whitespace folded."""
+  reason = ' '.join(str(e).split())[:300]
+  return f'{type(e).__name__}: {reason}' if reason else type(e).__name__
+
+
+def read_error_text(e: BaseException, p: PathLike) -> Optional[str]:
+  """One line for a failed read of `p` (a file or a folder), or None when `e` is no
+  storage error.
+
+  Local files fail with OSError; object-store clients also raise their own errors (no
+  credentials, no such bucket, ...), so for a URI every error is the storage's.
+  """
+  shown = os.fspath(p)
+  if is_uri(shown):
+    return f'cannot read {shown} ({error_text(e)}); check the bucket name and your credentials.'
+  if isinstance(e, OSError):
+    return f'cannot read {shown} ({error_text(e)}); give a path that you can read.'
+  return None
 
 
 def write_atomic(p: PathLike, data: Union[str, bytes]) -> epath.Path:

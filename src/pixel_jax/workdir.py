@@ -104,9 +104,8 @@ def check_usable(workdir: str) -> str:
     if not storage.is_uri(path):
       raise
     # Object-store clients raise their own errors (no credentials, no such bucket, ...).
-    reason = ' '.join(str(e).split())[:300] or type(e).__name__
     raise WorkdirError(
-      f'cannot write --workdir={path} ({type(e).__name__}: {reason}); '
+      f'cannot write --workdir={path} ({storage.error_text(e)}); '
       'check the bucket name and your credentials.'
     ) from e
   return path
