@@ -936,3 +936,27 @@ def test_bad_flags_of_evaluate_and_sample_are_one_line_before_any_work(
     assert line.startswith(expected.format(run=run, npy=npy_inputs)), line
   assert not out.exists()  # Nothing sampled or written.
   assert _snapshot(run) == before
+
+
+@pytest.mark.slow
+def test_exit_held_by_a_library_thread_ends_after_the_grace(tmp_path):
+  """After the one error line, a thread that never ends (as a library's stuck writer would)
+  cannot keep the process alive: it ends after EXIT_GRACE_S, with every thread's stack in
+  the workdir's log."""
+  log_path = tmp_path / 'pixel_jax.log'
+  code = (
+    'import threading\n'
+    'from pixel_jax import main\n'
+    'main.define_flags()\n'
+    'main.FLAGS.mark_as_parsed()\n'
+    'main.EXIT_GRACE_S = 1\n'
+    'threading.Thread(target=threading.Event().wait, name="stuck_writer").start()\n'
+    f'main._exit("interrupted at step 6", {str(log_path)!r})\n'
+  )
+  result = subprocess.run(
+    [sys.executable, '-c', code], env=_env(), capture_output=True, text=True, timeout=60
+  )
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == 'pixel_jax: error: interrupted at step 6'
+  log = log_path.read_text()
+  assert 'Exit took over 1 s; the threads were at:' in log and 'in wait' in log

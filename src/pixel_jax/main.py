@@ -10,6 +10,7 @@ This file is intentionally kept short: everything else lives in importable libra
 from the latest checkpoint in --workdir.
 """
 
+import faulthandler
 import logging as std_logging
 import os
 import signal
@@ -34,6 +35,9 @@ from pixel_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 LOG_FILE = 'pixel_jax.log'  # In a local workdir: every log line and traceback of each run.
+# After the error line everything of the run is on disk; a library thread that blocks the
+# interpreter's shutdown (seen once after SIGTERM under heavy load) may hold it this long.
+EXIT_GRACE_S = 30
 
 
 def define_flags() -> None:
@@ -227,7 +231,23 @@ def _exit(line: str, log_path: str, skip_exit_handlers: bool = False) -> None:
   sys.stderr.flush()
   if skip_exit_handlers:
     os._exit(1)  # pylint: disable=protected-access
+  watchdog = threading.Timer(EXIT_GRACE_S, _end_stuck_exit, args=(log_path,))
+  watchdog.daemon = True
+  watchdog.start()
   sys.exit(1)
+
+
+def _end_stuck_exit(log_path: str) -> None:
+  """Ends a process whose shutdown has hung for EXIT_GRACE_S, after writing every
+  thread's stack to the workdir's log (what held it)."""
+  try:
+    if os.path.isdir(os.path.dirname(log_path)):
+      with open(log_path, 'a') as f:
+        f.write(f'Exit took over {EXIT_GRACE_S} s; the threads were at:\n')
+        f.flush()
+        faulthandler.dump_traceback(file=f, all_threads=True)
+  finally:
+    os._exit(1)  # pylint: disable=protected-access
 
 
 if __name__ == '__main__':
