@@ -1,5 +1,6 @@
 """Shared test setup: 8 fake CPU devices, strict rank promotion, the repository's experiment
-configs importable as `experiments`, and the `tiny_config` fixture."""
+configs importable as `experiments`, the `tiny_config` fixture, and what `make test-fast`
+runs (see pytest_collection_modifyitems)."""
 
 import os
 import pathlib
@@ -50,3 +51,18 @@ def tiny_config():
   that module-level caches keyed on it (built models, compiled functions) are shared.
   """
   return make_tiny_config
+
+
+def pytest_collection_modifyitems(config, items):
+  """`make test-fast` (`-m "not slow"`) runs every test function once: the first case of a
+  parametrized test stays fast, its other cases are marked slow, like the tests that start
+  processes or train a run end to end. `make test` runs every case."""
+  del config
+  seen = set()
+  for item in items:
+    if getattr(item, 'callspec', None) is None:
+      continue
+    function = (item.path, item.originalname)
+    if function in seen:
+      item.add_marker(pytest.mark.slow)
+    seen.add(function)

@@ -16,6 +16,7 @@ from pixel_jax import score
 from pixel_jax import train
 
 
+@pytest.mark.slow
 def test_train_evaluate_sample_and_score_with_classes(tmp_path):
   config = tiny.get_config()
   config.data.name = 'mnist'  # Offline: the bundled digits and their labels.

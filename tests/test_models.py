@@ -147,6 +147,7 @@ def _adam_losses(apply_loss, params, steps=30):
   return history
 
 
+@pytest.mark.slow
 def test_user_linen_model_trains():
   images = (jax.random.uniform(jax.random.key(0), (4, 6, 6, 1)) > 0.7).astype(jnp.float32)
   model = UserModel()
@@ -157,6 +158,7 @@ def test_user_linen_model_trains():
   assert history[-1] < 0.8 * history[0]
 
 
+@pytest.mark.slow
 def test_nnx_model_embeds_layers_through_bridge():
   images = (jax.random.uniform(jax.random.key(0), (4, 6, 6, 1)) > 0.7).astype(jnp.float32)
 

@@ -229,6 +229,7 @@ def test_bad_conditioning_map(tiny_config):
     )
 
 
+@pytest.mark.slow
 def test_train_evaluate_and_sample_cli(tmp_path):
   """Both stages train from one config: falling joint loss, each stage's NLL in the
   metrics (they sum to the joint), two-stage samples and the (small | full) grid."""
@@ -249,6 +250,7 @@ def test_train_evaluate_and_sample_cli(tmp_path):
   assert os.path.getsize(written['stages.png']) > 0
 
 
+@pytest.mark.slow
 def test_class_conditional_two_stages(tiny_config):
   """Both stages take the class (the full network beside the small image's map): cached
   == naive, the labels change both stages' NLL, and the caches take map and class."""
