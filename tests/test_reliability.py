@@ -23,6 +23,7 @@ import pytest
 
 from experiments import tiny
 from pixel_jax import checkpointing
+from pixel_jax import interrupts
 from pixel_jax import metrics_writer
 from pixel_jax import models
 from pixel_jax import optim
@@ -960,3 +961,20 @@ def test_exit_held_by_a_library_thread_ends_after_the_grace(tmp_path):
   assert result.stderr.strip().splitlines()[-1] == 'pixel_jax: error: interrupted at step 6'
   log = log_path.read_text()
   assert 'Exit took over 1 s; the threads were at:' in log and 'in wait' in log
+
+
+def test_a_signal_in_the_training_loop_stops_it_at_the_next_step_boundary():
+  """Inside the loop the handler only records the signal (a KeyboardInterrupt raised at an
+  arbitrary bytecode can be swallowed by a finalizer or leave a library's lock held);
+  check() raises it. Outside the loop, and for a second signal, it raises at once."""
+  with pytest.raises(KeyboardInterrupt, match='SIGTERM'):
+    interrupts.handler(signal.SIGTERM, None)
+  with interrupts.deferred():
+    interrupts.check()  # Nothing recorded yet.
+    interrupts.handler(signal.SIGTERM, None)  # Recorded, not raised.
+    with pytest.raises(KeyboardInterrupt, match='SIGINT'):
+      interrupts.handler(signal.SIGINT, None)  # A second signal: at once.
+    with pytest.raises(KeyboardInterrupt, match='SIGTERM'):
+      interrupts.check()
+  with interrupts.deferred():
+    interrupts.check()  # A new loop starts with nothing recorded.

@@ -13,7 +13,6 @@ from the latest checkpoint in --workdir.
 import faulthandler
 import logging as std_logging
 import os
-import signal
 import sys
 import threading
 import traceback
@@ -27,6 +26,7 @@ import tqdm
 
 from pixel_jax import config_files
 from pixel_jax import distributed
+from pixel_jax import interrupts
 from pixel_jax import workdir as workdir_lib
 
 # jax and the model code (configs, train) are imported in parse_flags / main, after a busy
@@ -91,10 +91,6 @@ def _unraisable_to_log(args) -> None:
   """Errors Python can only ignore (an asynchronous checkpoint reader's event loop closed
   at exit) go to the log, not to the terminal."""
   logging.debug('Ignored in %r: %s', args.object, args.exc_value)
-
-
-def _raise_interrupt(signum, frame):  # pylint: disable=unused-argument
-  raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _multihost_environment(argv: list[str]) -> bool:
@@ -162,10 +158,8 @@ def main(argv):
   except Exception as e:  # pylint: disable=broad-except
     spec = FLAGS['config'].config_filename
     sys.exit(f'pixel_jax: error: {config_files.config_error_line(e, [f"--config={spec}"])}')
-  # Ctrl-C, and SIGTERM (a preempted job), end the run with one line; SIGINT too when the
-  # shell started this process with it ignored (a background job of a script).
-  signal.signal(signal.SIGTERM, _raise_interrupt)
-  signal.signal(signal.SIGINT, _raise_interrupt)
+  # Ctrl-C and SIGTERM end the run with one line (the training loop at a step boundary).
+  interrupts.install()
   threading.excepthook = _thread_exception_to_log
   if FLAGS.verbosity < 1:
     sys.unraisablehook = _unraisable_to_log

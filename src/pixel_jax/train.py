@@ -30,6 +30,7 @@ from pixel_jax import evaluation
 from pixel_jax import fault_injection
 from pixel_jax import image_grid
 from pixel_jax import input_pipeline
+from pixel_jax import interrupts
 from pixel_jax import metrics_writer
 from pixel_jax import models
 from pixel_jax import optim
@@ -485,28 +486,31 @@ def _train_and_evaluate(
       offer_best(start_step, evals[-1]['eval_loss'])
     if 'sample' in todo:
       sample(start_step)
-    for step in range(start_step + 1, t.num_steps + 1):
-      step_profiler.step_starting(step)
-      batch, labels = next(batches) if train_labels is not None else (next(batches), None)
-      state, metrics = jit_train_step(
-        state,
-        sharding.to_global(batch, mesh, t.batch_size),
-        None if labels is None else sharding.to_global(labels, mesh, t.batch_size),
-      )
-      step_profiler.step_dispatched(step, (state, metrics))
-      if pending is not None:
+    with interrupts.deferred():
+      for step in range(start_step + 1, t.num_steps + 1):
+        interrupts.check()
+        step_profiler.step_starting(step)
+        batch, labels = next(batches) if train_labels is not None else (next(batches), None)
+        state, metrics = jit_train_step(
+          state,
+          sharding.to_global(batch, mesh, t.batch_size),
+          None if labels is None else sharding.to_global(labels, mesh, t.batch_size),
+        )
+        step_profiler.step_dispatched(step, (state, metrics))
+        if pending is not None:
+          progress.consume(*pending, ckpt.latest_dir)
+        pending = (step, metrics)
+        fault_injection.point('step', step)
+        due = due_work(step, t)
+        if not any(due.values()):
+          continue
+        # Periodic work reads the new state: first make sure it is finite.
         progress.consume(*pending, ckpt.latest_dir)
-      pending = (step, metrics)
-      fault_injection.point('step', step)
-      due = due_work(step, t)
-      if not any(due.values()):
-        continue
-      # Periodic work reads the new state: first make sure it is finite.
-      progress.consume(*pending, ckpt.latest_dir)
-      pending = None
-      periodic_start = time.perf_counter()
-      periodic_work(step, due)
-      progress.excluded_s += time.perf_counter() - periodic_start
+        pending = None
+        periodic_start = time.perf_counter()
+        periodic_work(step, due)
+        progress.excluded_s += time.perf_counter() - periodic_start
+      interrupts.check()  # A signal during the last step's work.
     if pending is not None:
       progress.consume(*pending, ckpt.latest_dir)
     train_time = time.perf_counter() - train_start
