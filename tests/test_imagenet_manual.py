@@ -297,12 +297,13 @@ def tiny(config, manual_dir: pathlib.Path, data_dir: pathlib.Path):
   return config
 
 
+@pytest.mark.slow  # Trains end to end.
 @pytest.mark.parametrize(
   'experiment,layout',
   [
     ('imagenet32_rowlstm', 'tar'),
-    pytest.param('imagenet64_rowlstm', 'npz', marks=pytest.mark.slow),  # 64x64: slow compiles.
-    pytest.param('imagenet64_multiscale', 'folders', marks=pytest.mark.slow),
+    ('imagenet64_rowlstm', 'npz'),
+    ('imagenet64_multiscale', 'folders'),
   ],
 )
 def test_experiment_prepares_trains_and_evaluates(tmp_path, experiment, layout):

@@ -51,6 +51,7 @@ def test_losses_at_a_fixed_seed_are_pinned(tiny_config, name):
   np.testing.assert_allclose(got, PINNED_LOSSES[name], rtol=1e-4)
 
 
+@pytest.mark.slow  # Trains end to end.
 def test_train_on_bundled_digits(tmp_path, tiny_config):
   config = tiny_config()
   state, summary = train.train_and_evaluate(config, str(tmp_path))
