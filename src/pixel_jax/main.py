@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import traceback
-from typing import Optional
+from typing import Callable, Optional, TextIO
 
 from absl import app
 from absl import flags
@@ -210,12 +210,9 @@ def _exit(line: str, log_path: str, skip_exit_handlers: bool = False) -> None:
   stderr under --verbosity=1)."""
   if FLAGS.verbosity >= 1:
     traceback.print_exc()
-  try:
-    if os.path.isdir(os.path.dirname(log_path)):
-      with open(log_path, 'a') as f:
-        f.write(traceback.format_exc() + f'pixel_jax: error: {line}\n')
-  except OSError:
-    pass
+  _append_to_log(
+    log_path, lambda f: f.write(traceback.format_exc() + f'pixel_jax: error: {line}\n')
+  )
   sys.stdout.flush()
   # On a line of its own: a progress bar still open (the run stopped inside the loop) is
   # closed first, which ends its line.
@@ -234,14 +231,27 @@ def _exit(line: str, log_path: str, skip_exit_handlers: bool = False) -> None:
 def _end_stuck_exit(log_path: str) -> None:
   """Ends a process whose shutdown has hung for EXIT_GRACE_S, after writing every
   thread's stack to the workdir's log (what held it)."""
+
+  def dump_threads(f):
+    f.write(f'Exit took over {EXIT_GRACE_S} s; the threads were at:\n')
+    f.flush()
+    faulthandler.dump_traceback(file=f, all_threads=True)
+
+  try:
+    _append_to_log(log_path, dump_threads)
+  finally:
+    os._exit(1)  # pylint: disable=protected-access
+
+
+def _append_to_log(log_path: str, write: Callable[[TextIO], object]) -> None:
+  """Calls write(f) on the workdir's log opened for appending; skipped when the workdir is
+  not a local folder or the log cannot be written (a full disk)."""
   try:
     if os.path.isdir(os.path.dirname(log_path)):
       with open(log_path, 'a') as f:
-        f.write(f'Exit took over {EXIT_GRACE_S} s; the threads were at:\n')
-        f.flush()
-        faulthandler.dump_traceback(file=f, all_threads=True)
-  finally:
-    os._exit(1)  # pylint: disable=protected-access
+        write(f)
+  except OSError:
+    pass
 
 
 if __name__ == '__main__':
