@@ -681,7 +681,7 @@ def _tensorboard_view(directory):
       shown = [e for e in shown if e[1] < event.step]
     elif event.WhichOneof('what') == 'summary':
       for v in event.summary.value:
-        if v.tag != 'images_per_s':
+        if v.tag not in train.TIMING_METRICS:
           shown.append(
             (v.tag, event.step, v.simple_value if v.HasField('simple_value') else 'image')
           )
@@ -703,7 +703,7 @@ def _outputs(workdir):
   steps = (reader.steps('latest'), reader.steps('best'))
   reader.close()
   records = [
-    {k: v for k, v in r.items() if k != 'images_per_s'}
+    {k: v for k, v in r.items() if k not in train.TIMING_METRICS}
     for r in metrics_writer.read_jsonl(str(workdir / 'metrics.jsonl'))
   ]
   samples = {

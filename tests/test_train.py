@@ -136,6 +136,41 @@ def test_train_on_mock_colour_data(tmp_path, tiny_config):
   # 16 equally likely levels are 4 bits/dim; the model must head there.
   assert summary['train_loss'] < summary['initial_train_loss'] - 1.0
   assert np.isfinite(summary['test_loss'])
+  # Every record carries the elapsed time: training (pauses excluded) within the wall time.
+  records = metrics_writer.read_jsonl(str(tmp_path / 'metrics.jsonl'))
+  windows = [r for r in records if 'train_loss' in r]
+  assert [r['step'] for r in windows] == [5, 10, 15, 20] and 'eval_loss' in records[-2]
+  assert all(0 < r['train_time_s'] <= r['wall_time_s'] for r in records)
+  train_s = [r['train_time_s'] for r in records]
+  assert train_s == sorted(train_s)
+  # Between the last window and the final record the run only evaluates (the last step's
+  # evaluation, then the test set): wall time passes, training time (nearly) does not.
+  last, final = windows[-1], records[-1]
+  wall_s = final['wall_time_s'] - last['wall_time_s']
+  assert final['train_time_s'] - last['train_time_s'] < 0.5 * wall_s
+  assert summary['train_time_s'] == pytest.approx(final['train_time_s'])
+
+
+def test_train_clock_excludes_pauses_and_continues_a_resumed_count():
+  ticks = iter([10.0, 11.0, 13.0, 20.0, 22.0, 22.0, 25.0])
+  history = [
+    {'step': 5, 'train_loss': 9.0, 'train_time_s': 1.0, 'wall_time_s': 2.0},
+    {'step': 10, 'eval_loss': 9.0, 'train_time_s': 4.0, 'wall_time_s': 8.0},
+  ]
+  clock = train.TrainClock(t0=9.0, history=history, now=lambda: next(ticks))
+  assert clock.train_time_s() == 4.0  # Before the loop: the resumed count.
+  clock.start_training()  # 10
+  with clock.pause():  # 11 to 13: an evaluation.
+    assert clock.train_time_s() == 4.0 + 1.0  # In a pause: frozen at its start (no tick).
+  assert clock.fields() == {'train_time_s': 4.0 + 10.0 - 2.0, 'wall_time_s': 8.0 + 22.0 - 9.0}
+  clock.stop_training()  # 22: the final test evaluation is not training.
+  assert clock.train_time_s() == 4.0 + 12.0 - 2.0
+  assert clock.wall_time_s() == 8.0 + 25.0 - 9.0
+  # A fresh run counts from zero.
+  assert train.TrainClock(t0=0.0, history=[], now=lambda: 3.0).fields() == {
+    'train_time_s': 0.0,
+    'wall_time_s': 3.0,
+  }
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_config):

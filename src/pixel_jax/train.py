@@ -10,6 +10,7 @@ The NLL, its units and the evaluation step are evaluation.py's; the state and it
 train_state.py's; checkpoints checkpointing.py's.
 """
 
+import contextlib
 import functools
 import os
 import sys
@@ -240,19 +241,78 @@ def write_samples(
 # ----------------------------------------------------------------------------------------
 # The loop.
 
+# Fields of metrics.jsonl that are timings: they differ between runs of the same config
+# (machine, load, interruptions), everything else is reproducible.
+TIMING_METRICS = ('images_per_s', 'train_time_s', 'wall_time_s')
+
+
+class TrainClock:
+  """The run's elapsed time in every metrics record: `train_time_s` and `wall_time_s`.
+
+  train_time_s: seconds of the training loop, the steps and their batches (the first step's
+  compilation included), without the pauses for evaluation, checkpoints and sample grids:
+  what the training itself cost, the x axis of a time-to-quality curve. wall_time_s:
+  seconds since train_and_evaluate was called (data loading, compilation, every pause).
+
+  A resumed run continues both counts from the newest record at or before the restored step
+  in metrics.jsonl (`history`): the time of the steps a stop lost and redone is not counted
+  twice, nor the downtime, while the restart's own data loading and compilation are. When
+  train.checkpoint_every is not a multiple of train.log_every, the steps between that
+  record and the checkpoint (fewer than log_every) are left out of the count.
+  """
+
+  def __init__(self, t0: float, history: list[dict], now: Callable[[], float] = time.perf_counter):
+    self.now = now  # t0's clock.
+    earlier = [r for r in history if 'train_time_s' in r]
+    self.train_offset_s = float(earlier[-1]['train_time_s']) if earlier else 0.0
+    self.wall_offset_s = float(earlier[-1].get('wall_time_s', 0.0)) if earlier else 0.0
+    self.t0 = t0
+    self.train_start: Optional[float] = None
+    self.paused_s = 0.0
+    self.pause_start: Optional[float] = None
+
+  def start_training(self) -> None:
+    self.train_start = self.now()
+
+  def stop_training(self) -> None:
+    """From now on train_time_s stands still (a pause without end)."""
+    self.pause_start = self.now()
+
+  @contextlib.contextmanager
+  def pause(self) -> Iterator[None]:
+    """The time inside is not training time (evaluation, checkpoint, samples)."""
+    start = self.pause_start = self.now()
+    try:
+      yield
+    finally:
+      self.paused_s += self.now() - start
+      self.pause_start = None
+
+  def train_time_s(self) -> float:
+    if self.train_start is None:
+      return self.train_offset_s
+    now = self.pause_start if self.pause_start is not None else self.now()
+    return self.train_offset_s + now - self.train_start - self.paused_s
+
+  def wall_time_s(self) -> float:
+    return self.wall_offset_s + self.now() - self.t0
+
+  def fields(self) -> dict[str, float]:
+    """{'train_time_s', 'wall_time_s'} now, for a metrics record."""
+    return {'train_time_s': self.train_time_s(), 'wall_time_s': self.wall_time_s()}
+
 
 class _Progress:
   """Consumes per-step metrics one step late: NaN check, running averages, log lines."""
 
-  def __init__(self, config, writer, bar, start_step):
-    self.config, self.writer, self.bar = config, writer, bar
+  def __init__(self, config, writer, bar, start_step, clock: TrainClock):
+    self.config, self.writer, self.bar, self.clock = config, writer, bar, clock
     self.window: list[float] = []
-    self.window_start = time.perf_counter()
+    self.window_start = clock.train_time_s()  # Pauses excluded.
     self.window_first_step = start_step
     self.last: dict = {}
     self.initial_loss: Optional[float] = None
     self.images_per_s = 0.0
-    self.excluded_s = 0.0  # Time spent on evaluation, checkpoints and samples this window.
     self.last_good_step = start_step
 
   def consume(self, step: int, metrics: Any, checkpoint_dir: str) -> None:
@@ -273,7 +333,7 @@ class _Progress:
     self.bar.update(step - self.bar.n)
     t = self.config.train
     if itstime(step, t.log_every, t.num_steps):
-      elapsed = time.perf_counter() - self.window_start - self.excluded_s
+      elapsed = self.clock.train_time_s() - self.window_start
       n = step - self.window_first_step
       self.images_per_s = n * t.batch_size / max(elapsed, 1e-9)
       self.bar.set_postfix(
@@ -296,10 +356,11 @@ class _Progress:
           'grad_norm': self.last['grad_norm'],
           'images_per_s': self.images_per_s,
           'loss_unit': evaluation.loss_unit(self.config),
+          **self.clock.fields(),
         },
       )
-      self.window, self.window_start, self.window_first_step = [], time.perf_counter(), step
-      self.excluded_s = 0.0
+      self.window, self.window_first_step = [], step
+      self.window_start = self.clock.train_time_s()
 
 
 def train_and_evaluate(
@@ -309,6 +370,8 @@ def train_and_evaluate(
 
   Returns the final state and a summary dict: steps, time_s, train_loss (last step),
   initial_train_loss, eval_loss, test_loss (in `unit`: nats or bits/dim), images_per_s,
+  train_time_s (TrainClock's: the training loop without its pauses, continued across
+  resumes; time_s is this call's, start to end),
   and for the multi-scale model each stage's last validation NLL, eval_nll_nats_<part>.
   The config is checked first (configs.validate): a bad field raises ConfigError before
   anything is read or written. The workdir is then locked for the run (process 0): a second
@@ -399,7 +462,8 @@ def _train_and_evaluate(
     dynamic_ncols=True,
     mininterval=0.5 if sys.stderr.isatty() else 30.0,
   )
-  progress = _Progress(config, writer, bar, start_step)
+  clock = TrainClock(t0, history)
+  progress = _Progress(config, writer, bar, start_step, clock)
   summary: dict = {'start_step': start_step}
   evals = [r for r in history if 'eval_loss' in r]
   if evals:
@@ -433,6 +497,7 @@ def _train_and_evaluate(
         'eval_nll_nats': result['nll_nats'],
         **evaluation.stage_nlls(result, 'eval_'),
         'loss_unit': evaluation.loss_unit(config),
+        **clock.fields(),
       },
     )
     fault_injection.point('eval_recorded', step)
@@ -477,15 +542,16 @@ def _train_and_evaluate(
   )
   pending = None
   step_profiler = profiler.StepProfiler(t.profile_steps, workdir, start_step)
-  train_start = time.perf_counter()
+  clock.start_training()
   interrupted = False
   try:
-    if 'eval' in todo:
-      evaluate_and_offer_best(start_step)
-    elif 'best' in todo:
-      offer_best(start_step, evals[-1]['eval_loss'])
-    if 'sample' in todo:
-      sample(start_step)
+    with clock.pause():
+      if 'eval' in todo:
+        evaluate_and_offer_best(start_step)
+      elif 'best' in todo:
+        offer_best(start_step, evals[-1]['eval_loss'])
+      if 'sample' in todo:
+        sample(start_step)
     with interrupts.deferred():
       for step in range(start_step + 1, t.num_steps + 1):
         interrupts.check()
@@ -507,13 +573,13 @@ def _train_and_evaluate(
         # Periodic work reads the new state: first make sure it is finite.
         progress.consume(*pending, ckpt.latest_dir)
         pending = None
-        periodic_start = time.perf_counter()
-        periodic_work(step, due)
-        progress.excluded_s += time.perf_counter() - periodic_start
+        with clock.pause():
+          periodic_work(step, due)
       interrupts.check()  # A signal during the last step's work.
     if pending is not None:
       progress.consume(*pending, ckpt.latest_dir)
-    train_time = time.perf_counter() - train_start
+    clock.stop_training()  # The final test evaluation is not training time.
+    train_time = clock.train_time_s()
 
     finished = start_step == t.num_steps and 'final' not in todo
     if finished:  # A rerun of a finished run: its results are in the history.
@@ -521,7 +587,11 @@ def _train_and_evaluate(
       summary['eval_loss'], summary['test_loss'] = final['final_eval_loss'], final['test_loss']
     else:
       try:
-        summary['test_loss'] = evaluate(config.data.test_split)['loss']
+        if config.data.test_split == config.data.eval_split:
+          # The last step is always evaluated: that split's NLL of these weights is known.
+          summary['test_loss'] = summary['eval_loss']
+        else:
+          summary['test_loss'] = evaluate(config.data.test_split)['loss']
       except configs.ConfigError as e:
         # E.g. the offline MNIST fallback has no test split unless config.data.idx_dir is set.
         summary['test_loss'] = None
@@ -538,6 +608,7 @@ def _train_and_evaluate(
           'final_eval_loss': summary['eval_loss'],
           'test_loss': summary['test_loss'],
           'loss_unit': evaluation.loss_unit(config),
+          **clock.fields(),
         },
       )
       fault_injection.point('final_recorded', t.num_steps)
