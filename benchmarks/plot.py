@@ -6,6 +6,7 @@
 Figures: scaling.png (step time vs image size and vs depth), scan_vs_unrolled.png
 (nn.scan vs unrolled layers: step and compile time), utilisation.png (achieved vs
 matmul FLOP/s per model and size), sampling.png (naive vs cached images/s).
+time_to_quality.py draws its own figure with plot_time_to_quality.
 Redrawing needs no measurement, so a figure always matches the JSON committed beside it.
 """
 
@@ -205,6 +206,54 @@ def plot_sampling(sampling: dict, path: str) -> None:
   ax.grid(True, axis='y', which='both', alpha=0.3)
   fig.text(0.01, 0.01, f'CPU: {_conditions_text(sampling)}', fontsize=7)
   fig.tight_layout(rect=(0, 0.03, 1, 1))
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_time_to_quality(curves: list[dict], thresholds, conditions: dict, path: str) -> None:
+  """Test NLL (nats) against training minutes and against steps, one line per run.
+
+  `curves`: time_to_quality.read_curve's dicts (name, model, steps, minutes, nll, ...);
+  `conditions`: {name: {'before': run_all.conditions(), 'after': ...}} of the runs that
+  recorded them (the CPU and load go under the figure).
+  """
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+  for c in curves:
+    style = dict(color=COLORS.get(c['model']), marker='o', markersize=3)
+    label = f'{LABELS.get(c["model"], c["model"])} {c["layers"]} x {c["hidden"]}'
+    axes[0].plot(c['minutes'], c['nll'], label=label, **style)
+    axes[1].plot(c['steps'], c['nll'], label=label, **style)
+  nlls = [x for c in curves for x in c['nll']]
+  if nlls:  # The thresholds' region; early evaluations far above it leave through the top.
+    near = max(thresholds) + 15
+    top = min(max(nlls), near) if min(nlls) < near else max(nlls)
+    axes[0].set_ylim(min(min(nlls), min(thresholds)) - 1, top + 1)
+  for ax in axes:
+    ax.set_xlim(left=0)
+    for t in thresholds:
+      ax.axhline(t, color='grey', linestyle='--', linewidth=0.8)
+    ax.grid(True, alpha=0.3)
+  splits = sorted({c['eval_split'] for c in curves})
+  batches = sorted({c['batch'] for c in curves})
+  axes[0].set(
+    xlabel='training time (minutes; evaluation and checkpoint pauses excluded)',
+    ylabel=f'NLL on {", ".join(splits)} (nats)',
+    title='vs training time',
+  )
+  axes[1].set(xlabel=f'training steps (batch {", ".join(map(str, batches))})', title='vs steps')
+  axes[0].legend(fontsize=8)
+  lines = []
+  for name, c in conditions.items():
+    before, after = c['before'], c['after']
+    lines.append(
+      f'{name}: {before["time_utc"][:16]} UTC, {before["cpu_count"]} cores '
+      f'({before["cpu"][:40]}), 1-min load {before["load_average"][0]:.1f} -> '
+      f'{after["load_average"][0]:.1f}'
+    )
+  fig.suptitle('Time to quality on the offline MNIST protocol', fontsize=10)
+  if lines:
+    fig.text(0.01, 0.01, '\n'.join(lines), fontsize=6, va='bottom')
+  fig.tight_layout(rect=(0, 0.02 + 0.025 * len(lines), 1, 1))
   fig.savefig(path, dpi=110)
   plt.close(fig)
 
