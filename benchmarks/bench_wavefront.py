@@ -9,7 +9,7 @@ For each model with a wavefront (models.WAVEFRONT_CORES) both settings are compi
 scanned layers), then timed one step each in turn, ABBA, for `--rounds` rounds, so both
 see the same load. Sequential steps are counted in the step's jaxpr: every scan's length
 (times the steps of the scans inside its body), forward and backward passes together.
-Models without a wavefront (the Diagonal BiLSTM) get their layer-by-layer row only.
+Models without a wavefront get their layer-by-layer row only.
 Prints the median step time of each setting, the median of the per-round ratios
 wavefront / layer by layer (< 1: the wavefront is faster) and the load average.
 """

@@ -27,10 +27,10 @@ def _random_like(shapes, seed):
 
 
 @functools.lru_cache(maxsize=None)
-def _pair(tiny_config, scan, skip, classes):
+def _pair(tiny_config, core, scan, skip, classes):
   """(layer-by-layer model, wavefront model, the first one's random variables)."""
   config = tiny_config(
-    'row_lstm',
+    core,
     channels=3,
     levels=256,
     size=SIZE,
@@ -57,12 +57,15 @@ def _pair(tiny_config, scan, skip, classes):
 
 
 @pytest.mark.parametrize(
-  'scan, skip, classes',
-  [(True, True, 3), (False, False, 0)],
-  ids=['scanned_skip_classes', 'unrolled'],
+  'core, scan, skip, classes',
+  [
+    pytest.param(core, *case, id=f'{core}_{name}')
+    for core in models.WAVEFRONT_CORES
+    for name, case in (('scanned_skip_classes', (True, True, 3)), ('unrolled', (False, False, 0)))
+  ],
 )
-def test_same_outputs_and_gradients(tiny_config, scan, skip, classes):
-  layered, front, variables = _pair(tiny_config, scan, skip, classes)
+def test_same_outputs_and_gradients(tiny_config, core, scan, skip, classes):
+  layered, front, variables = _pair(tiny_config, core, scan, skip, classes)
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (2, SIZE, SIZE, 3)), jnp.float32)
   labels = jnp.array([1, 2], jnp.int32) if classes else None
@@ -85,18 +88,25 @@ def test_same_outputs_and_gradients(tiny_config, scan, skip, classes):
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * scale, err_msg=str(path))
 
 
-def test_cached_sampling_equals_naive(tiny_config):
+@pytest.mark.parametrize('core', models.WAVEFRONT_CORES)
+def test_cached_sampling_equals_naive(tiny_config, core):
   """The cached sampler runs the one-position form; the naive one runs the wavefront."""
-  _, front, variables = _pair(tiny_config, False, False, 0)
+  _, front, variables = _pair(tiny_config, core, False, False, 0)
   key = jax.random.key(3)
   cached = sampling.sample(front, variables, key, 2, method='cached')
   naive = sampling.sample(front, variables, key, 2, method='naive')
   np.testing.assert_array_equal(cached, naive)
 
 
-def test_one_scan_of_height_plus_depth_steps(tiny_config):
-  """The wavefront's forward pass is one scan of H + L - 1 steps."""
-  _, front, variables = _pair(tiny_config, True, True, 3)
+@pytest.mark.parametrize(
+  'core, expected_steps',
+  # Row LSTM: H + L - 1 rows. Diagonal BiLSTM: (W + H - 1) skewed columns, each block
+  # W columns behind the one below.
+  [('row_lstm', SIZE + 3 - 1), ('diagonal_bilstm', (2 * SIZE - 1) + (3 - 1) * SIZE)],
+)
+def test_one_scan_of_few_steps(tiny_config, core, expected_steps):
+  """The wavefront's forward pass is one scan, of wavefront.steps(cfg) steps."""
+  _, front, variables = _pair(tiny_config, core, True, True, 3)
   jaxpr = jax.make_jaxpr(front.apply)(
     variables, jnp.zeros((1, SIZE, SIZE, 3)), labels_B=jnp.zeros((1,), jnp.int32)
   ).jaxpr
@@ -112,4 +122,4 @@ def test_one_scan_of_height_plus_depth_steps(tiny_config):
           visit(inner)
 
   visit(jaxpr)
-  assert lengths == [SIZE + 3 - 1] == [wavefront.steps(front.cfg)]
+  assert lengths == [expected_steps] == [wavefront.steps(front.cfg)]

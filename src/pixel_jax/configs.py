@@ -77,8 +77,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.residual = True
   config.model.skip = False  # Learnable 1x1 skip connection from every layer to the output.
   config.model.scan_layers = True  # nn.scan over identical layers: compile time flat in depth.
-  # Row LSTM: every layer in ONE scan of H + L - 1 row steps, layer l on row s - l at step s
-  # (models/wavefront.py), instead of L scans of H rows; same parameters and outputs.
+  # Every layer in ONE scan (models/wavefront.py), same parameters and outputs. Row LSTM:
+  # H + L - 1 row steps, layer l on row s - l at step s, instead of L x H. Diagonal BiLSTM:
+  # (2n - 1) + (L - 1) n skewed-column steps, each layer n columns behind the one below,
+  # instead of L (2n - 1).
   config.model.wavefront = False
   config.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params stay fp32).
   # K > 0: class-conditional on the dataset's labels in [0, K) (10 for MNIST and CIFAR-10);

@@ -59,6 +59,18 @@ def column_step(
   )
 
 
+def hold_left_of_image(
+  t: jnp.ndarray,
+  rows: jnp.ndarray,
+  new: tuple[jnp.ndarray, jnp.ndarray],
+  init: tuple[jnp.ndarray, jnp.ndarray],
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """The state of skewed column t after `column_step`, with the cells left of the image
+  (rows > t) held at the learned initial state `init`, so pixel (r, 0) starts from it
+  exactly like a plain LSTM would. `rows` broadcasts against the states' row axis."""
+  return jnp.where(rows > t, init[0], new[0]), jnp.where(rows > t, init[1], new[1])
+
+
 def band_chunks(length: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
   """(t0, t1, lo, hi): the skewed columns [t0, t1) scanned over the rows [lo, hi) only.
 
@@ -105,10 +117,7 @@ def banded_scan(
     @layers.recomputed_in_backward
     def step(carry, column, band_init=band_init, rows=rows):
       t, gates_col = column
-      h, c = column_step(kernel_Dx2hx4h, carry, gates_col)
-      # Skewed cells left of the image (t < r) are padding: hold them at the learned
-      # initial state, so pixel (r, 0) starts from it exactly like a plain LSTM would.
-      h, c = jnp.where(rows > t, band_init[0], h), jnp.where(rows > t, band_init[1], c)
+      h, c = hold_left_of_image(t, rows, column_step(kernel_Dx2hx4h, carry, gates_col), band_init)
       return (h, c), h
 
     carry, h = jax.lax.scan(
@@ -197,6 +206,39 @@ class DiagonalBiLSTM(nn.Module):
     h_Lx2xBxHxh = banded_scan(kernel, columns, init, width)
     h = causal.unskew(jnp.moveaxis(h_Lx2xBxHxh, 0, 3), width)  # [2, B, H, W, h]
     return combine_directions(h[0], h[1])
+
+  # One skewed column at a time, every block in step (the layer wavefront, models/wavefront.py).
+
+  def initial_column(self, like_BxHxF: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(h, c) of both directions left of the image, the learned initial state:
+    [2, B, H, hidden] each, float32, built from the input (layers.initial_state)."""
+    like_1xBxHx1 = jnp.zeros_like(like_BxHxF[None, ..., :1], jnp.float32)
+    return layers.initial_state(self.initial_h, self.initial_c, like_1xBxHx1)
+
+  def column(
+    self,
+    carry: tuple[jnp.ndarray, jnp.ndarray],
+    t: jnp.ndarray,
+    x_fwd_BxHxF: jnp.ndarray,
+    x_bwd_BxHxF: jnp.ndarray,
+    cond_fwd_BxHxD: Optional[jnp.ndarray] = None,
+    cond_bwd_BxHxD: Optional[jnp.ndarray] = None,
+  ) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(h, c) [2, B, H, hidden] of skewed column t (a traced scalar; outside [0, W + H - 1)
+    it computes values nothing reads) from those of column t - 1 and the layer input on
+    the column's diagonals: `x_fwd` at pixels (r, t - r), `x_bwd` at (r, W - 1 - t + r),
+    the right-to-left direction's column t on the mirrored image (likewise `cond_*`). The
+    step is __call__'s (column_step, then hold_left_of_image)."""
+    gates_is = jnp.stack(
+      [
+        self.gates('fwd', x_fwd_BxHxF, cond_fwd_BxHxD),
+        self.gates('bwd', x_bwd_BxHxF, cond_bwd_BxHxD),
+      ]
+    )
+    kernel = self.state_to_state.astype(self.dtype)
+    rows = jnp.arange(x_fwd_BxHxF.shape[1])[None, None, :, None]
+    new = column_step(kernel, carry, gates_is)
+    return hold_left_of_image(t, rows, new, self.initial_column(x_fwd_BxHxF))
 
   # One position at a time (the cached sampler).
 

@@ -123,7 +123,7 @@ class AutoregressiveNetwork(nn.Module):
       # `init` takes the layer-by-layer path below, which creates the parameters.
       unbound = cores.block_class(cfg.core)(cfg, parent=None)
       params_L = wavefront.stacked_block_params(cfg, self.variables['params'])
-      x, skip_sum = wavefront.run_rows(unbound, params_L, x, cond_BxHxWxD, cfg.num_layers)
+      x, skip_sum = wavefront.run(cfg, unbound, params_L, x, cond_BxHxWxD)
     elif cfg.scan_layers:
       x, skips = self.blocks(x, cond_BxHxWxD)
       skip_sum = skips.sum(axis=0) if cfg.skip else None

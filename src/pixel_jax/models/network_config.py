@@ -32,9 +32,10 @@ class NetworkConfig:
       convolution per block) instead of the last block's output.
     scan_layers: nn.scan over the identical blocks: compile time independent of depth.
     residual: add each block's input to its output.
-    wavefront: run every block in one scan of H + L - 1 row steps, block l on row s - l at
-      step s (models/wavefront.py), instead of one scan of H rows per block; the same
-      parameters and outputs. Row LSTM only.
+    wavefront: run every block in one scan (models/wavefront.py) instead of one scan per
+      block; the same parameters and outputs. Row LSTM: H + L - 1 row steps, block l on row
+      s - l at step s. Diagonal BiLSTM: (W + H - 1) + (L - 1) W skewed-column steps, block
+      l on column s - W l. Recurrent cores only (wavefront.WAVEFRONT_CORES).
     kernel_size: the PixelCNN blocks' spatial kernel (unused by the PixelRNN cores).
     num_classes: K > 0 makes the network class-conditional (it then takes labels [B] in
       [0, K)); 0: unconditional.

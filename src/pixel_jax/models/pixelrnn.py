@@ -33,15 +33,16 @@ class RecurrentBlock(nn.Module):
     if cfg.skip:
       self.skip = MaskedConv2D(cfg.features, num_groups=cfg.num_channels, dtype=cfg.dtype)
 
-  def _finish(self, x: jnp.ndarray, h: jnp.ndarray):
-    """output_conv, the residual (added exactly once, here) and the skip projection; the
-    1x1 convolutions take a whole map or one position alike."""
+  def finish(self, x: jnp.ndarray, h: jnp.ndarray):
+    """(output, skip) from the block's input and the layer's output: output_conv, the
+    residual (added exactly once, here) and the skip projection; the 1x1 convolutions
+    take a whole map, a row, a diagonal or one position alike."""
     y = self.output_conv(h)
     out = (x + y if self.cfg.residual else y).astype(x.dtype)
     return out, (self.skip(out) if self.cfg.skip else None)
 
   def __call__(self, x_BxHxWx2h: jnp.ndarray, cond_BxHxWxD: Optional[jnp.ndarray] = None):
-    return self._finish(x_BxHxWx2h, self.layer(x_BxHxWx2h, cond_BxHxWxD))
+    return self.finish(x_BxHxWx2h, self.layer(x_BxHxWx2h, cond_BxHxWxD))
 
   # One row at a time, every block in step (the layer wavefront, models/wavefront.py).
 
@@ -51,9 +52,27 @@ class RecurrentBlock(nn.Module):
 
   def row(self, carry, x_BxWx2h: jnp.ndarray, cond_BxWxD: Optional[jnp.ndarray] = None):
     """The block over row r: (the layer's state after row r, (output, skip) of row r), from
-    the state after row r - 1 and the block's input of row r; `_finish` as in __call__."""
+    the state after row r - 1 and the block's input of row r; `finish` as in __call__."""
     carry = self.layer.row(carry, x_BxWx2h, cond_BxWxD)
-    return carry, self._finish(x_BxWx2h, carry[0])
+    return carry, self.finish(x_BxWx2h, carry[0])
+
+  def initial_column(self, like_BxHx2h: jnp.ndarray):
+    """The Diagonal BiLSTM's state left of the image (the learned initial state)."""
+    return self.layer.initial_column(like_BxHx2h)
+
+  def column(
+    self,
+    carry,
+    t: jnp.ndarray,
+    x_fwd_BxHx2h: jnp.ndarray,
+    x_bwd_BxHx2h: jnp.ndarray,
+    cond_fwd_BxHxD: Optional[jnp.ndarray] = None,
+    cond_bwd_BxHxD: Optional[jnp.ndarray] = None,
+  ):
+    """The Diagonal BiLSTM's state after skewed column t, from the state after column
+    t - 1 and the block's input on the column's two diagonals (DiagonalBiLSTM.column); the
+    block's outputs come from `finish` once both directions have reached a pixel."""
+    return self.layer.column(carry, t, x_fwd_BxHx2h, x_bwd_BxHx2h, cond_fwd_BxHxD, cond_bwd_BxHxD)
 
   def init_cache(self, n: int) -> Cache:
     return self.layer.init_cache(n, self.cfg.image_size, self.cfg.features)
@@ -68,7 +87,7 @@ class RecurrentBlock(nn.Module):
   ):
     del r  # The layers' caches hold the current row.
     h, cache, pending = self.layer.position(cache, x_Nx2h, cond_NxD, c)
-    out, skip = self._finish(x_Nx2h, h)
+    out, skip = self.finish(x_Nx2h, h)
     return out, skip, cache, pending
 
   def end_row(self, cache: Cache, cond_NxWxD: Optional[jnp.ndarray]) -> Cache:
