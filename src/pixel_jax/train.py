@@ -74,10 +74,42 @@ def loss_and_backward(
 ) -> tuple[jax.Array, Callable]:
   """The mean NLL (nats/image) of a global batch (given its labels for a class-conditional
   model) and its backward pass: a function (a pytree holding the forward's saved values)
-  from the loss's cotangent to the parameters' gradient (jax.vjp). Pure."""
-  return jax.vjp(
+  from the loss's cotangent to the parameters' gradient (jax.vjp). Pure.
+
+  Only the saved values the backward pass reads are kept: jax.vjp also saves some it never
+  reads (e.g. the zero tangent of every ReLU, an array as large as its input), which a
+  compiled call returning them would write out every step.
+  """
+  loss, backward = jax.vjp(
     lambda p: evaluation.nll_fn(p, images_BxHxWxC, labels_B, model=model).mean(), params
   )
+  saved, treedef = jax.tree.flatten(backward)
+  jaxpr = jax.make_jaxpr(lambda *s: jax.tree.unflatten(treedef, s)(jnp.ones_like(loss)))(
+    *saved
+  ).jaxpr
+  read = {v for eqn in jaxpr.eqns for v in eqn.invars if isinstance(v, jax.extend.core.Var)}
+  read |= {v for v in jaxpr.outvars if isinstance(v, jax.extend.core.Var)}
+  kept = tuple(v in read for v in jaxpr.invars)
+  unread = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a, k in zip(saved, kept) if not k)
+  kept_saved = [a for a, k in zip(saved, kept) if k]
+  return loss, jax.tree_util.Partial(
+    functools.partial(_backward_of_kept, treedef, kept, unread), *kept_saved
+  )
+
+
+def _backward_of_kept(treedef: Any, kept: tuple[bool, ...], unread: tuple, *args: Any) -> Any:
+  """jax.vjp's backward pass from the saved values it reads (`args`, then the cotangent);
+  the values it never reads are stood in for by zeros (removed when compiled)."""
+  *kept_saved, cotangent = args
+  kept_iter, unread_iter = iter(kept_saved), iter(unread)
+  saved = []
+  for k in kept:
+    if k:
+      saved.append(next(kept_iter))
+    else:
+      shape = next(unread_iter)
+      saved.append(jnp.zeros(shape.shape, shape.dtype))
+  return jax.tree.unflatten(treedef, saved)(cotangent)
 
 
 def apply_gradients(
