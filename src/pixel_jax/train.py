@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from absl import logging
 import jax
+import jax.extend
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
