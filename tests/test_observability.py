@@ -3,6 +3,7 @@
 import glob
 import logging as std_logging
 import os
+import subprocess
 import sys
 
 from absl import logging
@@ -83,3 +84,27 @@ def test_no_profile_when_resuming_past_the_steps(tmp_path):
   _run_steps(profiler.StepProfiler((2, 3), str(tmp_path), start_step=3), 5)
   _run_steps(profiler.StepProfiler((), str(tmp_path)), 2)
   assert not (tmp_path / 'profile').exists()
+
+
+def test_tensorboard_writer_does_not_import_torch(tmp_path):
+  """tensorboardX imports any installed torch; the metrics writer keeps it out (seconds at
+  every start where torch is installed, e.g. Colab) and leaves `import torch` working."""
+  fake = tmp_path / 'site' / 'torch'
+  fake.mkdir(parents=True)
+  (fake / '__init__.py').write_text('Tensor = object\n')
+  script = (
+    'import sys\n'
+    'from pixel_jax import metrics_writer\n'
+    f'writer = metrics_writer.MetricsWriter({str(tmp_path / "run")!r})\n'
+    "writer.write(1, {'loss': 2.0})\n"
+    "assert 'torch' not in sys.modules, 'tensorboardX imported torch'\n"
+    'import torch\n'
+    'assert torch.Tensor is object\n'
+    "print('ok')\n"
+  )
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / 'site'), *sys.path]))
+  result = subprocess.run(
+    [sys.executable, '-c', script], env=env, capture_output=True, text=True, timeout=120
+  )
+  assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr[-2000:]
+  assert glob.glob(str(tmp_path / 'run' / 'tensorboard' / 'events*'))

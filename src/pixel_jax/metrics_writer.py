@@ -4,10 +4,12 @@ Only process 0 writes; the others get a writer that does nothing, so callers nee
 `if jax.process_index() == 0` of their own.
 """
 
+import contextlib
 import io
 import json
 import math
 import os
+import sys
 import time
 from typing import Any, IO, Mapping, Optional
 
@@ -17,6 +19,27 @@ import numpy as np
 from pixel_jax import storage
 
 METRICS_FILE = 'metrics.jsonl'
+
+
+@contextlib.contextmanager
+def _torch_hidden():
+  """Imports of tensorboardX inside this block do not import PyTorch.
+
+  tensorboardX's package imports torch whenever it is installed (to accept torch tensors,
+  which this module never passes), and importing torch costs several seconds at every
+  start of a run, e.g. in Colab, where it is preinstalled. While torch is not imported yet,
+  the block marks it as missing (an `import torch` raises ImportError, which tensorboardX
+  handles) and then forgets the mark, so a later `import torch` of the user works.
+  """
+  if 'torch' in sys.modules:
+    yield
+    return
+  sys.modules['torch'] = None  # type: ignore[assignment]
+  try:
+    yield
+  finally:
+    if sys.modules.get('torch', 0) is None:
+      del sys.modules['torch']
 
 
 def _plain(value: Any) -> Any:
@@ -68,8 +91,9 @@ class _EventFile:
   write() returns, so a killed run loses none that its metrics.jsonl holds."""
 
   def __init__(self, directory: str, purge_step: Optional[int]):
-    from tensorboardX import event_file_writer  # pylint: disable=g-import-not-at-top
-    from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+    with _torch_hidden():
+      from tensorboardX import event_file_writer  # pylint: disable=g-import-not-at-top
+      from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
 
     self._event_pb2 = event_pb2
     storage.path(directory).mkdir(parents=True, exist_ok=True)
