@@ -51,6 +51,31 @@ def test_losses_at_a_fixed_seed_are_pinned(tiny_config, name):
   np.testing.assert_allclose(got, PINNED_LOSSES[name], rtol=1e-4)
 
 
+def test_two_call_step_on_cpu_is_the_one_call_step(tiny_config):
+  """On CPU the loop's step is two compiled calls (forward; backward and update), elsewhere
+  `one_call`: the same arithmetic, so the same losses, gradient norms and parameters."""
+  config = tiny_config('pixelcnn')
+  model = models.get_model(config)
+  tx = optim.make_optimizer(config)
+  mesh = sharding.make_mesh(1)
+  step = train.make_train_step(model, tx, mesh)
+  assert step.split  # The tests run on CPU.
+  images = np.random.default_rng(1).random((8, 8, 8, 1)) < 0.3
+  batch = sharding.shard_global_batch(images.astype(np.uint8), mesh)
+  runs = []
+  for call in (step, step.one_call):
+    state = train_state.init_state(config, model, tx, mesh)
+    metrics = []
+    for _ in range(2):
+      state, m = call(state, batch, None)
+      metrics.append((float(m['nll_nats']), float(m['grad_norm']), bool(m['finite'])))
+    runs.append((jax.device_get(state.params), metrics))
+  np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-5)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), *[r[0] for r in runs]
+  )
+
+
 @pytest.mark.slow  # Trains end to end.
 def test_train_on_bundled_digits(tmp_path, tiny_config):
   config = tiny_config()

@@ -150,16 +150,18 @@ class TrainStep:
   metrics), the state replicated and donated, the batch split over the mesh. The
   benchmarks time it.
 
-  Two compiled calls, `forward` (loss_and_backward) then `update` (apply_gradients), rather
-  than one: on CPU a compiled call's temporary buffer is freshly mapped memory every call
+  On CPU, two compiled calls, `forward` (loss_and_backward) then `update` (apply_gradients),
+  rather than one: there a compiled call's temporary buffer is freshly mapped memory every call
   (glibc serves allocations above 32 MB with mmap and unmaps them when freed), and one call
   doing forward, backward and update holds every saved activation in it (129 MB for the
   MNIST PixelCNN: ~31,500 page faults and zeroed pages per step, a third of its CPU time).
   Returned from `forward`, the saved activations are arrays of their own, each small enough
   for malloc to reuse step after step; only `update`'s smaller temporary buffer is mapped
   afresh. Same arithmetic as one call (the loss, gradients and update are unchanged).
+  Accelerators allocate from a pool held for the whole run, so there the step stays ONE
+  compiled call (`one_call`, which XLA may fuse across the forward/backward boundary).
 
-  `trace` and `lower` give `train_step` as ONE compiled call on the same shardings, for
+  `trace` and `lower` give `train_step` as one compiled call on the same shardings, for
   analysis (XLA's FLOP count and buffer sizes of the whole step).
   """
 
@@ -180,6 +182,7 @@ class TrainStep:
     )
     self.trace = self.one_call.trace
     self.lower = self.one_call.lower
+    self.split = all(device.platform == 'cpu' for device in mesh.devices.flat)
 
   def __call__(
     self,
@@ -187,6 +190,8 @@ class TrainStep:
     images_BxHxWxC: jax.Array,
     labels_B: Optional[jax.Array] = None,
   ) -> tuple[train_state.TrainState, dict]:
+    if not self.split:
+      return self.one_call(state, images_BxHxWxC, labels_B)
     loss, backward = self.forward(state.params, images_BxHxWxC, labels_B)
     return self.update(state, loss, backward)
 
