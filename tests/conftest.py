@@ -56,8 +56,16 @@ def tiny_config():
 def pytest_collection_modifyitems(config, items):
   """`make test-fast` (`-m "not slow"`) runs every test function once: the first case of a
   parametrized test stays fast, its other cases are marked slow, like the tests that start
-  processes or train a run end to end. `make test` runs every case."""
+  processes or train a run end to end. `make test` runs every case.
+
+  The tests marked slow in their module (processes, end-to-end runs: the longest, up to
+  ~90 s each) are collected first. pytest-xdist hands tests out in collection order, so the
+  long ones are spread over the workers early and the short ones fill the gaps, instead of
+  one long test starting last and running alone.
+  """
   del config
+  long_first = sorted(items, key=lambda item: item.get_closest_marker('slow') is None)
+  items[:] = long_first
   seen = set()
   for item in items:
     if getattr(item, 'callspec', None) is None:

@@ -747,17 +747,15 @@ def _assert_same_outputs(workdir, reference_dir):
 # left. Points at the same step follow one another only where the resumed run is sure to
 # reach the next one (its work at that step is still missing); after a kill that races an
 # asynchronous save (checkpoint_started, best_started) the next point is at a later step.
-# Every kind of point comes at least once; the best saves of 18 and 24 are among them (the
-# second removes the first: a kill there once left half a step, see checkpointing.py).
+# Every kind of point comes at least once; the best save of 24 is among them (it removes
+# the best checkpoint of 18: a kill there once left half a step, see checkpointing.py).
 KILL_POINTS = [
   'step:2',
   'checkpoint_started:3',
   'checkpoint_written:6',
   'eval_done:6',
   'eval_recorded:6',
-  'best_started:6',
   'best_written:12',
-  'sample_written:18',
   # The final phase.
   'best_started:24',
   'sample_written:24',
@@ -840,35 +838,48 @@ def test_second_main_on_a_workdir_stops_at_once_and_the_first_finishes(
   _assert_same_outputs(workdir, reference_dir)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
-def test_interruption_is_one_line_and_the_rerun_resumes(tmp_path, reference, cache_env, signum):
-  reference_dir, _ = reference
-  workdir = tmp_path / 'run'
-  args = [f'--config={TINY}', f'--workdir={workdir}', *RUN]
+def _interrupted_once_checkpoint_exists(args, env, checkpoint, signum):
+  """Runs main until `checkpoint` is saved, sends it `signum`, and checks its one line:
+  the step it stopped at and the newest checkpoint, which is on disk. Returns that step."""
   proc = subprocess.Popen(
     [sys.executable, '-m', 'pixel_jax.main', *args],
-    env=cache_env,
+    env=env,
     stdout=subprocess.PIPE,
     stderr=subprocess.PIPE,
     text=True,
   )
-  first = workdir / 'checkpoints' / '6'
-  while proc.poll() is None and not first.exists():
+  while proc.poll() is None and not checkpoint.exists():
     time.sleep(0.02)
   proc.send_signal(signum)
   _, err = proc.communicate(timeout=120)
-  result = subprocess.CompletedProcess(proc.args, proc.returncode, '', err)
-  line = _one_error_line(result)
+  line = _one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, '', err))
   match = re.fullmatch(
     r'interrupted at step (\d+); checkpoint at step (\d+); rerun the same '
     r'command to resume\.',
     line,
   )
   assert match, line
-  assert int(match.group(2)) <= int(match.group(1)) < 24
-  assert int(match.group(2)) == max(int(s) for s in os.listdir(workdir / 'checkpoints'))
+  stopped, saved = int(match.group(1)), int(match.group(2))
+  assert saved <= stopped < 24
+  assert saved == max(int(s) for s in os.listdir(checkpoint.parent))
+  return stopped
+
+
+@pytest.mark.slow
+def test_interruption_is_one_line_and_the_rerun_resumes(tmp_path, reference, cache_env):
+  """Ctrl-C (SIGINT), then a SIGTERM (a scheduler's stop) in the resumed run: each stops
+  with one line at a step boundary, and the last rerun ends as the uninterrupted run."""
+  reference_dir, _ = reference
+  workdir = tmp_path / 'run'
+  args = [f'--config={TINY}', f'--workdir={workdir}', *RUN]
+  first = _interrupted_once_checkpoint_exists(
+    args, cache_env, workdir / 'checkpoints' / '6', signal.SIGINT
+  )
   assert (workdir / 'pixel_jax.log').read_text().count('Traceback') >= 1  # Kept there.
+  second = _interrupted_once_checkpoint_exists(
+    args, cache_env, workdir / 'checkpoints' / '12', signal.SIGTERM
+  )
+  assert first < second
   rerun = _main(args, env=cache_env)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   _assert_same_outputs(workdir, reference_dir)

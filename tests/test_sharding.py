@@ -32,6 +32,7 @@ def test_bad_mesh_and_batch_size_name_the_field():
     sharding.make_mesh(9)
 
 
+@pytest.mark.slow  # Trains end to end, twice.
 def test_eight_devices_give_the_same_training_as_one(tmp_path, tiny_config):
   results = {}
   for n in (1, 8):
