@@ -58,8 +58,14 @@ def measure(
     hidden=config.model.hidden_channels,
     batch=batch,
   )
+  row.update(timed(config, batch, steps))
+  return row
+
+
+def timed(config, batch: int, steps: int) -> dict:
+  """The training step of `config` at `batch`, measured: the figures every sweep's row has."""
   r = bench_models.measure(config, steps)
-  row.update(
+  return dict(
     compile_s=r['compile_s'],
     step_s=r['step_s'],
     step_s_min=r['step_s_min'],
@@ -67,7 +73,6 @@ def measure(
     images_per_s=batch / r['step_s'],
     temp_bytes=r['memory'].get('temp'),
   )
-  return row
 
 
 def size_sweep(models, steps: int, sizes=IMAGE_SIZES, layers: int = SIZE_SWEEP_LAYERS):
@@ -97,19 +102,13 @@ def batch_sweep(models, steps: int, batches=BATCHES):
         os.path.join(bench_precision.REPO, 'experiments', f'{experiment}.py')
       )
       config.train.batch_size = batch
-      r = bench_models.measure(config, steps)
       yield dict(
         model=model,
         config=experiment,
         layers=config.model.num_layers,
         hidden=config.model.hidden_channels,
         batch=batch,
-        compile_s=r['compile_s'],
-        step_s=r['step_s'],
-        step_s_min=r['step_s_min'],
-        steps_timed=steps,
-        images_per_s=batch / r['step_s'],
-        temp_bytes=r['memory'].get('temp'),
+        **timed(config, batch, steps),
       )
 
 
