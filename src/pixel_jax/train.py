@@ -1,11 +1,11 @@
 """The training loop: `train_and_evaluate(config, workdir) -> (state, summary)`.
 
 Data parallel on a 1-D ('data',) mesh: the state is replicated, every batch is split over
-the devices, and the step (TrainStep: two compiled calls, the state donated) does forward,
-backward and the optimiser update. The step functions are module-level and pure; the loop
-around them only moves batches in, metrics out (one step late, so the next step is already
-queued) and runs the periodic work (log, evaluate, checkpoint, sample) behind one predicate,
-`itstime`.
+the devices, and the step (TrainStep: one compiled call, two on CPU; the state donated)
+does forward, backward and the optimiser update. The step functions are module-level and
+pure; the loop around them only moves batches in, metrics out (one step late, so the next
+step is already queued) and runs the periodic work (log, evaluate, checkpoint, sample)
+behind one predicate, `itstime`.
 
 The NLL, its units and the evaluation step are evaluation.py's; the state and its layout
 train_state.py's; checkpoints checkpointing.py's.
