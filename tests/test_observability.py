@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import tqdm
 
+from pixel_jax import checkpointing
 from pixel_jax import console
 from pixel_jax import profiler
 
@@ -29,6 +30,41 @@ def test_tfds_dataset_info_lines_are_dropped_and_others_kept():
   assert not handler.filter(_record(tfds_file, 'Load dataset info from %s'))
   assert handler.filter(_record(tfds_file, 'Reusing dataset %s'))
   assert handler.filter(_record('/src/pixel_jax/train.py', 'Load dataset info from %s'))
+
+
+def _raised_from(filename):
+  """The exc_info of an error raised by code that lives in `filename`."""
+  code = compile("raise ValueError('RESOURCE_EXHAUSTED: No space left')", filename, 'exec')
+  try:
+    exec(code)  # pylint: disable=exec-used
+  except ValueError:
+    return sys.exc_info()
+  raise AssertionError('not raised')
+
+
+def test_orbax_write_failures_asyncio_logs_at_exit_are_dropped():
+  # A save whose writes fail on a full disk: the run reports the first failure in one line;
+  # asyncio logs the others ("Task exception was never retrieved") with a traceback.
+  checkpointing.quiet_orbax_logs()
+  checkpointing.quiet_orbax_logs()  # Idempotent: one filter.
+  handler = logging.get_absl_handler()
+  assert sum(isinstance(f, checkpointing._QuietOrbax) for f in handler.filters) == 1
+  asyncio_file = '/usr/lib/python3/asyncio/base_events.py'
+
+  def record(exc_info):
+    return std_logging.LogRecord(
+      'asyncio',
+      std_logging.ERROR,
+      asyncio_file,
+      1,
+      'Task exception was never retrieved',
+      (),
+      exc_info,
+    )
+
+  assert not handler.filter(record(_raised_from('/venv/site-packages/orbax/checkpoint/x.py')))
+  assert handler.filter(record(_raised_from('/src/pixel_jax/train.py')))  # Not orbax's: kept.
+  assert handler.filter(record(None))
 
 
 def _log_while_bar_is_shown(capsys, above_bar: bool) -> str:

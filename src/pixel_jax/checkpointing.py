@@ -26,6 +26,7 @@ import json
 import logging as std_logging
 import os
 import re
+import traceback
 from typing import Any, Optional, Sequence, Union
 
 from absl import logging
@@ -47,13 +48,21 @@ MODEL_FIELDS = ('model', 'data.image_size', 'data.num_channels', 'data.num_level
 _TMP = re.compile(r'.*\.orbax-checkpoint-tmp.*')
 
 
+def _raised_in_orbax(record: std_logging.LogRecord) -> bool:
+  """Whether the record carries an exception raised inside orbax (asyncio logs the failed
+  writes of one save that nobody awaited: the first failure is the one the run reports)."""
+  tb = record.exc_info[2] if record.exc_info else None
+  return any('/orbax/' in frame.filename for frame in traceback.extract_tb(tb))
+
+
 class _QuietOrbax(std_logging.Filter):
   """Drops orbax's INFO records (it logs every directory it renames) and its tracebacks (a
-  failed save is reported by the run in one line); keeps its warnings."""
+  failed save is reported by the run in one line, also when asyncio logs the save's other
+  failed writes); keeps its warnings."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
     if '/orbax/' not in record.pathname:
-      return True
+      return not _raised_in_orbax(record)
     if record.exc_info:
       return False
     # A read-only manager (evaluate, sample) announces its adjusted options: not news.
