@@ -21,6 +21,7 @@ different numbers) is moved to checkpoints_set_aside/ with one warning and the n
 one is restored instead. Nothing here deletes a directory it cannot read.
 """
 
+import copy
 import hashlib
 import json
 import logging as std_logging
@@ -282,6 +283,24 @@ class _Corrupt(Exception):
   """A checkpoint that cannot be read back as it was written (internal)."""
 
 
+def _state_handler() -> ocp.StandardCheckpointHandler:
+  """orbax's StandardCheckpointHandler (same files, same metadata) that writes each
+  replicated array from its first replica only.
+
+  By default orbax splits a replicated array into one slice per replica ("replica-parallel"
+  writes), which compiles and runs one slicing computation per array and replica: ~1 s per
+  process start and ~0.3 s per save on 8 devices, for arrays of a few KB to a few MB here.
+  Orbax already leaves it off on GPUs. The array handler lives in this handler's own
+  registry, so other orbax users in the process keep their defaults.
+  """
+  array_handler = copy.copy(ocp.type_handlers.get_type_handler(jax.Array))
+  array_handler._use_replica_parallel = False  # pylint: disable=protected-access
+  registry = ocp.type_handlers.create_type_handler_registry((jax.Array, array_handler))
+  handler = ocp.StandardCheckpointHandler()
+  handler._impl = ocp.PyTreeCheckpointHandler(type_handler_registry=registry)  # pylint: disable=protected-access
+  return handler
+
+
 class Checkpointer:
   """The latest-N manager and the best-by-validation manager of one workdir.
 
@@ -305,7 +324,7 @@ class Checkpointer:
         directory,
         options=ocp.CheckpointManagerOptions(**options),
         item_handlers={
-          'state': ocp.StandardCheckpointHandler(),
+          'state': _state_handler(),
           'checksums': ocp.JsonCheckpointHandler(),
         },
       )
