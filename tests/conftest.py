@@ -4,7 +4,9 @@ runs (see pytest_collection_modifyitems)."""
 
 import os
 import pathlib
+import shutil
 import sys
+import tempfile
 
 # Must be set before jax initialises its backends so multi-device tests see 8 CPU devices.
 # The tests' models are tiny: compiling dominates their time and LLVM's optimisation passes
@@ -15,6 +17,16 @@ os.environ['XLA_FLAGS'] = (
   os.environ.get('XLA_FLAGS', '')
   + ' --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0'
 ).strip()
+
+# One persistent compilation cache for the whole run: both pytest-xdist workers (started
+# by this process, so they inherit the variable) and every process a test starts. The tests
+# build the same tiny models again and again; the first compile of each is stored and the
+# others load it (the same executable, so the same numbers). Removed when the run ends.
+_CACHE_OWNER = 'JAX_COMPILATION_CACHE_DIR' not in os.environ
+if _CACHE_OWNER:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='pixel_jax_test_jax_cache_')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
 import jax  # noqa: E402  (after XLA_FLAGS)
 import ml_collections  # noqa: E402
@@ -74,3 +86,9 @@ def pytest_collection_modifyitems(config, items):
     if function in seen:
       item.add_marker(pytest.mark.slow)
     seen.add(function)
+
+
+def pytest_unconfigure(config):
+  del config
+  if _CACHE_OWNER:
+    shutil.rmtree(os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)

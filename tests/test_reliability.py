@@ -459,7 +459,7 @@ def test_resumed_tensorboard_purges_redone_steps(tmp_path):
 
 
 def _env(**extra):
-  """The tests' environment (8 CPU devices) with a compilation cache shared by the runs."""
+  """The tests' environment (8 CPU devices, the run's compilation cache, see conftest.py)."""
   return dict(os.environ, PYTHONPATH=os.path.join(REPO, 'src'), **extra)
 
 
@@ -652,22 +652,11 @@ RUN = [
 ]
 
 
-@pytest.fixture(name='cache_env', scope='module')
-def fixture_cache_env(tmp_path_factory):
-  """The runs of this module share one persistent compilation cache: the first run
-  compiles, the others load (the same executables, so the same numbers)."""
-  return _env(
-    JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp('jax_cache')),
-    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0',
-  )
-
-
 @pytest.fixture(name='reference', scope='module')
-def fixture_reference(tmp_path_factory, cache_env):
+def fixture_reference(tmp_path_factory):
   """One uninterrupted run of RUN: what every interrupted run must end as."""
   workdir = tmp_path_factory.mktemp('reference') / 'run'
-  result = _main([f'--config={TINY}', f'--workdir={workdir}', *RUN], env=cache_env)
+  result = _main([f'--config={TINY}', f'--workdir={workdir}', *RUN])
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir, result.stdout
 
@@ -765,29 +754,27 @@ KILL_POINTS = [
 
 
 @pytest.mark.slow
-def test_killed_anywhere_and_resumed_ends_as_the_uninterrupted_run(tmp_path, reference, cache_env):
+def test_killed_anywhere_and_resumed_ends_as_the_uninterrupted_run(tmp_path, reference):
   reference_dir, reference_stdout = reference
   workdir = tmp_path / 'run'
   args = [f'--config={TINY}', f'--workdir={workdir}', *RUN]
   for kill_at in KILL_POINTS:
-    result = _main(args, env=dict(cache_env, PIXEL_JAX_KILL_AT=kill_at))
+    result = _main(args, env=_env(PIXEL_JAX_KILL_AT=kill_at))
     assert result.returncode == -signal.SIGKILL, (kill_at, result.stderr[-3000:])
-  result = _main(args, env=cache_env)
+  result = _main(args)
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'Done: 24 steps (from 24)' in result.stdout
   _assert_same_outputs(workdir, reference_dir)
   done = lambda text: text[text.index('| train loss') :]
   assert done(result.stdout) == done(reference_stdout)
   # Rerunning the finished run changes nothing and reports the same numbers.
-  again = _main(args, env=cache_env)
+  again = _main(args)
   assert again.returncode == 0 and done(again.stdout) == done(reference_stdout)
   _assert_same_outputs(workdir, reference_dir)
 
 
 @pytest.mark.slow
-def test_disk_full_is_one_line_and_the_rerun_ends_as_the_uninterrupted_run(
-  tmp_path, reference, cache_env
-):
+def test_disk_full_is_one_line_and_the_rerun_ends_as_the_uninterrupted_run(tmp_path, reference):
   reference_dir, _ = reference
   mount = tmp_path / 'small_disk'
   mount.mkdir()
@@ -796,7 +783,6 @@ def test_disk_full_is_one_line_and_the_rerun_ends_as_the_uninterrupted_run(
   result = _in_mount_namespace(
     f'mount -t tmpfs -o size=600k tmpfs {mount} && {{ {run}; echo "rc=$?" >&2; }} && '
     f'mount -o remount,size=16m {mount} && {run} && cp -a {workdir} {tmp_path}/kept',
-    env=cache_env,
   )
   lines = result.stderr.strip().splitlines()
   rc_line = [line for line in lines if line.startswith('rc=')]
@@ -811,15 +797,13 @@ def test_disk_full_is_one_line_and_the_rerun_ends_as_the_uninterrupted_run(
 
 
 @pytest.mark.slow
-def test_second_main_on_a_workdir_stops_at_once_and_the_first_finishes(
-  tmp_path, reference, cache_env
-):
+def test_second_main_on_a_workdir_stops_at_once_and_the_first_finishes(tmp_path, reference):
   reference_dir, _ = reference
   workdir = tmp_path / 'run'
   args = [f'--config={TINY}', f'--workdir={workdir}', *RUN]
   first = subprocess.Popen(
     [sys.executable, '-m', 'pixel_jax.main', *args],
-    env=cache_env,
+    env=_env(),
     stdout=subprocess.PIPE,
     stderr=subprocess.PIPE,
     text=True,
@@ -827,7 +811,7 @@ def test_second_main_on_a_workdir_stops_at_once_and_the_first_finishes(
   lock = workdir / workdir_lib.LOCK_FILE
   while first.poll() is None and not (lock.exists() and lock.read_text()):
     time.sleep(0.05)
-  second = _main(args, env=cache_env)
+  second = _main(args)
   assert first.poll() is None  # The second stopped while the first was still running.
   line = _one_error_line(second)
   assert line.startswith(
@@ -866,21 +850,21 @@ def _interrupted_once_checkpoint_exists(args, env, checkpoint, signum):
 
 
 @pytest.mark.slow
-def test_interruption_is_one_line_and_the_rerun_resumes(tmp_path, reference, cache_env):
+def test_interruption_is_one_line_and_the_rerun_resumes(tmp_path, reference):
   """Ctrl-C (SIGINT), then a SIGTERM (a scheduler's stop) in the resumed run: each stops
   with one line at a step boundary, and the last rerun ends as the uninterrupted run."""
   reference_dir, _ = reference
   workdir = tmp_path / 'run'
   args = [f'--config={TINY}', f'--workdir={workdir}', *RUN]
   first = _interrupted_once_checkpoint_exists(
-    args, cache_env, workdir / 'checkpoints' / '6', signal.SIGINT
+    args, _env(), workdir / 'checkpoints' / '6', signal.SIGINT
   )
   assert (workdir / 'pixel_jax.log').read_text().count('Traceback') >= 1  # Kept there.
   second = _interrupted_once_checkpoint_exists(
-    args, cache_env, workdir / 'checkpoints' / '12', signal.SIGTERM
+    args, _env(), workdir / 'checkpoints' / '12', signal.SIGTERM
   )
   assert first < second
-  rerun = _main(args, env=cache_env)
+  rerun = _main(args)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   _assert_same_outputs(workdir, reference_dir)
 
