@@ -114,7 +114,6 @@ def banded_scan(
     band_init = tuple(s0[:, :, lo:hi] for s0 in init)
     rows = jnp.arange(lo, hi)[None, None, :, None]
 
-    @layers.recomputed_in_backward
     def step(carry, column, band_init=band_init, rows=rows):
       t, gates_col = column
       h, c = hold_left_of_image(t, rows, column_step(kernel_Dx2hx4h, carry, gates_col), band_init)

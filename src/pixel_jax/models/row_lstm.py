@@ -95,7 +95,6 @@ class RowLSTM(nn.Module):
     kernel = self.state_to_state.astype(self.dtype)
     h0, c0 = self.initial_row(x_HxBxWxF[0])
 
-    @layers.recomputed_in_backward
     def step(carry, gates_BxWx4h):
       h, c = row_lstm_step(kernel, row_neighbours(carry[0]), carry[1], gates_BxWx4h)
       return (h, c), h
