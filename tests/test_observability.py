@@ -21,11 +21,18 @@ def _record(pathname, msg):
   return std_logging.LogRecord('absl', std_logging.WARNING, pathname, 1, msg, args, None)
 
 
-def test_tfds_dataset_info_lines_are_dropped_and_others_kept():
-  console.quiet_library_logs()
-  console.quiet_library_logs()  # Idempotent: one filter.
+def _filter_installed_once(install, filter_class):
+  """Calls install() twice and returns the absl handler, which must hold one filter of
+  filter_class (installing is idempotent)."""
+  install()
+  install()
   handler = logging.get_absl_handler()
-  assert sum(isinstance(f, console._QuietTfds) for f in handler.filters) == 1
+  assert sum(isinstance(f, filter_class) for f in handler.filters) == 1
+  return handler
+
+
+def test_tfds_dataset_info_lines_are_dropped_and_others_kept():
+  handler = _filter_installed_once(console.quiet_library_logs, console._QuietTfds)
   tfds_file = '/venv/site-packages/tensorflow_datasets/core/dataset_info.py'
   assert not handler.filter(_record(tfds_file, 'Load dataset info from %s'))
   assert handler.filter(_record(tfds_file, 'Reusing dataset %s'))
@@ -45,10 +52,7 @@ def _raised_from(filename):
 def test_orbax_write_failures_asyncio_logs_at_exit_are_dropped():
   # A save whose writes fail on a full disk: the run reports the first failure in one line;
   # asyncio logs the others ("Task exception was never retrieved") with a traceback.
-  checkpointing.quiet_orbax_logs()
-  checkpointing.quiet_orbax_logs()  # Idempotent: one filter.
-  handler = logging.get_absl_handler()
-  assert sum(isinstance(f, checkpointing._QuietOrbax) for f in handler.filters) == 1
+  handler = _filter_installed_once(checkpointing.quiet_orbax_logs, checkpointing._QuietOrbax)
   asyncio_file = '/usr/lib/python3/asyncio/base_events.py'
 
   def record(exc_info):

@@ -822,12 +822,12 @@ def test_second_main_on_a_workdir_stops_at_once_and_the_first_finishes(tmp_path,
   _assert_same_outputs(workdir, reference_dir)
 
 
-def _interrupted_once_checkpoint_exists(args, env, checkpoint, signum):
+def _interrupted_once_checkpoint_exists(args, checkpoint, signum):
   """Runs main until `checkpoint` is saved, sends it `signum`, and checks its one line:
   the step it stopped at and the newest checkpoint, which is on disk. Returns that step."""
   proc = subprocess.Popen(
     [sys.executable, '-m', 'pixel_jax.main', *args],
-    env=env,
+    env=_env(),
     stdout=subprocess.PIPE,
     stderr=subprocess.PIPE,
     text=True,
@@ -856,13 +856,9 @@ def test_interruption_is_one_line_and_the_rerun_resumes(tmp_path, reference):
   reference_dir, _ = reference
   workdir = tmp_path / 'run'
   args = [f'--config={TINY}', f'--workdir={workdir}', *RUN]
-  first = _interrupted_once_checkpoint_exists(
-    args, _env(), workdir / 'checkpoints' / '6', signal.SIGINT
-  )
+  first = _interrupted_once_checkpoint_exists(args, workdir / 'checkpoints' / '6', signal.SIGINT)
   assert (workdir / 'pixel_jax.log').read_text().count('Traceback') >= 1  # Kept there.
-  second = _interrupted_once_checkpoint_exists(
-    args, _env(), workdir / 'checkpoints' / '12', signal.SIGTERM
-  )
+  second = _interrupted_once_checkpoint_exists(args, workdir / 'checkpoints' / '12', signal.SIGTERM)
   assert first < second
   rerun = _main(args)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
