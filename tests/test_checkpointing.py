@@ -210,3 +210,39 @@ def test_steps_leave_whole_and_a_killed_deletion_is_finished(tmp_path):
   restored, step = reopened.restore(train_state.abstract_state(config, model, tx, mesh))
   reopened.close()
   assert step == 3 and int(restored.step) == 3
+
+
+DIRS = {'latest': checkpointing.LATEST_DIR, 'best': checkpointing.BEST_DIR}
+
+
+def test_steps_a_kill_left_beyond_keep_go_when_the_run_resumes(tmp_path):
+  """A kill after a new step is committed and before orbax deleted the steps it replaces
+  leaves them; the resumed run deletes them once it has restored its state."""
+  config = tiny.get_config()
+  config.train.keep_checkpoints = 2
+  mesh, model, tx = _parts(config)
+  state = train_state.init_state(config, model, tx, mesh)
+  states = {step: state.replace(step=state.step + step) for step in (1, 2, 3)}
+  ckpt = checkpointing.Checkpointer(str(tmp_path), keep=2)
+  for step, loss in ((1, 2.0), (2, 1.0)):  # Step 2 is the better one: 1 is deleted.
+    ckpt.save(step, states[step])
+    ckpt.save_best(step, states[step], eval_loss=loss)
+    ckpt.wait()
+    if step == 1:
+      for which, directory in DIRS.items():
+        shutil.copytree(tmp_path / directory / '1', tmp_path / f'{which}_1')
+  ckpt.save(3, states[3])
+  ckpt.close()
+  # What the kill left: the replaced steps back in place beside the new ones.
+  for which, directory in DIRS.items():
+    shutil.move(tmp_path / f'{which}_1', tmp_path / directory / '1')
+  resumed = checkpointing.Checkpointer(str(tmp_path), keep=2)
+  assert resumed.steps('latest') == [1, 2, 3] and resumed.steps('best') == [1, 2]
+  target = train_state.abstract_state(config, model, tx, mesh)
+  restored, step = train.restore_or_init(config, str(tmp_path), resumed, model, tx, mesh, target)
+  assert step == 3 and resumed.steps('latest') == [2, 3] and resumed.steps('best') == [2]
+  _assert_trees_equal(restored, states[3])
+  best, best_step = resumed.restore(target, which='best')
+  resumed.close()
+  assert best_step == 2
+  _assert_trees_equal(best, states[2])

@@ -313,6 +313,7 @@ class Checkpointer:
       raise ValueError(f'config.train.keep_checkpoints={keep} must be >= 1.')
     self.workdir = os.fspath(storage.path(workdir))  # Absolute, or a URI (gs://...).
     self.read_only = read_only
+    self.keep = keep
     self.latest_dir = os.path.join(self.workdir, LATEST_DIR)
     self.best_dir = os.path.join(self.workdir, BEST_DIR)
     self.set_aside_dir = os.path.join(self.workdir, SET_ASIDE_DIR)
@@ -419,6 +420,23 @@ class Checkpointer:
       pass
     self._set_aside(which, step, 'a different state of the same step is being saved')
     return True
+
+  def drop_steps_beyond_keep(self) -> None:
+    """Deletes the steps orbax would have deleted after the last save: the oldest beyond
+    `keep` (latest) and all but the lowest validation loss (best). For a resumed run, after
+    its restore.
+
+    orbax deletes them only once a new step is committed, so a run killed in between leaves
+    them, and a run resumed at its last step may save nothing that would delete them.
+    """
+    for which in ('latest', 'best'):
+      manager = self._manager(which)
+      steps = sorted(manager.all_steps())
+      kept = [manager.best_step()] if which == 'best' else steps[-self.keep :]
+      for step in steps:
+        if step not in kept:
+          manager.delete(step)
+      self._empty_deleted_steps(which)
 
   def _set_aside(self, which: str, step: int, reason: str) -> str:
     """Moves checkpoint `step` out of the managed directory; returns where it went."""

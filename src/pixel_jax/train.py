@@ -301,6 +301,7 @@ def restore_or_init(
       raise
     logging.warning('Starting from step 0: no usable checkpoint is left in %s.', ckpt.latest_dir)
     return train_state.init_state(config, model, tx, mesh), 0
+  ckpt.drop_steps_beyond_keep()
   logging.info('Resumed from %s at step %d.', ckpt.latest_dir, step)
   return state, step
 
