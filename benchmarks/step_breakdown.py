@@ -42,6 +42,7 @@ import jax
 
 import bench_models
 import bench_sampling
+import run_all
 
 CATEGORIES = ('matrix products', 'saved values', 'zero fills', 'copies', 'elementwise')
 
@@ -160,14 +161,16 @@ def main():
   parser.add_argument('--network', choices=('experiment', 'bench'), default='experiment')
   parser.add_argument('--steps', type=int, default=5, help='Steps traced per model.')
   args = parser.parse_args()
+  c = run_all.conditions()
   print(
-    f'{args.network} networks, batch 16, {args.steps} traced steps each; jax '
-    f'{jax.__version__} on {jax.devices()[0].device_kind}, {os.cpu_count()} cores; '
-    f'load {os.getloadavg()[0]:.1f}'
+    f'{args.network} networks, batch 16, {args.steps} traced steps each; {c["time_utc"]}, '
+    f'{c["cpu_count"]} cores of {c["cpu"]}, jax {c["jax"]} on {c["device_kind"]}; '
+    f'load {c["load_average"][0]:.1f}'
   )
   for model in args.models.split(','):
     events, hlo, wall_ms = trace_step(make_config(model, args.network), args.steps)
     print_breakdown(model, breakdown(events, hlo, args.steps), wall_ms)
+  print(f'\nload {os.getloadavg()[0]:.1f} after')
 
 
 if __name__ == '__main__':

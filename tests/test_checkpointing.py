@@ -219,11 +219,12 @@ def test_steps_a_kill_left_beyond_keep_go_when_the_run_resumes(tmp_path):
   """A kill after a new step is committed and before orbax deleted the steps it replaces
   leaves them; the resumed run deletes them once it has restored its state."""
   config = tiny.get_config()
-  config.train.keep_checkpoints = 2
+  keep = config.train.keep_checkpoints
+  assert keep == 2  # One latest step (1) beyond it after step 3.
   mesh, model, tx = _parts(config)
   state = train_state.init_state(config, model, tx, mesh)
   states = {step: state.replace(step=state.step + step) for step in (1, 2, 3)}
-  ckpt = checkpointing.Checkpointer(str(tmp_path), keep=2)
+  ckpt = checkpointing.Checkpointer(str(tmp_path), keep=keep)
   for step, loss in ((1, 2.0), (2, 1.0)):  # Step 2 is the better one: 1 is deleted.
     ckpt.save(step, states[step])
     ckpt.save_best(step, states[step], eval_loss=loss)
@@ -236,7 +237,7 @@ def test_steps_a_kill_left_beyond_keep_go_when_the_run_resumes(tmp_path):
   # What the kill left: the replaced steps back in place beside the new ones.
   for which, directory in DIRS.items():
     shutil.move(tmp_path / f'{which}_1', tmp_path / directory / '1')
-  resumed = checkpointing.Checkpointer(str(tmp_path), keep=2)
+  resumed = checkpointing.Checkpointer(str(tmp_path), keep=keep)
   assert resumed.steps('latest') == [1, 2, 3] and resumed.steps('best') == [1, 2]
   target = train_state.abstract_state(config, model, tx, mesh)
   restored, step = train.restore_or_init(config, str(tmp_path), resumed, model, tx, mesh, target)
